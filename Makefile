@@ -1,0 +1,68 @@
+# dataset-ops: `make demo` runs the IMDb pipeline locally, `make test` runs the whole test suite.
+# Both install what is missing first (system packages, uv, the pinned virtualenv).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+APT_PACKAGES := pkg-config libmariadb-dev
+BENCH_APT_PACKAGES := pgloader postgresql-client
+
+.PHONY: help install services lint test test-fast demo airflow bench lock clean
+
+help:
+	@echo "make demo    run the IMDb download + COPY load on the bundled sample (embedded services)"
+	@echo "make test    install what is missing, start services, lint, run all tests"
+	@echo "make airflow open the Airflow UI on the demo's home (http://localhost:8080)"
+	@echo "make bench   COPY load benchmark (needs pgloader; installed from Debian packages)"
+
+# --- installation ---------------------------------------------------------------------------
+define apt_ensure
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "install: apt-get install$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "install: please install these Debian packages as root:$$missing" >&2; exit 1; fi; \
+	fi
+endef
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(call apt_ensure,$(APT_PACKAGES))
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
+	@[ -x $(PY) ] || uv venv -q -p $(PYTHON) $(VENV)
+	uv pip install -q --compile-bytecode -p $(VENV) -r requirements.txt -r requirements-dev.txt
+	@touch $@
+
+install: $(STAMP)
+
+lock:
+	uv pip compile -q requirements.in -o requirements.txt
+	uv pip compile -q requirements-dev.in -o requirements-dev.txt
+
+services:
+	@scripts/services.sh
+
+# --- checks ---------------------------------------------------------------------------------
+lint: install
+	$(VENV)/bin/ruff check dags plugins tests benchmarks scripts
+
+test: install services lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# --- local use --------------------------------------------------------------------------------
+demo: install
+	$(PY) scripts/demo.py
+
+airflow: install
+	$(PY) scripts/demo.py --ui
+
+bench: install
+	$(call apt_ensure,$(BENCH_APT_PACKAGES))
+	@scripts/services.sh
+	$(PY) benchmarks/bench_imdb_copy.py $(BENCH_ARGS)
+
+clean:
+	rm -rf .data .pytest_cache .ruff_cache

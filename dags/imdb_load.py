@@ -1,0 +1,90 @@
+"""
+### IMDb load
+
+Loads the downloaded IMDb dumps into PostgreSQL (Connection `imdb_postgres`), schema `imdb`.
+Runs whenever `imdb_download` publishes a new version of any dump (Asset schedule), or manually.
+
+1. `plan`: files whose stored sha256 differs from the last published load (Param `force` loads
+   anyway).
+2. `stage` (mapped per file, pool `imdb_postgres`): gunzip streams straight into `COPY` into an
+   UNLOGGED table in `imdb_staging` (typed columns, `\\N` as NULL, arrays split); row counts are
+   checked against the file; then primary key, indexes, `ANALYZE`.
+3. `publish`: one transaction swaps all staged tables into `imdb` and records
+   `imdb.load_history`. Readers see the old generation or the new one, never a half-loaded table;
+   a failed file publishes nothing.
+
+Columns keep IMDb's names (`tconst`, `primaryTitle`, ...), unquoted, so they read as written.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from dataset_ops.dag_defaults import DEFAULT_ARGS, START_DATE
+from dataset_ops.imdb.assets import ANY_IMDB_RAW_UPDATE
+from dataset_ops.imdb.datasets import IMDB_FILE_NAMES
+
+IMDB_POOL = "imdb_postgres"
+
+
+@dag(
+    dag_id="imdb_load",
+    schedule=ANY_IMDB_RAW_UPDATE,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["imdb", "postgres", "load"],
+    doc_md=__doc__,
+    params={
+        "files": Param(
+            list(IMDB_FILE_NAMES),
+            type="array",
+            items={"type": "string", "enum": list(IMDB_FILE_NAMES)},
+            minItems=1,
+            uniqueItems=True,
+            title="Files",
+            description="Which dumps to consider for loading.",
+        ),
+        "force": Param(
+            False,
+            type="boolean",
+            title="Force",
+            description="Reload files even when the same content is already published.",
+        ),
+    },
+)
+def imdb_load():
+    @task
+    def plan(params=None) -> list[dict]:
+        """Files with a new stored version (or all, with `force`)."""
+        from dataset_ops.imdb.pipeline import connect, plan_load
+        from dataset_ops.storage import storage_from_variable
+
+        with connect() as conn:
+            return plan_load(conn, storage_from_variable(), params["files"], params["force"])
+
+    @task(pool=IMDB_POOL, map_index_template="{{ imdb_file }}")
+    def stage(item: dict, dag_run=None) -> dict:
+        """COPY one file into its staging table, then key, index and analyze it."""
+        from dataset_ops.imdb.pipeline import connect
+        from dataset_ops.imdb.pipeline import stage as stage_file
+        from dataset_ops.storage import storage_from_variable
+
+        get_current_context()["imdb_file"] = item["file"]
+        with connect() as conn:
+            return stage_file(conn, storage_from_variable(), item, dag_run.run_id)
+
+    @task
+    def publish(staged: list[dict], dag_run=None) -> list[dict]:
+        """Swap every staged table into `imdb` in one transaction."""
+        from dataset_ops.imdb.pipeline import connect
+        from dataset_ops.imdb.pipeline import publish as publish_tables
+
+        with connect() as conn:
+            return publish_tables(conn, list(staged), dag_run.run_id)
+
+    publish(stage.expand(item=plan()))
+
+
+imdb_load()

@@ -1,0 +1,19 @@
+"""Defaults every dataset-ops DAG shares (owner, retries with exponential backoff)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+
+#: ``default_args`` for every DAG of the suite.
+DEFAULT_ARGS: dict = {
+    "owner": "dataset-ops",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+#: First logical date of the suite's schedules.
+START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")

@@ -1,0 +1,132 @@
+"""Task bodies of the IMDb DAGs, importable and testable without a scheduler.
+
+The DAG files only wire these together. Connections: ``imdb_postgres`` (target database).
+Variables: ``dataset_ops_storage_root`` (where dumps are kept), ``imdb_base_url`` (download host).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from dataset_ops.imdb import load as loader
+from dataset_ops.imdb.datasets import IMDB_DEFAULT_BASE_URL, imdb_file
+from dataset_ops.imdb.download import DownloadResult, download_file, http_session, manifest_key
+from dataset_ops.storage import Storage, read_json
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger(__name__)
+
+IMDB_CONN_ID = "imdb_postgres"
+BASE_URL_VARIABLE = "imdb_base_url"
+
+
+def resolve_base_url(param_value: str | None) -> str:
+    """The Param ``base_url`` if set, else the Variable ``imdb_base_url``, else IMDb's host."""
+    if param_value:
+        return param_value
+    from airflow.sdk import Variable
+
+    return Variable.get(BASE_URL_VARIABLE, default=IMDB_DEFAULT_BASE_URL)
+
+
+def connect(conn_id: str = IMDB_CONN_ID) -> psycopg.Connection:
+    """An autocommit psycopg 3 connection from the Airflow Connection ``conn_id``."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    conn = PostgresHook(postgres_conn_id=conn_id).get_conn()
+    conn.autocommit = True
+    return conn
+
+
+def download(
+    name: str,
+    base_url: str,
+    storage: Storage,
+    *,
+    read_timeout: float = 60.0,
+    retries: int = 5,
+    backoff_factor: float = 2.0,
+    producer: dict | None = None,
+) -> DownloadResult:
+    """Download one dump (see :func:`dataset_ops.imdb.download.download_file`)."""
+    session = http_session(retries=retries, backoff_factor=backoff_factor)
+    return download_file(
+        imdb_file(name), base_url, storage, session=session, read_timeout=read_timeout,
+        producer=producer,
+    )
+
+
+def plan_load(conn: psycopg.Connection, storage: Storage, files: list[str], force: bool) -> list[dict]:
+    """Which downloaded dumps need loading: those whose sha256 differs from the last published.
+
+    :param files: IMDb names to consider.
+    :param force: load even if the same content was published before.
+    :returns: one dict per file to load: ``file``, ``key``, ``etag``, ``sha256``, ``rows``,
+        ``bytes``.
+    """
+    loader.ensure_schemas(conn)
+    plan = []
+    for name in files:
+        spec = imdb_file(name)
+        manifest = read_json(storage, manifest_key(spec))
+        if manifest is None:
+            log.warning("%s: not downloaded yet (no %s); run imdb_download first", name,
+                        storage.uri(manifest_key(spec)))
+            continue
+        last = loader.last_published(conn, spec.name)
+        if not force and last is not None and last["sha256"] == manifest["sha256"]:
+            log.info("%s: already published (sha256 %s, %s rows); skipping", name,
+                     manifest["sha256"][:12], f"{last['rows']:,}")
+            continue
+        plan.append({
+            "file": spec.name,
+            "key": manifest_key(spec).removesuffix(".json"),
+            "etag": manifest.get("etag"),
+            "sha256": manifest["sha256"],
+            "rows": manifest.get("rows"),
+            "bytes": manifest.get("bytes"),
+        })
+    log.info("files to load: %s", [p["file"] for p in plan] or "none")
+    return plan
+
+
+def stage(conn: psycopg.Connection, storage: Storage, item: dict, dag_run_id: str | None = None) -> dict:
+    """COPY one planned dump into its staging table; records ``failed`` history on error.
+
+    :param item: one entry of :func:`plan_load`.
+    :returns: ``item`` plus the :class:`~dataset_ops.imdb.load.StageResult` fields.
+    """
+    spec = imdb_file(item["file"])
+    started = time.monotonic()
+    try:
+        with storage.open_read(item["key"]) as fh:
+            result = loader.stage_file(
+                conn, spec, fh, total_bytes=item.get("bytes"), expected_rows=item.get("rows")
+            )
+    except Exception as exc:
+        loader.record_history(
+            conn, spec.name, "failed", etag=item.get("etag"), sha256=item.get("sha256"),
+            bytes_=item.get("bytes"), seconds=round(time.monotonic() - started, 3),
+            error=str(exc)[:2000], dag_run_id=dag_run_id,
+        )
+        raise
+    log.info("%s: staged %s rows in %.2f s (COPY %.2f s)", spec.name, f"{result.rows:,}",
+             result.total_seconds, result.copy_seconds)
+    return {**item, **result.to_dict()}
+
+
+def publish(conn: psycopg.Connection, staged: list[dict], dag_run_id: str | None = None) -> list[dict]:
+    """Swap all staged tables into ``imdb`` in one transaction; returns table/rows per file."""
+    if not staged:
+        log.info("nothing staged; the published tables stay as they are")
+        return []
+    loader.publish(conn, staged, dag_run_id=dag_run_id)
+    summary = [{"table": f"{loader.PUBLISHED_SCHEMA}.{s['table']}", "rows": s["rows"],
+                "seconds": s["total_seconds"]} for s in staged]
+    for row in summary:
+        log.info("published %(table)s: %(rows)s rows (%(seconds)s s)", row)
+    return summary

@@ -1,0 +1,169 @@
+"""Shared fixtures: an isolated Airflow home and real services started on demand.
+
+* Airflow: a fresh ``AIRFLOW_HOME`` (SQLite metadata DB, migrated once per session) whose DAG
+  folder is the project's ``dags/``, so ``dag.test()`` runs the real DAG files.
+* PostgreSQL: a throwaway database on the server at ``DATASET_OPS_TEST_PG`` (default
+  ``postgresql://postgres@127.0.0.1:5432/postgres``), dropped afterwards.
+* MariaDB: a throwaway database on ``127.0.0.1:3306`` (root, no password), dropped afterwards.
+* S3: moto's ``ThreadedMotoServer`` over HTTP on a free port.
+* HTTP: :class:`helpers.http_server.FileServer` serving a temporary folder.
+
+`make test` starts PostgreSQL and MariaDB when they are down; a fixture whose service does not
+answer fails with what it needs, it never skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# --- Airflow home: set before anything imports airflow -------------------------------------
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="dataset-ops-airflow-test-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    }
+)
+
+
+def pytest_sessionstart(session):
+    """Migrate the test metadata DB once (about 6 s)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        capture_output=True, text=True, env=os.environ.copy(),
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout}\n{result.stderr}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+PG_ADMIN_URL = os.environ.get("DATASET_OPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """URL of a fresh, empty PostgreSQL database on the real server; dropped at the end."""
+    import psycopg
+
+    name = f"dataset_ops_test_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is needed at {PG_ADMIN_URL} (run `make services`): {exc}")
+    with admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def imdb_conn_env(postgres_url, monkeypatch) -> str:
+    """Point the Airflow Connection ``imdb_postgres`` at the test database."""
+    monkeypatch.setenv("AIRFLOW_CONN_IMDB_POSTGRES", postgres_url)
+    return postgres_url
+
+
+@pytest.fixture
+def pg(postgres_url):
+    """An autocommit psycopg 3 connection to the test database, with no ``imdb*`` schemas yet."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS imdb, imdb_staging CASCADE")
+        yield conn
+
+
+# --- MariaDB -----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def mariadb_url() -> str:
+    """URL of a fresh MariaDB database on 127.0.0.1:3306 (root); dropped at the end."""
+    import pymysql
+
+    name = f"dataset_ops_test_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = pymysql.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=5)
+    except pymysql.err.OperationalError as exc:
+        pytest.fail(f"MariaDB is needed at 127.0.0.1:3306 (run `make services`): {exc}")
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    yield f"mysql://root@127.0.0.1:3306/{name}"
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+    admin.close()
+
+
+# --- S3 over HTTP (moto server) ----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """Endpoint URL of a moto S3 server running in this process for the session."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, monkeypatch) -> str:
+    """A new bucket on the moto server; the Connection ``aws_default`` points at it."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps({
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+        }),
+    )
+    bucket = f"test-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return bucket
+
+
+# --- HTTP file server --------------------------------------------------------------------------
+@pytest.fixture
+def file_server(tmp_path):
+    """A :class:`helpers.http_server.FileServer` serving ``tmp_path / "www"``."""
+    from helpers.http_server import FileServer
+
+    root = tmp_path / "www"
+    root.mkdir()
+    server = FileServer(root)
+    yield server
+    server.close()

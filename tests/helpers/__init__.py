@@ -1,0 +1,1 @@
+"""Test helpers: local servers and data builders shared by the test suite."""

@@ -1,0 +1,95 @@
+"""Both IMDb DAGs end to end with ``dag.test()``: real IMDb files over HTTP, S3 (moto server) or a
+local folder as storage, and the real PostgreSQL server as target."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from helpers.imdb_data import FULL_RATINGS, FULL_RATINGS_ROWS, build_dump_folder
+
+from dataset_ops.imdb.datasets import IMDB_FILE_NAMES
+
+pytestmark = pytest.mark.integration
+
+
+def _dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag()
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag(dag_id)
+
+
+def _states(dag_run) -> dict[str, list[str]]:
+    states: dict[str, list[str]] = {}
+    for ti in dag_run.get_task_instances():
+        states.setdefault(ti.task_id, []).append(str(ti.state))
+    return states
+
+
+@pytest.fixture(params=["s3", "local"])
+def storage_root(request, monkeypatch, tmp_path):
+    """The Variable ``dataset_ops_storage_root``: a bucket on the moto server, or a folder."""
+    if request.param == "s3":
+        bucket = request.getfixturevalue("s3_bucket")
+        root = f"s3://{bucket}/datasets"
+    else:
+        root = str(tmp_path / "storage")
+    monkeypatch.setenv("AIRFLOW_VAR_DATASET_OPS_STORAGE_ROOT", root)
+    return root
+
+
+def test_download_then_load_all_seven_files(file_server, storage_root, imdb_conn_env, pg, monkeypatch):
+    rows = build_dump_folder(file_server.root, IMDB_FILE_NAMES)
+    monkeypatch.setenv("AIRFLOW_VAR_IMDB_BASE_URL", file_server.url)
+    download_dag, load_dag = _dag("imdb_download"), _dag("imdb_load")
+
+    run = download_dag.test()
+    assert _states(run)["download"] == ["success"] * 7, _states(run)
+    assert all(file_server.count(f"{n}.tsv.gz", 200) == 1 for n in IMDB_FILE_NAMES)
+
+    run = load_dag.test()
+    assert str(run.state) == "success", _states(run)
+    assert _states(run)["stage"] == ["success"] * 7
+    for name in IMDB_FILE_NAMES:
+        table = name.replace(".", "_")
+        assert pg.execute(f"SELECT count(*) FROM imdb.{table}").fetchone()[0] == rows[name], name
+    # Spot checks of real rows, typed as the IMDb dataset page says.
+    assert pg.execute(
+        "SELECT titleType, primaryTitle, isAdult, startYear, runtimeMinutes, genres "
+        "FROM imdb.title_basics WHERE tconst = 'tt0000001'"
+    ).fetchone() == ("short", "Carmencita", False, 1894, 1, ["Documentary", "Short"])
+    assert pg.execute(
+        "SELECT primaryName, birthYear, primaryProfession FROM imdb.name_basics WHERE nconst = 'nm0000001'"
+    ).fetchone() == ("Fred Astaire", 1899, ["actor", "miscellaneous", "producer"])
+    assert pg.execute(
+        "SELECT attributes FROM imdb.title_akas WHERE titleId = 'tt0007189' AND ordering = 5"
+    ).fetchone() == (["reissue title", "recut version"],)
+    assert pg.execute(
+        "SELECT characters FROM imdb.title_principals WHERE tconst = 'tt0000001' AND ordering = 1"
+    ).fetchone() == ('["Self"]',)
+    history = pg.execute(
+        "SELECT file, status, rows FROM imdb.load_history ORDER BY file"
+    ).fetchall()
+    assert history == sorted((n, "published", rows[n]) for n in IMDB_FILE_NAMES)
+
+    # Second run, nothing changed: 304s, every download skipped, nothing loaded.
+    run = download_dag.test()
+    assert _states(run)["download"] == ["skipped"] * 7
+    assert all(file_server.count(f"{n}.tsv.gz", 304) == 1 for n in IMDB_FILE_NAMES)
+    run = load_dag.test()
+    assert str(run.state) == "success"
+    assert "stage" not in _states(run) or set(_states(run)["stage"]) == {"skipped"}
+    assert pg.execute("SELECT count(*) FROM imdb.load_history").fetchone()[0] == 7
+
+    # The complete title.ratings dump replaces the slice: only that file moves.
+    shutil.copyfile(FULL_RATINGS, file_server.root / "title.ratings.tsv.gz")
+    run = download_dag.test()
+    assert sorted(_states(run)["download"]) == ["skipped"] * 6 + ["success"]
+    run = load_dag.test()
+    assert _states(run)["stage"] == ["success"]
+    assert pg.execute("SELECT count(*) FROM imdb.title_ratings").fetchone()[0] == FULL_RATINGS_ROWS
+    assert pg.execute(
+        "SELECT averageRating::text, numVotes FROM imdb.title_ratings WHERE tconst = 'tt0000001'"
+    ).fetchone() == ("5.8", 1354)
+    assert pg.execute("SELECT count(*) FROM imdb.title_basics").fetchone()[0] == rows["title.basics"]
