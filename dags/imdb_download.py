@@ -9,7 +9,7 @@ storage (Variable `dataset_ops_storage_root`) under `imdb/raw/`, one mapped task
   skipped and transfer nothing.
 * The body streams to storage (never held in memory) and is checked on the way: complete gzip,
   the expected header line. A broken file never replaces the stored one.
-* Each new file emits an event on its Asset `dataset-ops://imdb/raw/<file>.tsv.gz`, which
+* Each new file emits an event on its Asset `x-dataset-ops://imdb/raw/<file>.tsv.gz`, which
   schedules `imdb_load`.
 
 Params: `base_url` (empty: the Variable `imdb_base_url`, default `https://datasets.imdbws.com/`),

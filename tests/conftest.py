@@ -47,7 +47,9 @@ def pytest_sessionstart(session):
     """Migrate the test metadata DB once (about 6 s)."""
     result = subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"],
-        capture_output=True, text=True, env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
     )
     if result.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{result.stdout}\n{result.stderr}")
@@ -144,12 +146,14 @@ def s3_bucket(s3_endpoint, monkeypatch) -> str:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv(
         "AIRFLOW_CONN_AWS_DEFAULT",
-        json.dumps({
-            "conn_type": "aws",
-            "login": "testing",
-            "password": "testing",
-            "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
-        }),
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+            }
+        ),
     )
     bucket = f"test-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)

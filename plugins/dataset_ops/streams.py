@@ -90,7 +90,7 @@ class GunzipCounter:
 
     def _check_header(self, text: bytes) -> None:
         assert self._header_buf is not None and self.expected_header is not None
-        self._header_buf += text[: MAX_HEADER_BYTES]
+        self._header_buf += text[:MAX_HEADER_BYTES]
         end = self._header_buf.find(b"\n")
         if end < 0:
             if len(self._header_buf) >= MAX_HEADER_BYTES:
@@ -150,7 +150,12 @@ class ProgressLog:
         rows_part = f", {rows:,} rows" if rows is not None else ""
         log.info(
             "%s: %s%.1f MiB%s, %.1f MiB/s, %.1f s",
-            self.what, pct, done_bytes / (1 << 20), rows_part, rate, elapsed,
+            self.what,
+            pct,
+            done_bytes / (1 << 20),
+            rows_part,
+            rate,
+            elapsed,
         )
 
 
@@ -203,8 +208,7 @@ class VerifyingReader:
         if self.expected_bytes is not None and self.gunzip.compressed_bytes != self.expected_bytes:
             raise StreamFormatError(
                 self.source,
-                f"incomplete body: got {self.gunzip.compressed_bytes:,} of "
-                f"{self.expected_bytes:,} bytes",
+                f"incomplete body: got {self.gunzip.compressed_bytes:,} of {self.expected_bytes:,} bytes",
             )
         self.gunzip.finish()
         return b""
@@ -215,9 +219,7 @@ class VerifyingReader:
         return self.gunzip.compressed_bytes
 
 
-def gunzip_blocks(
-    fileobj: BinaryIO, counter: GunzipCounter, block_size: int = BLOCK_SIZE
-) -> Iterator[bytes]:
+def gunzip_blocks(fileobj: BinaryIO, counter: GunzipCounter, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
     """Yield decompressed, non-empty blocks of ``fileobj`` through ``counter``; check the end."""
     while True:
         block = fileobj.read(block_size)

@@ -83,8 +83,7 @@ class FileServer:
         last_modified = formatdate(mtime, usegmt=True)
         if h.headers.get("If-None-Match") == etag:
             return self._reply(h, path, 304, b"", {"ETag": etag})
-        headers = {"ETag": etag, "Last-Modified": last_modified,
-                   "Content-Type": "application/x-gzip"}
+        headers = {"ETag": etag, "Last-Modified": last_modified, "Content-Type": "application/x-gzip"}
         if fault and fault.stall_after is not None:
             self._reply(h, path, 200, body[: fault.stall_after], headers, length=len(body))
             time.sleep(fault.stall_seconds)

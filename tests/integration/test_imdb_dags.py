@@ -15,9 +15,27 @@ pytestmark = pytest.mark.integration
 
 def _dag(dag_id: str):
     from airflow.dag_processing.dagbag import DagBag
+
     bag = DagBag()
     assert not bag.import_errors, bag.import_errors
     return bag.get_dag(dag_id)
+
+
+def _asset_events() -> dict[str, list[dict]]:
+    """Asset events in the metadata DB: URI -> list of extras."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetModel.uri, AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+        ).all()
+    events: dict[str, list[dict]] = {}
+    for uri, extra in rows:
+        if uri.startswith("x-dataset-ops://imdb/raw/"):
+            events.setdefault(uri.rsplit("/", 1)[1], []).append(extra)
+    return events
 
 
 def _states(dag_run) -> dict[str, list[str]]:
@@ -43,10 +61,22 @@ def test_download_then_load_all_seven_files(file_server, storage_root, imdb_conn
     rows = build_dump_folder(file_server.root, IMDB_FILE_NAMES)
     monkeypatch.setenv("AIRFLOW_VAR_IMDB_BASE_URL", file_server.url)
     download_dag, load_dag = _dag("imdb_download"), _dag("imdb_load")
+    events_before = {k: len(v) for k, v in _asset_events().items()}
+
+    def new_events():
+        return {
+            k: len(v) - events_before.get(k, 0)
+            for k, v in _asset_events().items()
+            if len(v) > events_before.get(k, 0)
+        }
 
     run = download_dag.test()
     assert _states(run)["download"] == ["success"] * 7, _states(run)
     assert all(file_server.count(f"{n}.tsv.gz", 200) == 1 for n in IMDB_FILE_NAMES)
+    assert new_events() == {f"{n}.tsv.gz": 1 for n in IMDB_FILE_NAMES}
+    extra = _asset_events()["title.ratings.tsv.gz"][-1]
+    assert extra["rows"] == rows["title.ratings"] and extra["status"] == "downloaded"
+    assert extra["uri"].endswith("imdb/raw/title.ratings.tsv.gz") and extra["etag"]
 
     run = load_dag.test()
     assert str(run.state) == "success", _states(run)
@@ -68,15 +98,14 @@ def test_download_then_load_all_seven_files(file_server, storage_root, imdb_conn
     assert pg.execute(
         "SELECT characters FROM imdb.title_principals WHERE tconst = 'tt0000001' AND ordering = 1"
     ).fetchone() == ('["Self"]',)
-    history = pg.execute(
-        "SELECT file, status, rows FROM imdb.load_history ORDER BY file"
-    ).fetchall()
+    history = pg.execute("SELECT file, status, rows FROM imdb.load_history ORDER BY file").fetchall()
     assert history == sorted((n, "published", rows[n]) for n in IMDB_FILE_NAMES)
 
     # Second run, nothing changed: 304s, every download skipped, nothing loaded.
     run = download_dag.test()
     assert _states(run)["download"] == ["skipped"] * 7
     assert all(file_server.count(f"{n}.tsv.gz", 304) == 1 for n in IMDB_FILE_NAMES)
+    assert new_events() == {f"{n}.tsv.gz": 1 for n in IMDB_FILE_NAMES}  # no new ones
     run = load_dag.test()
     assert str(run.state) == "success"
     assert "stage" not in _states(run) or set(_states(run)["stage"]) == {"skipped"}
@@ -86,6 +115,7 @@ def test_download_then_load_all_seven_files(file_server, storage_root, imdb_conn
     shutil.copyfile(FULL_RATINGS, file_server.root / "title.ratings.tsv.gz")
     run = download_dag.test()
     assert sorted(_states(run)["download"]) == ["skipped"] * 6 + ["success"]
+    assert new_events()["title.ratings.tsv.gz"] == 2
     run = load_dag.test()
     assert _states(run)["stage"] == ["success"]
     assert pg.execute("SELECT count(*) FROM imdb.title_ratings").fetchone()[0] == FULL_RATINGS_ROWS

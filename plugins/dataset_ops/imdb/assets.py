@@ -1,6 +1,7 @@
 """Airflow Assets that link ``imdb_download`` (producer) to ``imdb_load`` (consumer).
 
-One Asset per dump, e.g. ``dataset-ops://imdb/raw/title.basics.tsv.gz``; the URI names the key
+One Asset per dump, e.g. ``x-dataset-ops://imdb/raw/title.basics.tsv.gz`` (``x-``: a custom
+scheme Airflow leaves as is, so parsing loads no provider); the URI names the key
 below the storage root (the Variable ``dataset_ops_storage_root``), and each event's extra holds
 the full URI, ETag, size in bytes, sha256 and row count. The download task is mapped over the
 files, so it declares the alias :data:`IMDB_RAW_ALIAS` and attaches an event only for the file it
@@ -24,7 +25,7 @@ def imdb_raw_asset(name: str) -> Asset:
     spec = imdb_file(name)
     return Asset(
         name=f"imdb_raw_{spec.table}",
-        uri=f"dataset-ops://imdb/raw/{spec.file_name}",
+        uri=f"x-dataset-ops://imdb/raw/{spec.file_name}",
         group="imdb",
     )
 

@@ -166,8 +166,13 @@ def download_file(
             **(producer or {}),
         }
         write_json(storage, manifest_key(spec), manifest)
-        log.info("%s: stored %s (%s bytes, %s rows)", url, storage.uri(key), f"{written:,}",
-                 f"{manifest['rows']:,}")
+        log.info(
+            "%s: stored %s (%s bytes, %s rows)",
+            url,
+            storage.uri(key),
+            f"{written:,}",
+            f"{manifest['rows']:,}",
+        )
         return _result(spec, "downloaded", url, key, storage, manifest)
 
 

@@ -78,9 +78,7 @@ def ensure_schemas(conn: psycopg.Connection) -> None:
               recorded_at timestamptz NOT NULL DEFAULT now()
             )"""
         )
-        conn.execute(
-            f"CREATE INDEX IF NOT EXISTS load_history_file_idx ON {HISTORY_TABLE} (file, id)"
-        )
+        conn.execute(f"CREATE INDEX IF NOT EXISTS load_history_file_idx ON {HISTORY_TABLE} (file, id)")
 
 
 def record_history(
@@ -129,8 +127,9 @@ def _copy_error(spec: ImdbFile, exc: Exception) -> ImdbLoadError:
     match = _LINE_RE.search(context)
     line = f"line {match.group(1)}: " if match else ""
     detail = context.strip().splitlines()[0] if context else ""
-    return ImdbLoadError(f"{spec.file_name}: {line}{primary} ({detail})" if detail else
-                         f"{spec.file_name}: {line}{primary}")
+    return ImdbLoadError(
+        f"{spec.file_name}: {line}{primary} ({detail})" if detail else f"{spec.file_name}: {line}{primary}"
+    )
 
 
 def stage_file(
@@ -188,7 +187,9 @@ def stage_file(
     try:
         _finish_staging_table(conn, spec)
     except psycopg.Error as exc:
-        raise ImdbLoadError(f"{spec.file_name}: {str(exc).strip()}") from exc
+        detail = exc.diag.message_detail
+        reason = exc.diag.message_primary or str(exc).strip()
+        raise ImdbLoadError(f"{spec.file_name}: {reason}" + (f": {detail}" if detail else "")) from exc
     return StageResult(
         file=spec.name,
         table=spec.table,

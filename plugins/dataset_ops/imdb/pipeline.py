@@ -55,7 +55,11 @@ def download(
     """Download one dump (see :func:`dataset_ops.imdb.download.download_file`)."""
     session = http_session(retries=retries, backoff_factor=backoff_factor)
     return download_file(
-        imdb_file(name), base_url, storage, session=session, read_timeout=read_timeout,
+        imdb_file(name),
+        base_url,
+        storage,
+        session=session,
+        read_timeout=read_timeout,
         producer=producer,
     )
 
@@ -74,22 +78,31 @@ def plan_load(conn: psycopg.Connection, storage: Storage, files: list[str], forc
         spec = imdb_file(name)
         manifest = read_json(storage, manifest_key(spec))
         if manifest is None:
-            log.warning("%s: not downloaded yet (no %s); run imdb_download first", name,
-                        storage.uri(manifest_key(spec)))
+            log.warning(
+                "%s: not downloaded yet (no %s); run imdb_download first",
+                name,
+                storage.uri(manifest_key(spec)),
+            )
             continue
         last = loader.last_published(conn, spec.name)
         if not force and last is not None and last["sha256"] == manifest["sha256"]:
-            log.info("%s: already published (sha256 %s, %s rows); skipping", name,
-                     manifest["sha256"][:12], f"{last['rows']:,}")
+            log.info(
+                "%s: already published (sha256 %s, %s rows); skipping",
+                name,
+                manifest["sha256"][:12],
+                f"{last['rows']:,}",
+            )
             continue
-        plan.append({
-            "file": spec.name,
-            "key": manifest_key(spec).removesuffix(".json"),
-            "etag": manifest.get("etag"),
-            "sha256": manifest["sha256"],
-            "rows": manifest.get("rows"),
-            "bytes": manifest.get("bytes"),
-        })
+        plan.append(
+            {
+                "file": spec.name,
+                "key": manifest_key(spec).removesuffix(".json"),
+                "etag": manifest.get("etag"),
+                "sha256": manifest["sha256"],
+                "rows": manifest.get("rows"),
+                "bytes": manifest.get("bytes"),
+            }
+        )
     log.info("files to load: %s", [p["file"] for p in plan] or "none")
     return plan
 
@@ -109,13 +122,24 @@ def stage(conn: psycopg.Connection, storage: Storage, item: dict, dag_run_id: st
             )
     except Exception as exc:
         loader.record_history(
-            conn, spec.name, "failed", etag=item.get("etag"), sha256=item.get("sha256"),
-            bytes_=item.get("bytes"), seconds=round(time.monotonic() - started, 3),
-            error=str(exc)[:2000], dag_run_id=dag_run_id,
+            conn,
+            spec.name,
+            "failed",
+            etag=item.get("etag"),
+            sha256=item.get("sha256"),
+            bytes_=item.get("bytes"),
+            seconds=round(time.monotonic() - started, 3),
+            error=str(exc)[:2000],
+            dag_run_id=dag_run_id,
         )
         raise
-    log.info("%s: staged %s rows in %.2f s (COPY %.2f s)", spec.name, f"{result.rows:,}",
-             result.total_seconds, result.copy_seconds)
+    log.info(
+        "%s: staged %s rows in %.2f s (COPY %.2f s)",
+        spec.name,
+        f"{result.rows:,}",
+        result.total_seconds,
+        result.copy_seconds,
+    )
     return {**item, **result.to_dict()}
 
 
@@ -125,8 +149,10 @@ def publish(conn: psycopg.Connection, staged: list[dict], dag_run_id: str | None
         log.info("nothing staged; the published tables stay as they are")
         return []
     loader.publish(conn, staged, dag_run_id=dag_run_id)
-    summary = [{"table": f"{loader.PUBLISHED_SCHEMA}.{s['table']}", "rows": s["rows"],
-                "seconds": s["total_seconds"]} for s in staged]
+    summary = [
+        {"table": f"{loader.PUBLISHED_SCHEMA}.{s['table']}", "rows": s["rows"], "seconds": s["total_seconds"]}
+        for s in staged
+    ]
     for row in summary:
         log.info("published %(table)s: %(rows)s rows (%(seconds)s s)", row)
     return summary

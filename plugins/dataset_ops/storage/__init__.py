@@ -113,10 +113,13 @@ class LocalStorage:
         base = self._path(prefix) if prefix else self.root
         if not base.exists():
             return iter(())
-        return iter(sorted(
-            str(p.relative_to(self.root)) for p in base.rglob("*")
-            if p.is_file() and not p.name.endswith(".partial")
-        ))
+        return iter(
+            sorted(
+                str(p.relative_to(self.root))
+                for p in base.rglob("*")
+                if p.is_file() and not p.name.endswith(".partial")
+            )
+        )
 
 
 class S3Storage:

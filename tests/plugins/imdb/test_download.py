@@ -1,0 +1,108 @@
+"""imdb download against a local HTTP server: conditional GET, failures, retries, stalls."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from helpers.http_server import Fault
+from helpers.imdb_data import FULL_RATINGS, FULL_RATINGS_ROWS, gzip_file, slice_path
+
+from dataset_ops.imdb.datasets import imdb_file
+from dataset_ops.imdb.download import DownloadError, download_file, http_session, manifest_key, raw_key
+from dataset_ops.storage import open_storage, read_json
+from dataset_ops.streams import StreamFormatError
+
+RATINGS = imdb_file("title.ratings")
+PATH = "title.ratings.tsv.gz"
+
+
+@pytest.fixture
+def storage(tmp_path):
+    return open_storage(str(tmp_path / "storage"))
+
+
+def fast_session():
+    return http_session(retries=2, backoff_factor=0.05)
+
+
+def fetch(server, storage, **kw):
+    return download_file(RATINGS, server.url, storage, session=fast_session(), **kw)
+
+
+def test_download_stores_file_and_manifest_then_skips_unchanged(file_server, storage):
+    shutil.copyfile(FULL_RATINGS, file_server.root / PATH)
+    first = fetch(file_server, storage)
+    assert first.status == "downloaded" and first.rows == FULL_RATINGS_ROWS
+    assert storage.size(raw_key(RATINGS)) == FULL_RATINGS.stat().st_size == first.bytes
+    manifest = read_json(storage, manifest_key(RATINGS))
+    assert manifest["etag"] == first.etag and manifest["rows"] == FULL_RATINGS_ROWS
+
+    second = fetch(file_server, storage)
+    assert second.status == "unchanged" and second.sha256 == first.sha256
+    assert file_server.count(PATH, 304) == 1
+
+
+def test_changed_file_is_downloaded_again(file_server, storage):
+    gzip_file(slice_path("title.ratings"), file_server.root / PATH)
+    assert fetch(file_server, storage).rows == 50_001
+    shutil.copyfile(FULL_RATINGS, file_server.root / PATH)
+    again = fetch(file_server, storage)
+    assert again.status == "downloaded" and again.rows == FULL_RATINGS_ROWS
+
+
+def test_404_names_the_url(file_server, storage):
+    with pytest.raises(DownloadError, match=r"title\.ratings\.tsv\.gz: HTTP 404"):
+        fetch(file_server, storage)
+    assert not storage.exists(raw_key(RATINGS))
+
+
+def test_transient_500_is_retried_with_backoff(file_server, storage):
+    shutil.copyfile(FULL_RATINGS, file_server.root / PATH)
+    file_server.faults[PATH] = Fault(status=503, times=2)
+    assert fetch(file_server, storage).status == "downloaded"
+    assert file_server.count(PATH, 503) == 2 and file_server.count(PATH, 200) == 1
+
+
+def test_persistent_500_fails_and_keeps_the_stored_file(file_server, storage):
+    gzip_file(slice_path("title.ratings"), file_server.root / PATH)
+    good = fetch(file_server, storage)
+    shutil.copyfile(FULL_RATINGS, file_server.root / PATH)  # a new version exists...
+    file_server.faults[PATH] = Fault(status=500)  # ...but the host keeps failing
+    with pytest.raises(DownloadError, match=r"title\.ratings\.tsv\.gz: HTTP 500"):
+        fetch(file_server, storage)
+    assert file_server.count(PATH, 500) == 3  # first try + 2 retries
+    assert read_json(storage, manifest_key(RATINGS))["sha256"] == good.sha256
+
+
+def test_stalled_download_fails_after_the_read_timeout(file_server, storage):
+    shutil.copyfile(FULL_RATINGS, file_server.root / PATH)
+    file_server.faults[PATH] = Fault(stall_after=100_000, stall_seconds=5)
+    with pytest.raises(
+        DownloadError,
+        match=r"title\.ratings\.tsv\.gz: download broke off after [\d,]+ bytes: .*Read timed out",
+    ):
+        fetch(file_server, storage, read_timeout=1)
+    assert not storage.exists(raw_key(RATINGS))
+
+
+def test_body_shorter_than_content_length_fails(file_server, storage):
+    shutil.copyfile(FULL_RATINGS, file_server.root / PATH)
+    file_server.faults[PATH] = Fault(short_by=5000)
+    with pytest.raises((DownloadError, StreamFormatError), match=r"title\.ratings\.tsv\.gz"):
+        fetch(file_server, storage)
+    assert not storage.exists(raw_key(RATINGS))
+
+
+def test_truncated_gzip_is_rejected_and_not_stored(file_server, storage):
+    (file_server.root / PATH).write_bytes(FULL_RATINGS.read_bytes()[:1_000_000])
+    with pytest.raises(StreamFormatError, match=r"title\.ratings\.tsv\.gz: line \d+: truncated gzip"):
+        fetch(file_server, storage)
+    assert not storage.exists(raw_key(RATINGS))
+
+
+def test_wrong_header_is_rejected(file_server, storage):
+    gzip_file(slice_path("title.basics"), file_server.root / PATH)
+    with pytest.raises(StreamFormatError, match="line 1: wrong header"):
+        fetch(file_server, storage)
+    assert not storage.exists(raw_key(RATINGS))

@@ -1,0 +1,171 @@
+"""gzip -> COPY -> staging -> publish on the real PostgreSQL server, with good and bad input."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import pytest
+from helpers.imdb_data import IMDB_DATA, data_rows, slice_path
+
+from dataset_ops.imdb import load
+from dataset_ops.imdb.datasets import imdb_file
+from dataset_ops.imdb.pipeline import stage
+from dataset_ops.storage import open_storage
+from dataset_ops.streams import StreamFormatError
+
+BASICS = imdb_file("title.basics")
+AKAS = imdb_file("title.akas")
+
+
+def gz(data: bytes) -> io.BytesIO:
+    return io.BytesIO(gzip.compress(data))
+
+
+def stage_and_publish(pg, spec, data: bytes) -> load.StageResult:
+    load.ensure_schemas(pg)
+    result = load.stage_file(pg, spec, gz(data))
+    load.publish(pg, [result.to_dict()])
+    return result
+
+
+@pytest.fixture
+def published_basics(pg):
+    """A published generation of imdb.title_basics (the real 50,001-row slice)."""
+    data = slice_path("title.basics").read_bytes()
+    stage_and_publish(pg, BASICS, data)
+    return data_rows(slice_path("title.basics"))
+
+
+def assert_still_published(pg, rows):
+    assert pg.execute("SELECT count(*) FROM imdb.title_basics").fetchone()[0] == rows
+    assert pg.execute("SELECT primaryTitle FROM imdb.title_basics WHERE tconst = 'tt0000001'").fetchone() == (
+        "Carmencita",
+    )
+
+
+def test_unbalanced_quotes_and_array_separators_load_byte_exact(pg):
+    path = IMDB_DATA / "variants" / "title.akas.filtered-2022.tsv"
+    result = stage_and_publish(pg, AKAS, path.read_bytes())
+    assert result.rows == 70_348
+    loaded = dict(
+        ((t, o), (title, region))
+        for t, o, title, region in pg.execute("SELECT titleId, ordering, title, region FROM imdb.title_akas")
+    )
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        f = line.split("\t")
+        assert loaded[(f[0], int(f[1]))] == (f[2], None if f[3] == "\\N" else f[3])
+    assert loaded[("tt10426110", 1)][0] == 'He Returns" or "Volvió'
+
+
+def test_staging_is_replaced_and_publish_swaps_generations(pg, published_basics):
+    head = b"".join(slice_path("title.basics").read_bytes().splitlines(keepends=True)[:101])
+    stage_and_publish(pg, BASICS, head)
+    assert pg.execute("SELECT count(*) FROM imdb.title_basics").fetchone()[0] == 100
+    assert pg.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'imdb_staging'").fetchone()[0] == 0
+    # The published table is LOGGED, keyed and analyzed.
+    (relpersistence,) = pg.execute(
+        "SELECT relpersistence FROM pg_class WHERE oid = 'imdb.title_basics'::regclass"
+    ).fetchone()
+    assert relpersistence == "p"
+    assert (
+        pg.execute(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'imdb' AND indexname = 'title_basics_pkey'"
+        ).fetchone()[0]
+        == 1
+    )
+
+
+def test_row_cut_mid_line_fails_naming_file_and_line(pg, published_basics):
+    data = (IMDB_DATA / "variants" / "title.basics.truncated-2025-04.tsv").read_bytes()
+    load.ensure_schemas(pg)
+    with pytest.raises(
+        load.ImdbLoadError, match=r"title\.basics\.tsv\.gz: line 29887: missing data for column"
+    ):
+        load.stage_file(pg, BASICS, gz(data))
+    assert_still_published(pg, published_basics)
+
+
+def _with_line(data: bytes, lineno: int, new: bytes) -> bytes:
+    lines = data.splitlines(keepends=True)
+    lines[lineno - 1] = new
+    return b"".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "reason"),
+    [
+        (
+            b"tt9999999\tmovie\tA\tA\t0\t2000\t\\N\t90\tDrama\textra\n",
+            "extra data after last expected column",
+        ),
+        (
+            b"tt9999999\tmovie\tCaf\xe9\tA\t0\t2000\t\\N\t90\tDrama\n",
+            'invalid byte sequence for encoding "UTF8"',
+        ),
+        (b"tt9999999\tmovie\tA\tA\tmaybe\t2000\t\\N\t90\tDrama\n", "invalid input syntax for type boolean"),
+        (b"tt9999999\tmovie\tA\tA\t0\tMMXX\t\\N\t90\tDrama\n", "invalid input syntax for type integer"),
+    ],
+)
+def test_bad_rows_fail_naming_file_line_and_reason(pg, published_basics, bad_line, reason):
+    data = _with_line(slice_path("title.basics").read_bytes(), 1234, bad_line)
+    with pytest.raises(load.ImdbLoadError) as exc:
+        load.stage_file(pg, BASICS, gz(data))
+    assert exc.value.args[0].startswith("title.basics.tsv.gz: line 1234: ")
+    assert reason in str(exc.value)
+    assert_still_published(pg, published_basics)
+
+
+def test_duplicate_keys_fail_before_publishing(pg, published_basics):
+    data = slice_path("title.basics").read_bytes()
+    lines = data.splitlines(keepends=True)
+    with pytest.raises(
+        load.ImdbLoadError, match=r"title\.basics\.tsv\.gz: .*tconst\)=\(tt0000002\) is duplicated"
+    ):
+        load.stage_file(pg, BASICS, gz(b"".join(lines + [lines[2]])))
+    assert_still_published(pg, published_basics)
+
+
+def test_truncated_gzip_fails_and_leaves_published_table(pg, published_basics):
+    data = gzip.compress(slice_path("title.basics").read_bytes())
+    with pytest.raises(StreamFormatError, match=r"title\.basics\.tsv\.gz: line \d+: truncated gzip"):
+        load.stage_file(pg, BASICS, io.BytesIO(data[: len(data) // 2]))
+    assert_still_published(pg, published_basics)
+
+
+def test_wrong_header_fails_on_line_1(pg, published_basics):
+    with pytest.raises(StreamFormatError, match=r"title\.basics\.tsv\.gz: line 1: wrong header"):
+        load.stage_file(pg, BASICS, gz(slice_path("title.crew").read_bytes()))
+    assert_still_published(pg, published_basics)
+
+
+def test_row_count_must_match_the_download_manifest(pg):
+    load.ensure_schemas(pg)
+    with pytest.raises(load.ImdbLoadError, match="the download counted 7; the file changed"):
+        load.stage_file(pg, BASICS, gz(slice_path("title.basics").read_bytes()), expected_rows=7)
+
+
+def test_publish_is_all_or_nothing(pg, published_basics):
+    ratings = imdb_file("title.ratings")
+    load.ensure_schemas(pg)
+    staged = load.stage_file(pg, ratings, gz(slice_path("title.ratings").read_bytes())).to_dict()
+    missing = {"file": "title.crew", "table": "title_crew"}
+    with pytest.raises(load.ImdbLoadError, match="staged table imdb_staging.title_crew is missing"):
+        load.publish(pg, [staged, missing])
+    assert pg.execute("SELECT to_regclass('imdb.title_ratings')").fetchone() == (None,)
+    assert pg.execute("SELECT count(*) FROM imdb.load_history").fetchone()[0] == 1  # basics only
+
+
+def test_failed_stage_is_recorded_in_load_history(pg, tmp_path):
+    storage = open_storage(str(tmp_path))
+    data = (IMDB_DATA / "variants" / "title.basics.truncated-2025-04.tsv").read_bytes()
+    storage.write_stream("imdb/raw/title.basics.tsv.gz", gz(data))
+    load.ensure_schemas(pg)
+    item = {"file": "title.basics", "key": "imdb/raw/title.basics.tsv.gz", "etag": '"e1"', "sha256": "ab"}
+    with pytest.raises(load.ImdbLoadError):
+        stage(pg, storage, item, dag_run_id="manual__1")
+    status, etag, error, run_id = pg.execute(
+        "SELECT status, etag, error, dag_run_id FROM imdb.load_history"
+    ).fetchone()
+    assert (status, etag, run_id) == ("failed", '"e1"', "manual__1")
+    assert "line 29887" in error
