@@ -23,7 +23,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from dataset_ops.dag_defaults import DEFAULT_ARGS, START_DATE
 from dataset_ops.imdb.assets import IMDB_RAW_ALIAS, imdb_raw_asset
-from dataset_ops.imdb.datasets import IMDB_FILE_NAMES
+from dataset_ops.imdb.datasets import files_param
 
 
 @dag(
@@ -43,15 +43,7 @@ from dataset_ops.imdb.datasets import IMDB_FILE_NAMES
             title="Base URL",
             description="Folder URL of the dumps; empty uses the Variable imdb_base_url.",
         ),
-        "files": Param(
-            list(IMDB_FILE_NAMES),
-            type="array",
-            items={"type": "string", "enum": list(IMDB_FILE_NAMES)},
-            minItems=1,
-            uniqueItems=True,
-            title="Files",
-            description="Which of the seven dumps to download.",
-        ),
+        "files": files_param("Which of the seven dumps to download."),
         "read_timeout_seconds": Param(
             60,
             type="integer",

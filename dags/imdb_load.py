@@ -22,7 +22,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from dataset_ops.dag_defaults import DEFAULT_ARGS, START_DATE
 from dataset_ops.imdb.assets import ANY_IMDB_RAW_UPDATE
-from dataset_ops.imdb.datasets import IMDB_FILE_NAMES
+from dataset_ops.imdb.datasets import files_param
 
 IMDB_POOL = "imdb_postgres"
 
@@ -37,15 +37,7 @@ IMDB_POOL = "imdb_postgres"
     tags=["imdb", "postgres", "load"],
     doc_md=__doc__,
     params={
-        "files": Param(
-            list(IMDB_FILE_NAMES),
-            type="array",
-            items={"type": "string", "enum": list(IMDB_FILE_NAMES)},
-            minItems=1,
-            uniqueItems=True,
-            title="Files",
-            description="Which dumps to consider for loading.",
-        ),
+        "files": files_param("Which dumps to consider for loading."),
         "force": Param(
             False,
             type="boolean",

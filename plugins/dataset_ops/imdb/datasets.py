@@ -195,6 +195,24 @@ IMDB_FILES: dict[str, ImdbFile] = {
 IMDB_FILE_NAMES: tuple[str, ...] = tuple(IMDB_FILES)
 
 
+def files_param(description: str):
+    """The ``files`` Param both IMDb DAGs take: a multi-select of the seven dumps, all by default.
+
+    :param description: what the DAG does with the selected files (shown in the trigger form).
+    """
+    from airflow.sdk import Param
+
+    return Param(
+        list(IMDB_FILE_NAMES),
+        type="array",
+        items={"type": "string", "enum": list(IMDB_FILE_NAMES)},
+        minItems=1,
+        uniqueItems=True,
+        title="Files",
+        description=description,
+    )
+
+
 def imdb_file(name: str) -> ImdbFile:
     """Look up a dataset by IMDb name (``title.basics``) or file name (``title.basics.tsv.gz``).
 
