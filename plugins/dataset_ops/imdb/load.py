@@ -4,7 +4,14 @@ Flow per file (:func:`stage_file`): the compressed stream is decompressed block 
 raw blocks go straight into ``COPY ... FROM STDIN`` (psycopg 3 ``cursor.copy``) into an UNLOGGED
 table in the ``imdb_staging`` schema, created in the same transaction so ``COPY FREEZE`` applies.
 No decompressed copy exists in memory or on disk. Then row counts are checked against the file,
-the table gets its primary key and indexes, is made LOGGED (crash-safe) and ANALYZEd.
+the table gets its primary key and indexes and is ANALYZEd.
+
+Durability: published tables stay UNLOGGED by default. Writing them to WAL (``SET LOGGED``)
+costs about as much as the COPY itself, and the tables can always be rebuilt from the dumps kept
+in object storage: after a crash PostgreSQL empties UNLOGGED tables, and the next ``imdb_load``
+run sees the empty table and reloads it (:func:`dataset_ops.imdb.pipeline.plan_load`). UNLOGGED
+tables are not replicated to standbys; ``logged=True`` makes them LOGGED (crash-safe,
+replicated) at that cost.
 :func:`publish` then swaps any number of staged tables into the ``imdb`` schema in one
 transaction: readers see the old generation or the new one, never a mix inside one table.
 
@@ -103,6 +110,14 @@ def record_history(
         )
 
 
+def published_table_is_empty(conn: psycopg.Connection, spec: ImdbFile) -> bool:
+    """True if ``imdb.<table>`` is missing or has no rows (e.g. an UNLOGGED table after a crash)."""
+    table = f"{PUBLISHED_SCHEMA}.{spec.table}"
+    if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+        return True
+    return conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {table})").fetchone()[0]
+
+
 def last_published(conn: psycopg.Connection, file: str) -> dict | None:
     """The latest ``published`` history row of ``file`` as a dict, or None."""
     cur = conn.execute(
@@ -139,6 +154,7 @@ def stage_file(
     *,
     total_bytes: int | None = None,
     expected_rows: int | None = None,
+    logged: bool = False,
 ) -> StageResult:
     """COPY one gzipped IMDb file into ``imdb_staging.<table>`` and index it, ready to publish.
 
@@ -148,6 +164,7 @@ def stage_file(
     :param fileobj: the gzipped TSV, opened for binary reading (streamed, never read whole).
     :param total_bytes: compressed size in bytes, for progress percentages.
     :param expected_rows: rows the download counted; the load must match it.
+    :param logged: make the table LOGGED (crash-safe, replicated) before it is published.
     :returns: rows and bytes loaded and the time taken.
     :raises StreamFormatError: truncated/corrupt gzip or wrong header (names file and line).
     :raises ImdbLoadError: PostgreSQL rejected a row (wrong field count, bad value, invalid
@@ -185,7 +202,7 @@ def stage_file(
             f"{expected_rows:,}; the file changed in storage: rerun the download"
         )
     try:
-        _finish_staging_table(conn, spec)
+        _finish_staging_table(conn, spec, logged)
     except psycopg.Error as exc:
         detail = exc.diag.message_detail
         reason = exc.diag.message_primary or str(exc).strip()
@@ -201,8 +218,11 @@ def stage_file(
     )
 
 
-def _finish_staging_table(conn: psycopg.Connection, spec: ImdbFile) -> None:
-    """Drop helper columns, build keys and indexes, make the table LOGGED, ANALYZE it."""
+def _finish_staging_table(conn: psycopg.Connection, spec: ImdbFile, logged: bool) -> None:
+    """Drop helper columns, build keys and indexes, optionally make the table LOGGED, ANALYZE it.
+
+    Dropped helper columns keep their bytes in the rows until a rewrite (``SET LOGGED`` does one).
+    """
     table = f"{STAGING_SCHEMA}.{spec.table}"
     with conn.transaction():
         conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
@@ -215,7 +235,8 @@ def _finish_staging_table(conn: psycopg.Connection, spec: ImdbFile) -> None:
         )
         for col in spec.indexes:
             conn.execute(f"CREATE INDEX {spec.table}_{col.lower()}_idx ON {table} ({col})")
-        conn.execute(f"ALTER TABLE {table} SET LOGGED")
+        if logged:
+            conn.execute(f"ALTER TABLE {table} SET LOGGED")
     conn.execute(f"ANALYZE {table}")
 
 

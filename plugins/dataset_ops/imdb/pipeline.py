@@ -65,7 +65,11 @@ def download(
 
 
 def plan_load(conn: psycopg.Connection, storage: Storage, files: list[str], force: bool) -> list[dict]:
-    """Which downloaded dumps need loading: those whose sha256 differs from the last published.
+    """Which downloaded dumps need loading.
+
+    A dump is loaded when its stored sha256 differs from the last published load, when its
+    published table is missing or empty although it was published (an UNLOGGED table after a
+    crash), or when ``force`` is set.
 
     :param files: IMDb names to consider.
     :param force: load even if the same content was published before.
@@ -86,13 +90,21 @@ def plan_load(conn: psycopg.Connection, storage: Storage, files: list[str], forc
             continue
         last = loader.last_published(conn, spec.name)
         if not force and last is not None and last["sha256"] == manifest["sha256"]:
-            log.info(
-                "%s: already published (sha256 %s, %s rows); skipping",
+            if not (last["rows"] and loader.published_table_is_empty(conn, spec)):
+                log.info(
+                    "%s: already published (sha256 %s, %s rows); skipping",
+                    name,
+                    manifest["sha256"][:12],
+                    f"{last['rows']:,}",
+                )
+                continue
+            log.warning(
+                "%s: published before with %s rows but imdb.%s is now missing or empty "
+                "(an UNLOGGED table after a crash?); reloading",
                 name,
-                manifest["sha256"][:12],
                 f"{last['rows']:,}",
+                spec.table,
             )
-            continue
         plan.append(
             {
                 "file": spec.name,
@@ -107,10 +119,17 @@ def plan_load(conn: psycopg.Connection, storage: Storage, files: list[str], forc
     return plan
 
 
-def stage(conn: psycopg.Connection, storage: Storage, item: dict, dag_run_id: str | None = None) -> dict:
+def stage(
+    conn: psycopg.Connection,
+    storage: Storage,
+    item: dict,
+    dag_run_id: str | None = None,
+    logged: bool = False,
+) -> dict:
     """COPY one planned dump into its staging table; records ``failed`` history on error.
 
     :param item: one entry of :func:`plan_load`.
+    :param logged: make the table LOGGED before publishing (see :mod:`dataset_ops.imdb.load`).
     :returns: ``item`` plus the :class:`~dataset_ops.imdb.load.StageResult` fields.
     """
     spec = imdb_file(item["file"])
@@ -118,7 +137,12 @@ def stage(conn: psycopg.Connection, storage: Storage, item: dict, dag_run_id: st
     try:
         with storage.open_read(item["key"]) as fh:
             result = loader.stage_file(
-                conn, spec, fh, total_bytes=item.get("bytes"), expected_rows=item.get("rows")
+                conn,
+                spec,
+                fh,
+                total_bytes=item.get("bytes"),
+                expected_rows=item.get("rows"),
+                logged=logged,
             )
     except Exception as exc:
         loader.record_history(

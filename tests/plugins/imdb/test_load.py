@@ -11,7 +11,7 @@ from helpers.imdb_data import IMDB_DATA, data_rows, slice_path
 from dataset_ops.imdb import load
 from dataset_ops.imdb.datasets import imdb_file
 from dataset_ops.imdb.pipeline import stage
-from dataset_ops.storage import open_storage
+from dataset_ops.storage import open_storage, write_json
 from dataset_ops.streams import StreamFormatError
 
 BASICS = imdb_file("title.basics")
@@ -63,17 +63,36 @@ def test_staging_is_replaced_and_publish_swaps_generations(pg, published_basics)
     stage_and_publish(pg, BASICS, head)
     assert pg.execute("SELECT count(*) FROM imdb.title_basics").fetchone()[0] == 100
     assert pg.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'imdb_staging'").fetchone()[0] == 0
-    # The published table is LOGGED, keyed and analyzed.
-    (relpersistence,) = pg.execute(
-        "SELECT relpersistence FROM pg_class WHERE oid = 'imdb.title_basics'::regclass"
-    ).fetchone()
-    assert relpersistence == "p"
+    # The published table is keyed and analyzed, UNLOGGED by default.
+    assert _persistence(pg, "imdb.title_basics") == "u"
+    assert pg.execute(
+        "SELECT reltuples FROM pg_class WHERE oid = 'imdb.title_basics'::regclass"
+    ).fetchone() == (100,)
     assert (
         pg.execute(
             "SELECT count(*) FROM pg_indexes WHERE schemaname = 'imdb' AND indexname = 'title_basics_pkey'"
         ).fetchone()[0]
         == 1
     )
+
+
+def _persistence(pg, table: str) -> str:
+    return pg.execute("SELECT relpersistence FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()[0]
+
+
+def test_logged_tables_are_crash_safe_and_compacted(pg):
+    load.ensure_schemas(pg)
+    data = slice_path("title.basics").read_bytes()
+    unlogged = load.stage_file(pg, BASICS, gz(data))
+    unlogged_size = pg.execute("SELECT pg_table_size('imdb_staging.title_basics')").fetchone()[0]
+    logged = load.stage_file(pg, BASICS, gz(data), logged=True)
+    assert unlogged.rows == logged.rows == 50_001
+    assert _persistence(pg, "imdb_staging.title_basics") == "p"
+    # SET LOGGED rewrites the rows, dropping the bytes of the helper column genres_raw.
+    assert pg.execute("SELECT pg_table_size('imdb_staging.title_basics')").fetchone()[0] < unlogged_size
+    assert pg.execute(
+        "SELECT genres FROM imdb_staging.title_basics WHERE tconst = 'tt0000001'"
+    ).fetchone() == (["Documentary", "Short"],)
 
 
 def test_row_cut_mid_line_fails_naming_file_and_line(pg, published_basics):
@@ -169,3 +188,17 @@ def test_failed_stage_is_recorded_in_load_history(pg, tmp_path):
     ).fetchone()
     assert (status, etag, run_id) == ("failed", '"e1"', "manual__1")
     assert "line 29887" in error
+
+
+def test_plan_reloads_a_published_table_that_a_crash_emptied(pg, tmp_path):
+    from dataset_ops.imdb.pipeline import plan_load, publish
+
+    storage = open_storage(str(tmp_path))
+    storage.write_stream("imdb/raw/title.ratings.tsv.gz", gz(slice_path("title.ratings").read_bytes()))
+    write_json(storage, "imdb/raw/title.ratings.tsv.gz.json", {"sha256": "s1", "rows": 50_001})
+    (item,) = plan_load(pg, storage, ["title.ratings"], force=False)
+    publish(pg, [stage(pg, storage, item)])
+    assert plan_load(pg, storage, ["title.ratings"], force=False) == []
+    assert len(plan_load(pg, storage, ["title.ratings"], force=True)) == 1
+    pg.execute("TRUNCATE imdb.title_ratings")  # what crash recovery does to an UNLOGGED table
+    assert [p["file"] for p in plan_load(pg, storage, ["title.ratings"], force=False)] == ["title.ratings"]
