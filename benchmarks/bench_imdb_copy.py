@@ -1,0 +1,874 @@
+"""Benchmark: this project's IMDb loader against psql ``\\copy``, pgloader and pandas ``to_sql``.
+
+Run: ``.venv/bin/python benchmarks/bench_imdb_copy.py [--only ratings|basics] [--rows N]``
+(``make bench`` does this after installing pgloader and starting PostgreSQL). See
+``benchmarks/README.md`` for what each figure means. Prints figures only; never asserts timings.
+
+Inputs (prepared before any timing, cached in ``<repo>/.data/bench/``):
+
+* ``ratings``: the complete ``title.ratings`` dump of 2018-03-12 (812,970 rows).
+* ``basics``: ``title.basics`` scaled to ``--rows`` rows (default 2,000,000) by repeating the data
+  rows of the real 50,001-row slice with unique ``tconst`` values (``tt`` + 8 digits); every
+  other field is byte-identical. Written gzipped (level 6) and reused while its row count fits.
+
+Methods, each run ``--repeat`` times (default 3, median reported) in rounds (one run of each
+method per round, so background load hits all alike), with the target table dropped and a
+``CHECKPOINT`` before every run (untimed):
+
+* ``ours``: :func:`dataset_ops.imdb.load.stage_file` + :func:`~dataset_ops.imdb.load.publish`
+  from the gzipped file, two variants per round:
+
+  * ``ours: published`` (the loader's default, ``logged=False``): the whole call sequence up to a
+    typed, indexed, ANALYZEd, UNLOGGED table in schema ``imdb`` (COPY + PK/indexes + ANALYZE +
+    publish swap). ``ours: COPY landing`` = its ``StageResult.copy_seconds``.
+  * ``ours: published LOGGED`` (``logged=True``): the same plus ``ALTER TABLE ... SET LOGGED``
+    (crash-safe, replicated). Ratios for it are printed for information; the targets apply to
+    the default variant.
+* ``psql \\copy``: the decompressed file into the same UNLOGGED staging DDL, with the loader's
+  ``COPY_OPTIONS`` verbatim (FREEZE included: ``psql -1`` runs CREATE TABLE and ``\\copy`` in one
+  transaction, as the loader does). Timed: the whole psql process.
+* ``pgloader``: ``zcat file.gz | pgloader cmd.load`` with ``LOAD COPY FROM stdin`` into the same
+  staging DDL. Timed: the whole pipeline (includes pgloader's start-up).
+* ``to_sql``: ``pd.read_csv`` of the gzipped file + ``DataFrame.to_sql`` (default method,
+  chunksize 10,000) into a table pandas creates. Timed: read + insert. Runs ``--to-sql-repeat``
+  times (default 1); ``--to-sql-rows N`` loads only the first N rows and extrapolates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "plugins"))
+
+import psycopg  # noqa: E402
+from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
+
+from dataset_ops.imdb.datasets import ImdbFile, imdb_file  # noqa: E402
+from dataset_ops.imdb.load import (  # noqa: E402
+    COPY_OPTIONS,
+    PUBLISHED_SCHEMA,
+    STAGING_SCHEMA,
+    ensure_schemas,
+    publish,
+    stage_file,
+)
+
+SHARED_IMDB = REPO.parent / "shared" / "data" / "imdb"
+RATINGS_GZ = SHARED_IMDB / "title.ratings.2018-03-12.full.tsv.gz"
+BASICS_SLICE = SHARED_IMDB / "head-2025-08" / "title.basics.tsv"
+CACHE = REPO / ".data" / "bench"
+BENCH_DB = "dataset_ops_bench"
+DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+TO_SQL_CHUNKSIZE = 10_000
+GENERATOR_VERSION = 1
+MIB = 1 << 20
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchFile:
+    """One benchmark input: the gzipped file, its decompressed copy and its size.
+
+    :param key: short name (``ratings`` / ``basics``).
+    :param spec: the IMDb dataset it is.
+    :param gz: gzipped TSV (what ``ours``, pgloader and pandas read).
+    :param tsv: decompressed TSV (what psql reads).
+    :param rows: data rows (header excluded).
+    :param gz_bytes: size of ``gz`` in bytes.
+    :param tsv_bytes: size of ``tsv`` in bytes.
+    """
+
+    key: str
+    spec: ImdbFile
+    gz: Path
+    tsv: Path
+    rows: int
+    gz_bytes: int
+    tsv_bytes: int
+
+
+def _read_meta(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_meta(path: Path, meta: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def decompress_counting(gz: Path, tsv: Path) -> tuple[int, int]:
+    """Decompress ``gz`` to ``tsv`` (atomically) and count its data rows.
+
+    :returns: (data rows without the header line, decompressed size in bytes).
+    """
+    tmp = tsv.with_name(tsv.name + ".tmp")
+    newlines = size = 0
+    last = b"\n"
+    with open(gz, "rb") as src, open(tmp, "wb") as dst:
+        d = zlib.decompressobj(wbits=31)
+        while block := src.read(MIB):
+            while block:
+                out = d.decompress(block)
+                if d.eof:  # multi-member gzip: start the next member
+                    block = d.unused_data
+                    d = zlib.decompressobj(wbits=31)
+                else:
+                    block = b""
+                if out:
+                    dst.write(out)
+                    newlines += out.count(b"\n")
+                    size += len(out)
+                    last = out[-1:]
+    tmp.replace(tsv)
+    lines = newlines + (0 if last == b"\n" else 1)
+    return lines - 1, size
+
+
+def prepare_ratings() -> BenchFile:
+    """The complete 2018-03-12 ``title.ratings`` dump, decompressed once into the cache.
+
+    :returns: the input; the decompressed copy is reused while its recorded size still fits.
+    """
+    spec = imdb_file("title.ratings")
+    stat = RATINGS_GZ.stat()
+    tsv = CACHE / RATINGS_GZ.name.removesuffix(".gz")
+    meta_path = CACHE / (tsv.name + ".meta.json")
+    meta = _read_meta(meta_path)
+    key = {"source": str(RATINGS_GZ), "gz_bytes": stat.st_size, "gz_mtime_ns": stat.st_mtime_ns}
+    if not (meta and all(meta.get(k) == v for k, v in key.items()) and tsv.exists()
+            and tsv.stat().st_size == meta.get("tsv_bytes")):
+        print(f"prepare: decompressing {RATINGS_GZ.name} -> {tsv.relative_to(REPO)}", flush=True)
+        rows, tsv_bytes = decompress_counting(RATINGS_GZ, tsv)
+        meta = {**key, "rows": rows, "tsv_bytes": tsv_bytes}
+        _write_meta(meta_path, meta)
+    return BenchFile("ratings", spec, RATINGS_GZ, tsv, meta["rows"], stat.st_size, meta["tsv_bytes"])
+
+
+def generate_basics(rows: int) -> BenchFile:
+    """``title.basics`` scaled to ``rows`` data rows from the real 50,001-row slice, cached.
+
+    Data rows of the slice are repeated in order; ``tconst`` becomes ``tt`` + an 8-digit counter
+    (1, 2, ...: unique); all other fields stay byte-identical. The gzipped file (level 6) and its
+    decompressed copy are reused when their recorded row count and sizes match.
+
+    :param rows: data rows to write (1 to 99,999,999).
+    :returns: the input.
+    """
+    if not 0 < rows <= 99_999_999:
+        raise SystemExit(f"--rows must be between 1 and 99,999,999, not {rows:,}")
+    spec = imdb_file("title.basics")
+    gz = CACHE / f"title.basics.scaled-{rows}.tsv.gz"
+    tsv = gz.with_suffix("")
+    meta_path = CACHE / (gz.name + ".meta.json")
+    src_stat = BASICS_SLICE.stat()
+    key = {"generator": GENERATOR_VERSION, "source": str(BASICS_SLICE),
+           "source_bytes": src_stat.st_size, "rows": rows}
+    meta = _read_meta(meta_path)
+    if (meta and all(meta.get(k) == v for k, v in key.items()) and gz.exists() and tsv.exists()
+            and gz.stat().st_size == meta.get("gz_bytes") and tsv.stat().st_size == meta.get("tsv_bytes")):
+        return BenchFile("basics", spec, gz, tsv, rows, meta["gz_bytes"], meta["tsv_bytes"])
+
+    print(f"prepare: generating {gz.relative_to(REPO)} ({rows:,} rows from {BASICS_SLICE.name})",
+          flush=True)
+    lines = BASICS_SLICE.read_bytes().splitlines(keepends=True)
+    header, data = lines[0], lines[1:]
+    if header.rstrip(b"\r\n") != spec.header:
+        raise SystemExit(f"{BASICS_SLICE}: unexpected header {header[:200]!r}")
+    if not data[-1].endswith(b"\n"):
+        data[-1] += b"\n"
+    tails = [line[line.index(b"\t"):] for line in data]  # everything after tconst, newline included
+    tmp_gz, tmp_tsv = gz.with_name(gz.name + ".tmp"), tsv.with_name(tsv.name + ".tmp")
+    tsv_bytes = 0
+    with gzip.open(tmp_gz, "wb", compresslevel=6) as zout, open(tmp_tsv, "wb") as out:
+        zout.write(header)
+        out.write(header)
+        tsv_bytes += len(header)
+        batch = 100_000
+        for start in range(0, rows, batch):
+            stop = min(start + batch, rows)
+            chunk = b"".join(
+                b"tt%08d%s" % (n + 1, tails[n % len(tails)]) for n in range(start, stop)
+            )
+            zout.write(chunk)
+            out.write(chunk)
+            tsv_bytes += len(chunk)
+    tmp_gz.replace(gz)
+    tmp_tsv.replace(tsv)
+    meta = {**key, "gz_bytes": gz.stat().st_size, "tsv_bytes": tsv_bytes}
+    _write_meta(meta_path, meta)
+    return BenchFile("basics", spec, gz, tsv, rows, meta["gz_bytes"], tsv_bytes)
+
+
+# --- database -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Db:
+    """Connection strings of the benchmark database (one server, database ``dataset_ops_bench``)."""
+
+    admin_conninfo: str
+    conninfo: str
+    url: str  # postgresql://user[:password]@host:port/db (pgloader)
+    sa_url: str  # postgresql+psycopg://... (SQLAlchemy / pandas)
+
+
+def make_db(dsn: str) -> Db:
+    """Build the connection strings for ``dataset_ops_bench`` on the server ``dsn`` points to.
+
+    :param dsn: libpq conninfo or URI of a maintenance database on the server (TCP host).
+    """
+    info = conninfo_to_dict(dsn)
+    host, port = info.get("host", "127.0.0.1"), info.get("port", "5432")
+    user, password = info.get("user", "postgres"), info.get("password")
+    auth = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
+    tail = f"{auth}@{host}:{port}/{BENCH_DB}"
+    return Db(
+        admin_conninfo=make_conninfo(dsn, host=host, port=port, user=user),
+        conninfo=make_conninfo(dsn, host=host, port=port, user=user, dbname=BENCH_DB),
+        url=f"postgresql://{tail}",
+        sa_url=f"postgresql+psycopg://{tail}",
+    )
+
+
+def create_database(db: Db) -> None:
+    """Drop (if left over) and create ``dataset_ops_bench``."""
+    with psycopg.connect(db.admin_conninfo, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {BENCH_DB}")
+
+
+def drop_database(db: Db) -> None:
+    """Drop ``dataset_ops_bench`` (terminating leftover sessions)."""
+    with psycopg.connect(db.admin_conninfo, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+
+
+def reset_table(conn: psycopg.Connection, *tables: str) -> None:
+    """Drop ``tables`` and run a CHECKPOINT so every timed run starts from the same state."""
+    for table in tables:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute("CHECKPOINT")
+
+
+def count_rows(conn: psycopg.Connection, table: str) -> int:
+    """``count(*)`` of ``table`` (rows)."""
+    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+
+def _status_kib(field_name: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (``VmHWM``) to its current RSS (Linux ``clear_refs`` 5).
+
+    :returns: whether the reset worked (else ``VmHWM`` is the peak since process start).
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def maxrss_mib() -> float:
+    """``ru_maxrss`` of this process (peak since start) in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- methods ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Method:
+    """Timings (seconds) of one method on one file, one entry per run."""
+
+    name: str
+    seconds: list[float] = field(default_factory=list)
+    rows: int = 0  # rows each run loaded (verified with count(*))
+    note: str = ""
+    extrapolated_from: int | None = None  # rows actually loaded when extrapolated
+    failed: str | None = None
+
+    @property
+    def median(self) -> float | None:
+        """Median run time (seconds), None if no run succeeded."""
+        return statistics.median(self.seconds) if self.seconds else None
+
+
+@dataclass
+class OursVariant:
+    """Timings (seconds) of one ``stage_file`` + ``publish`` variant, one entry per run."""
+
+    logged: bool
+    published: Method
+    #: stage_file after its COPY: PK, indexes, (SET LOGGED,) ANALYZE
+    finish: list[float] = field(default_factory=list)
+    #: publish(): swap into schema imdb + history row
+    publishing: list[float] = field(default_factory=list)
+
+
+class OursRunner:
+    """The project's loader: ``stage_file`` + ``publish``, in both durability variants per round.
+
+    :attr:`default` (``logged=False``, the loader's default: the published table stays UNLOGGED)
+    and :attr:`logged` (``logged=True``: ``SET LOGGED`` before publishing) each collect the
+    published timings and the split of the steps after COPY (seconds). :attr:`landing` holds the
+    ``copy_seconds`` of the default variant. The peak RSS of this process (MiB: ``VmHWM`` reset to
+    the current RSS right before each run and read right after it) covers the runs of both.
+    """
+
+    def __init__(self, conn: psycopg.Connection, bf: BenchFile):
+        self.conn, self.bf = conn, bf
+        self.landing = Method("ours: COPY landing", note="StageResult.copy_seconds (default variant)")
+        self.default = OursVariant(False, Method(
+            "ours: published",
+            note="stage_file + publish, default: UNLOGGED (COPY, PK/indexes, ANALYZE, swap)"))
+        self.logged = OursVariant(True, Method(
+            "ours: published LOGGED",
+            note="stage_file(logged=True) + publish (COPY, PK/indexes, SET LOGGED, ANALYZE, swap)"))
+        self.staged = f"{STAGING_SCHEMA}.{bf.spec.table}"
+        self.final = f"{PUBLISHED_SCHEMA}.{bf.spec.table}"
+        self.peaks: list[float] = []
+        self.rss_before: list[float] = []
+        self.reset_works = True
+
+    def run(self, i: int) -> None:
+        """One round: the default variant, then the LOGGED one."""
+        self._run_variant(i, self.default)
+        self._run_variant(i, self.logged)
+
+    def _run_variant(self, i: int, variant: OursVariant) -> None:
+        """One timed run: gzipped file -> published ``imdb.<table>``; checks count(*) and persistence."""
+        bf = self.bf
+        reset_table(self.conn, self.final, self.staged)
+        self.reset_works = reset_peak_rss() and self.reset_works
+        self.rss_before.append((_status_kib("VmRSS") or 0) / 1024)
+        started = time.perf_counter()
+        with open(bf.gz, "rb") as fileobj:
+            result = stage_file(self.conn, bf.spec, fileobj, total_bytes=bf.gz_bytes, expected_rows=bf.rows,
+                                logged=variant.logged)
+        staged_at = time.perf_counter()
+        publish(self.conn, [result.to_dict()])
+        total = time.perf_counter() - started
+        hwm = _status_kib("VmHWM")
+        if hwm is not None:
+            self.peaks.append(hwm / 1024)
+        rows = count_rows(self.conn, self.final)
+        if rows != bf.rows:
+            raise SystemExit(f"ours: {self.final} has {rows:,} rows, expected {bf.rows:,}")
+        persistence = self.conn.execute("SELECT relpersistence FROM pg_class WHERE oid = %s::regclass",
+                                        (self.final,)).fetchone()[0]
+        if persistence != ("p" if variant.logged else "u"):
+            raise SystemExit(f"ours: {self.final} has relpersistence {persistence!r} "
+                             f"with logged={variant.logged}")
+        variant.finish.append(result.total_seconds - result.copy_seconds)
+        variant.publishing.append(total - (staged_at - started))
+        variant.published.seconds.append(total)
+        variant.published.rows = bf.rows
+        if not variant.logged:
+            self.landing.seconds.append(result.copy_seconds)
+            self.landing.rows = bf.rows
+        label = "ours LOGGED:" if variant.logged else "ours:"
+        print(f"  run {i + 1} {label:<13} COPY {result.copy_seconds:7.3f} s, "
+              f"stage_file {result.total_seconds:7.3f} s, published {total:7.3f} s", flush=True)
+
+    def close(self) -> dict:
+        """Drop the tables; returns memory (MiB) and per-variant step medians (seconds) for the report."""
+        reset_table(self.conn, self.final, self.staged)
+
+        def median(values: list[float]) -> float:
+            return statistics.median(values) if values else 0.0
+
+        return {
+            "reset": self.reset_works,
+            "rss_before": max(self.rss_before) if self.rss_before else 0.0,
+            "peak": max(self.peaks) if self.peaks else None,
+            "maxrss_after": maxrss_mib(),
+            "finish_median": median(self.default.finish),
+            "publish_median": median(self.default.publishing),
+            "logged_finish_median": median(self.logged.finish),
+            "logged_publish_median": median(self.logged.publishing),
+        }
+
+
+class PsqlRunner:
+    """``psql -1 -c CREATE ... -c "\\copy ..."`` of the decompressed file; seconds per run."""
+
+    def __init__(self, conn: psycopg.Connection, db: Db, bf: BenchFile):
+        spec = bf.spec
+        self.conn, self.bf = conn, bf
+        self.method = Method("psql \\copy",
+                             note="decompressed file, same DDL + COPY options, whole psql process")
+        self.table = f"{STAGING_SCHEMA}.{spec.table}_psql"
+        copy_cmd = f"\\copy {self.table} ({spec.copy_columns}) FROM '{bf.tsv}' WITH ({COPY_OPTIONS})"
+        self.argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-d", db.conninfo,
+                     "-c", spec.staging_ddl(STAGING_SCHEMA, f"{spec.table}_psql"), "-c", copy_cmd]
+
+    def run(self, i: int) -> None:
+        """One timed run (the whole psql process); checks count(*)."""
+        if self.method.failed:
+            return
+        reset_table(self.conn, self.table)
+        started = time.perf_counter()
+        proc = subprocess.run(self.argv, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        rows = count_rows(self.conn, self.table) if proc.returncode == 0 else 0
+        if proc.returncode != 0 or rows != self.bf.rows:
+            self.method.failed = (f"psql exit {proc.returncode}, {rows:,} of {self.bf.rows:,} rows: "
+                                  f"{proc.stderr.strip()[:300]}")
+            print(f"  run {i + 1} psql:         FAILED: {self.method.failed}", flush=True)
+            return
+        self.method.seconds.append(seconds)
+        self.method.rows = rows
+        print(f"  run {i + 1} psql:         {seconds:7.3f} s", flush=True)
+
+    def close(self) -> None:
+        """Drop the table."""
+        reset_table(self.conn, self.table)
+
+
+_PGLOADER_TIME_RE = re.compile(r"Total import time.*?(?:(\d+)h)?(?:(\d+)m)?(\d+(?:\.\d+)?)s\s*$", re.M)
+_TIME_RSS_RE = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
+
+
+def pgloader_command(db: Db, bf: BenchFile) -> str:
+    """The pgloader command file: ``LOAD COPY FROM stdin`` into the ``_pgloader`` staging table.
+
+    COPY (text) source: tab-delimited, ``\\N`` is NULL, quotes have no meaning (stray double
+    quotes in IMDb fields are safe); backslash sequences would be COPY TEXT escapes, and none
+    occur in the two inputs besides ``\\N``. ``TARGET COLUMNS`` skips the generated array column.
+    """
+    cols = bf.spec.copy_columns
+    return (
+        "LOAD COPY\n"
+        f"     FROM stdin ({cols})\n"
+        f"     INTO {db.url}\n"
+        f"     TARGET TABLE {STAGING_SCHEMA}.{bf.spec.table}_pgloader\n"
+        f"     TARGET COLUMNS ({cols})\n"
+        "     WITH skip header = 1, delimiter '\\t', null '\\N';\n"
+    )
+
+
+class PgloaderRunner:
+    """``zcat file.gz | pgloader cmd.load`` into a pre-created (untimed) staging table.
+
+    Collects the pipeline's wall time per run (seconds), pgloader's own "Total import time"
+    (seconds) and its peak RSS (MiB, ``/usr/bin/time -v``; none when that tool is missing).
+    """
+
+    def __init__(self, conn: psycopg.Connection, db: Db, bf: BenchFile):
+        spec = bf.spec
+        self.conn, self.bf = conn, bf
+        self.method = Method("pgloader", note="zcat | pgloader, LOAD COPY FROM stdin, whole pipeline")
+        self.table = f"{STAGING_SCHEMA}.{spec.table}_pgloader"
+        self.work = CACHE / "pgloader"
+        self.work.mkdir(parents=True, exist_ok=True)
+        cmd_file = self.work / f"{spec.table}.load"
+        cmd_file.write_text(pgloader_command(db, bf))
+        self.log = self.work / f"{spec.table}.log"
+        self.time_out = self.work / f"{spec.table}.time"
+        self.argv = ["pgloader", "--root-dir", str(self.work / "root"), "--logfile", str(self.log),
+                     str(cmd_file)]
+        if os.access("/usr/bin/time", os.X_OK):
+            self.argv = ["/usr/bin/time", "-v", "-o", str(self.time_out), *self.argv]
+        self.peak_kib: list[int] = []
+        self.own: list[float] = []
+
+    def run(self, i: int) -> None:
+        """One timed run (zcat and pgloader processes until both exit); checks count(*)."""
+        if self.method.failed:
+            return
+        bf = self.bf
+        reset_table(self.conn, self.table)
+        self.conn.execute(bf.spec.staging_ddl(STAGING_SCHEMA, f"{bf.spec.table}_pgloader"))
+        self.time_out.unlink(missing_ok=True)
+        started = time.perf_counter()
+        zcat = subprocess.Popen(["zcat", str(bf.gz)], stdout=subprocess.PIPE)
+        proc = subprocess.Popen(self.argv, stdin=zcat.stdout, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        zcat.stdout.close()
+        output, _ = proc.communicate()
+        zcat.wait()
+        seconds = time.perf_counter() - started
+        rows = count_rows(self.conn, self.table)
+        if proc.returncode != 0 or zcat.returncode != 0 or rows != bf.rows:
+            self.method.failed = (f"exit {proc.returncode} (zcat {zcat.returncode}), {rows:,} of "
+                                  f"{bf.rows:,} rows loaded; log {self.log}")
+            print(f"  run {i + 1} pgloader:     FAILED: {self.method.failed}\n{output[-1500:]}", flush=True)
+            return
+        if self.time_out.exists():
+            match = _TIME_RSS_RE.search(self.time_out.read_text())
+            if match:
+                self.peak_kib.append(int(match.group(1)))
+        own = ""
+        match = _PGLOADER_TIME_RE.search(output)
+        if match:
+            h, m, s = match.groups()
+            self.own.append(int(h or 0) * 3600 + int(m or 0) * 60 + float(s))
+            own = f" (pgloader's own 'Total import time' {self.own[-1]:.3f} s)"
+        self.method.seconds.append(seconds)
+        self.method.rows = rows
+        print(f"  run {i + 1} pgloader:     {seconds:7.3f} s{own}, count(*) = {rows:,}", flush=True)
+
+    def close(self) -> float | None:
+        """Drop the table; returns pgloader's peak RSS over the runs (MiB) or None."""
+        reset_table(self.conn, self.table)
+        if self.own:
+            self.method.note += f"; pgloader's own total, median: {statistics.median(self.own):.3f} s"
+        return max(self.peak_kib) / 1024 if self.peak_kib else None
+
+
+def run_to_sql(conn: psycopg.Connection, db: Db, bf: BenchFile, repeat: int, max_rows: int | None) -> Method:
+    """Time ``pd.read_csv(gz)`` + ``DataFrame.to_sql`` (default method, chunksize 10,000).
+
+    :param max_rows: load only the first ``max_rows`` rows and extrapolate the full time from
+        their rows/s (labelled as extrapolated); None loads everything.
+    """
+    import pandas as pd
+    import sqlalchemy as sa
+
+    spec = bf.spec
+    name = f"{spec.table}_pandas"
+    table = f"{STAGING_SCHEMA}.{name}"
+    nrows = max_rows if max_rows and max_rows < bf.rows else None
+    method = Method("pandas to_sql", note=f"read_csv(dtype=str) + to_sql(chunksize={TO_SQL_CHUNKSIZE:,}, "
+                                          "method=None), table created by pandas (LOGGED, text)")
+    engine = sa.create_engine(db.sa_url)
+    try:
+        for i in range(repeat):
+            reset_table(conn, table)
+            started = time.perf_counter()
+            df = pd.read_csv(bf.gz, sep="\t", na_values="\\N", keep_default_na=False,
+                             quoting=csv.QUOTE_NONE, dtype=str, nrows=nrows)
+            read = time.perf_counter() - started
+            df.to_sql(name, engine, schema=STAGING_SCHEMA, if_exists="replace", index=False,
+                      chunksize=TO_SQL_CHUNKSIZE)
+            seconds = time.perf_counter() - started
+            loaded = len(df)
+            del df
+            rows = count_rows(conn, table)
+            expected = nrows or bf.rows
+            if rows != expected or loaded != expected:
+                method.failed = f"loaded {rows:,} rows (DataFrame {loaded:,}), expected {expected:,}"
+                print(f"  run {i + 1} to_sql:       FAILED: {method.failed}", flush=True)
+                return method
+            if nrows:
+                method.extrapolated_from = nrows
+                full = seconds * bf.rows / nrows
+                print(f"  run {i + 1} to_sql:       {seconds:7.3f} s for the first {nrows:,} rows "
+                      f"(read_csv {read:.3f} s) -> EXTRAPOLATED {full:.1f} s for {bf.rows:,}", flush=True)
+                seconds = full
+            else:
+                print(f"  run {i + 1} to_sql:       {seconds:7.3f} s (read_csv {read:.3f} s, "
+                      f"to_sql {seconds - read:.3f} s)", flush=True)
+            method.seconds.append(seconds)
+    finally:
+        engine.dispose()
+    method.rows = bf.rows
+    reset_table(conn, table)
+    return method
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def machine_facts(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """Facts that explain the figures: CPU, memory, versions, PostgreSQL settings."""
+    model = ""
+    mem = ""
+    try:
+        model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                      if ln.startswith("model name")), "")
+        mem_kib = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
+                       if ln.startswith("MemTotal:"))
+        mem = f"{mem_kib / MIB:.1f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    cores = os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    settings = ", ".join(
+        f"{name}={conn.execute(f'SHOW {name}').fetchone()[0]}"
+        for name in ("shared_buffers", "max_wal_size", "wal_level", "synchronous_commit", "fsync")
+    )
+
+    def version(argv: list[str]) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
+            return out.splitlines()[0].strip() if out else "?"
+        except (OSError, subprocess.SubprocessError):
+            return "not installed"
+
+    import pandas as pd
+    import sqlalchemy as sa
+
+    return [
+        ("CPU", f"{model or platform.processor() or '?'}; {cores} logical cores ({usable} usable)"),
+        ("memory", mem or "?"),
+        ("OS", f"{platform.system()} {platform.release()}"),
+        ("PostgreSQL", conn.execute("SELECT version()").fetchone()[0]),
+        ("PostgreSQL settings", settings),
+        ("Python", platform.python_version()),
+        ("psycopg / libpq", f"{psycopg.__version__} / {psycopg.pq.version()}"),
+        ("pandas / SQLAlchemy", f"{pd.__version__} / {sa.__version__}"),
+        ("psql", version(["psql", "--version"])),
+        ("pgloader", version(["pgloader", "--version"])),
+    ]
+
+
+def _rate(rows: int, seconds: float | None) -> str:
+    return f"{rows / seconds:,.0f}" if seconds else "-"
+
+
+def _secs(method: Method | None) -> str:
+    if method is None:
+        return "skipped"
+    if method.failed:
+        return "FAILED"
+    return f"{method.median:.3f}" if method.median is not None else "-"
+
+
+def _ratio(slow: Method | None, fast: Method | None) -> float | None:
+    if not slow or not fast or slow.failed or fast.failed or not slow.median or not fast.median:
+        return None
+    return slow.median / fast.median
+
+
+def _fmt_ratio(value: float | None, target: float | None) -> str:
+    """``value`` as ``N.NNx`` with whether ``target`` is met; ``target=None``: informational."""
+    if value is None:
+        return "n/a"
+    if target is None:
+        return f"{value:.2f}x (informational, no target)"
+    return f"{value:.2f}x (target >= {target:g}x: {'met' if value >= target else 'NOT met'})"
+
+
+METHOD_KEYS = ("ours_landing", "ours_published", "ours_logged", "psql", "pgloader", "to_sql")
+
+
+@dataclass
+class FileReport:
+    """All results for one input file."""
+
+    bf: BenchFile
+    methods: dict[str, Method | None] = field(default_factory=dict)
+    ours_memory: dict = field(default_factory=dict)
+    pgloader_rss: float | None = None
+
+
+def print_report(reports: list[FileReport], facts: list[tuple[str, str]], repeat: int,
+                 to_sql_repeat: int) -> None:
+    """Print per-file figures, ratios, memory, machine facts and a markdown summary table."""
+    print("\n" + "=" * 100)
+    print(f"Results: median of {repeat} runs (to_sql: median of {to_sql_repeat}); "
+          "times in seconds, rates in rows/s")
+    print(f"psql \\copy options (the loader's COPY_OPTIONS verbatim; psql -1 makes FREEZE valid): "
+          f"({COPY_OPTIONS})")
+    print("pgloader: LOAD COPY FROM stdin (cols) ... TARGET TABLE imdb_staging.<table>_pgloader "
+          "TARGET COLUMNS (cols) WITH skip header = 1, delimiter '\\t', null '\\N'; defaults otherwise")
+    for rep in reports:
+        bf, m = rep.bf, rep.methods
+        print(f"\n{bf.spec.name} [{bf.key}]: {bf.rows:,} rows, {bf.gz_bytes / MIB:.1f} MiB gzipped, "
+              f"{bf.tsv_bytes / MIB:.1f} MiB decompressed ({bf.gz})")
+        for key in METHOD_KEYS:
+            method = m.get(key)
+            if method is None:
+                print(f"  {key:<24} skipped")
+                continue
+            runs = ", ".join(f"{s:.3f}" for s in method.seconds)
+            extra = (f" [EXTRAPOLATED from the first {method.extrapolated_from:,} rows]"
+                     if method.extrapolated_from else "")
+            rate = _rate(bf.rows, method.median)
+            print(f"  {method.name:<24} {_secs(method):>8} s {rate:>10} rows/s{extra}"
+                  f"  runs [{runs}]  -- {method.note}"
+                  + (f"  FAILED: {method.failed}" if method.failed else ""))
+        r1 = _ratio(m.get("psql"), m.get("ours_landing"))
+        r2 = _ratio(m.get("pgloader"), m.get("ours_published"))
+        r3 = _ratio(m.get("to_sql"), m.get("ours_published"))
+        r2_logged = _ratio(m.get("pgloader"), m.get("ours_logged"))
+        r3_logged = _ratio(m.get("to_sql"), m.get("ours_logged"))
+        mem = rep.ours_memory
+        if mem:
+            landing = m["ours_landing"].median or 0.0
+            print(f"  ours published (default, UNLOGGED), median split: COPY {landing:.3f} s + "
+                  f"PK/indexes/ANALYZE {mem['finish_median']:.3f} s + publish {mem['publish_median']:.3f} s")
+            print(f"  ours published LOGGED, median split: after COPY, PK/indexes/SET LOGGED/ANALYZE "
+                  f"{mem['logged_finish_median']:.3f} s + publish {mem['logged_publish_median']:.3f} s")
+        speeds = [
+            ("ours landing vs psql \\copy (psql time / ours COPY time)", r1, 0.9),
+            ("ours published vs pgloader landing (pgloader time / ours)", r2, 3),
+            ("ours published vs pandas to_sql (to_sql time / ours)", r3, 5),
+            ("ours published LOGGED vs pgloader landing (pgloader time / ours)", r2_logged, None),
+            ("ours published LOGGED vs pandas to_sql (to_sql time / ours)", r3_logged, None),
+        ]
+        for label, value, target in speeds:
+            print(f"  speed {label + ':':<66} {_fmt_ratio(value, target)}")
+        if mem:
+            peak = f"{mem['peak']:.0f} MiB" if mem.get("peak") is not None else "n/a"
+            how = (f"peak reset to the current RSS, <= {mem['rss_before']:.0f} MiB, right before each run"
+                   if mem["reset"] else "peak since process start: clear_refs reset unavailable")
+            print(f"  peak RSS of this Python process during our loader runs (both variants): VmHWM {peak}, "
+                  f"ru_maxrss {mem['maxrss_after']:.0f} MiB ({how})")
+        if rep.pgloader_rss is not None:
+            print(f"  peak RSS of the pgloader process (/usr/bin/time -v, max over runs): "
+                  f"{rep.pgloader_rss:.0f} MiB")
+
+    print("\nMachine")
+    for name, value in facts:
+        print(f"  {name:<20} {value}")
+
+    print("\nMarkdown summary\n")
+    print(f"Median of {repeat} runs (pandas `to_sql`: {to_sql_repeat}); rows/s = file rows / time.\n")
+    print("| file | rows | ours: COPY landing | ours: published | ours: published LOGGED | psql `\\copy` "
+          "| pgloader | pandas `to_sql` |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for rep in reports:
+        cells = []
+        for key in METHOD_KEYS:
+            method = rep.methods.get(key)
+            if method is None or method.failed or method.median is None:
+                cells.append("skipped" if method is None else "failed")
+                continue
+            star = "\\*" if method.extrapolated_from else ""
+            cells.append(f"{method.median:.2f} s{star} · {rep.bf.rows / method.median / 1000:,.0f} k rows/s")
+        print(f"| {rep.bf.spec.name} | {rep.bf.rows:,} | " + " | ".join(cells) + " |")
+    print("\n| file | ours landing vs psql `\\copy` (≥ 0.9x) | ours published vs pgloader (≥ 3x) "
+          "| ours published vs `to_sql` (≥ 5x) | ours published LOGGED vs pgloader (no target) "
+          "| ours published LOGGED vs `to_sql` (no target) | peak RSS ours / pgloader |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for rep in reports:
+        m = rep.methods
+        ratios = [_ratio(m.get("psql"), m.get("ours_landing")),
+                  _ratio(m.get("pgloader"), m.get("ours_published")),
+                  _ratio(m.get("to_sql"), m.get("ours_published")),
+                  _ratio(m.get("pgloader"), m.get("ours_logged")),
+                  _ratio(m.get("to_sql"), m.get("ours_logged"))]
+        cells = [f"{r:.2f}x" if r is not None else "n/a" for r in ratios]
+        ours_rss = rep.ours_memory.get("peak")
+        rss = (f"{ours_rss:.0f} MiB" if ours_rss is not None else "n/a") + " / " + (
+            f"{rep.pgloader_rss:.0f} MiB" if rep.pgloader_rss is not None else "n/a")
+        print(f"| {rep.bf.spec.name} | " + " | ".join(cells) + f" | {rss} |")
+    print("\nours: published = the loader's default (published table UNLOGGED: emptied by a crash, "
+          "reloaded by the next run, not replicated); ours: published LOGGED = `logged=True` "
+          "(`SET LOGGED`: crash-safe, replicated). Targets apply to the default; LOGGED ratios are "
+          "informational. Peak RSS covers the runs of both variants.")
+    if any(m and m.extrapolated_from for rep in reports for m in rep.methods.values()):
+        print("\n\\* extrapolated from the rows/s of a partial load.")
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Prepare the inputs, run every method on every file, print the figures; returns exit status 0."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("ratings", "basics"), help="benchmark one file only")
+    parser.add_argument("--rows", type=int, default=2_000_000,
+                        help="rows of the scaled title.basics file (default 2,000,000)")
+    parser.add_argument("--dsn", default=DEFAULT_DSN,
+                        help=f"libpq conninfo of a maintenance database on the server (default "
+                             f"{DEFAULT_DSN!r}); the benchmark creates and drops database {BENCH_DB} there")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per method (median reported; default 3)")
+    parser.add_argument("--to-sql-repeat", type=int, default=1, help="runs of pandas to_sql (default 1)")
+    parser.add_argument("--to-sql-rows", type=int, default=None,
+                        help="load only the first N rows with to_sql and extrapolate (default: all rows)")
+    parser.add_argument("--skip-to-sql", action="store_true", help="skip pandas to_sql")
+    parser.add_argument("--skip-pgloader", action="store_true", help="skip pgloader")
+    args = parser.parse_args(argv)
+
+    wall_start = time.perf_counter()
+    load_start = os.getloadavg()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    files = []
+    if args.only in (None, "ratings"):
+        files.append(prepare_ratings())
+    if args.only in (None, "basics"):
+        files.append(generate_basics(args.rows))
+
+    use_pgloader = not args.skip_pgloader and shutil.which("pgloader") is not None
+    if not args.skip_pgloader and not use_pgloader:
+        print("pgloader not found: skipped (Debian: apt-get install pgloader, or `make bench`)")
+    if shutil.which("psql") is None:
+        raise SystemExit("psql not found (Debian: apt-get install postgresql-client)")
+
+    db = make_db(args.dsn)
+    create_database(db)
+    reports = [FileReport(bf) for bf in files]
+    try:
+        with psycopg.connect(db.conninfo, autocommit=True) as conn:
+            ensure_schemas(conn)
+            # Rounds: each round runs ours (default, then LOGGED), psql and pgloader once, so
+            # background load on a shared machine hits every method alike. pandas (imported only
+            # then) runs last.
+            for rep in reports:
+                print(f"\n[{rep.bf.key}] {rep.bf.rows:,} rows: ours, ours LOGGED, psql \\copy"
+                      + (", pgloader" if use_pgloader else ""), flush=True)
+                ours = OursRunner(conn, rep.bf)
+                psql_runner = PsqlRunner(conn, db, rep.bf)
+                pgloader_runner = PgloaderRunner(conn, db, rep.bf) if use_pgloader else None
+                for i in range(args.repeat):
+                    ours.run(i)
+                    psql_runner.run(i)
+                    if pgloader_runner:
+                        pgloader_runner.run(i)
+                rep.ours_memory = ours.close()
+                rep.methods["ours_landing"] = ours.landing
+                rep.methods["ours_published"] = ours.default.published
+                rep.methods["ours_logged"] = ours.logged.published
+                psql_runner.close()
+                rep.methods["psql"] = psql_runner.method
+                rep.methods["pgloader"] = None
+                if pgloader_runner:
+                    rep.pgloader_rss = pgloader_runner.close()
+                    rep.methods["pgloader"] = pgloader_runner.method
+            for rep in reports:
+                rep.methods["to_sql"] = None
+                if not args.skip_to_sql:
+                    print(f"\n[{rep.bf.key}] pandas to_sql", flush=True)
+                    rep.methods["to_sql"] = run_to_sql(conn, db, rep.bf, args.to_sql_repeat, args.to_sql_rows)
+            facts = machine_facts(conn)
+            facts.append(("load average", "start {:.2f} {:.2f} {:.2f}; end {:.2f} {:.2f} {:.2f} "
+                          "(1/5/15 min; other work on the machine skews figures)".format(
+                              *load_start, *os.getloadavg())))
+    finally:
+        drop_database(db)
+    print_report(reports, facts, args.repeat, args.to_sql_repeat)
+    print(f"\ntotal wall time of this benchmark run: {time.perf_counter() - wall_start:.1f} s "
+          f"(database {BENCH_DB} dropped)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
