@@ -7,10 +7,19 @@ title.principals comes from ``head-2025-04/``, the other six from ``head-2025-08
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+#: Real public data (``shared/data`` beside the checkout, or ``$DATASET_OPS_SHARED_DATA``).
+SHARED_DATA = Path(
+    os.environ.get("DATASET_OPS_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
+if not (SHARED_DATA / "PROVENANCE.md").is_file():
+    raise RuntimeError(
+        f"the tests read real data from {SHARED_DATA}, which is missing: check out the project "
+        "beside shared/ or set DATASET_OPS_SHARED_DATA"
+    )
 IMDB_DATA = SHARED_DATA / "imdb"
 FULL_RATINGS = IMDB_DATA / "title.ratings.2018-03-12.full.tsv.gz"
 FULL_RATINGS_ROWS = 812_970
