@@ -123,3 +123,52 @@ def test_download_then_load_all_seven_files(file_server, storage_root, imdb_conn
         "SELECT averageRating::text, numVotes FROM imdb.title_ratings WHERE tconst = 'tt0000001'"
     ).fetchone() == ("5.8", 1354)
     assert pg.execute("SELECT count(*) FROM imdb.title_basics").fetchone()[0] == rows["title.basics"]
+
+
+def _without_retries(dag):
+    for task in dag.tasks:
+        task.retries = 0
+    return dag
+
+
+def test_bad_files_fail_their_task_and_leave_published_tables_intact(
+    file_server, storage_root, imdb_conn_env, pg, monkeypatch
+):
+    from helpers.imdb_data import IMDB_DATA, gzip_file
+
+    names = ["title.basics", "title.ratings"]
+    rows = build_dump_folder(file_server.root, names)
+    monkeypatch.setenv("AIRFLOW_VAR_IMDB_BASE_URL", file_server.url)
+    download_dag = _without_retries(_dag("imdb_download"))
+    load_dag = _without_retries(_dag("imdb_load"))
+    conf = {"files": names}
+    download_dag.test(run_conf=conf)
+    assert str(load_dag.test(run_conf=conf).state) == "success"
+
+    # A new title.basics whose last row is cut mid-line: complete gzip, so the download stores
+    # it; the load fails on that line and publishes nothing, not even the good ratings file.
+    gzip_file(
+        IMDB_DATA / "variants" / "title.basics.truncated-2025-04.tsv",
+        file_server.root / "title.basics.tsv.gz",
+    )
+    shutil.copyfile(FULL_RATINGS, file_server.root / "title.ratings.tsv.gz")
+    assert sorted(_states(download_dag.test(run_conf=conf))["download"]) == ["success", "success"]
+    run = load_dag.test(run_conf=conf)
+    assert str(run.state) == "failed"
+    assert sorted(_states(run)["stage"]) == ["failed", "success"]
+    assert _states(run)["publish"] == ["upstream_failed"]
+    assert pg.execute("SELECT count(*) FROM imdb.title_basics").fetchone()[0] == rows["title.basics"]
+    assert pg.execute("SELECT count(*) FROM imdb.title_ratings").fetchone()[0] == rows["title.ratings"]
+    (error,) = pg.execute("SELECT error FROM imdb.load_history WHERE status = 'failed'").fetchone()
+    assert error.startswith("title.basics.tsv.gz: line 29887: missing data for column")
+
+    # A truncated gzip never replaces the stored file: the download task fails.
+    data = (file_server.root / "title.ratings.tsv.gz").read_bytes()
+    (file_server.root / "title.ratings.tsv.gz").write_bytes(data[: len(data) // 2])
+    run = download_dag.test(run_conf={"files": ["title.ratings"]})
+    assert _states(run)["download"] == ["failed"]
+    from dataset_ops.storage import open_storage, read_json
+
+    stored = read_json(open_storage(storage_root), "imdb/raw/title.ratings.tsv.gz.json")
+    assert stored["rows"] == FULL_RATINGS_ROWS  # the last complete download is kept
+    assert pg.execute("SELECT count(*) FROM imdb.title_ratings").fetchone()[0] == rows["title.ratings"]
