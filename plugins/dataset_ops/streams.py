@@ -1,8 +1,8 @@
 """Streaming helpers: gunzip a byte stream block by block while checking it.
 
-Nothing here holds a whole file: memory is one compressed block plus its decompressed output
-(a few MiB at most), whatever the file size. Gzip format: RFC 1952; multi-member files are read
-member after member as ``gzip``/``zcat`` do.
+Nothing here holds a whole file: memory is one compressed block (1 MiB) plus at most 8 MiB of
+decompressed output, whatever the file size or compression ratio. Gzip format: RFC 1952;
+multi-member files are read member after member as ``gzip``/``zcat`` do.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 #: Compressed bytes read per step (bytes).
 BLOCK_SIZE = 1 << 20
+#: Largest decompressed piece produced at once (bytes).
+MAX_OUTPUT = 8 << 20
 #: Longest header line we look for before giving up (bytes).
 MAX_HEADER_BYTES = 64 << 10
 
@@ -39,7 +41,7 @@ class StreamFormatError(ValueError):
 class GunzipCounter:
     """Decompress gzip data fed in compressed blocks; count bytes and lines; check the header.
 
-    Feed compressed blocks with :meth:`feed`; it returns the decompressed bytes. Call
+    Feed compressed blocks with :meth:`feed`; it yields the decompressed bytes. Call
     :meth:`finish` at end of input: it raises if the gzip stream was truncated.
 
     :param source: name used in error messages.
@@ -58,35 +60,38 @@ class GunzipCounter:
         self._last_byte = b"\n"
         self._member_open = False
 
-    def feed(self, block: bytes) -> bytes:
-        """Decompress one compressed block; returns its decompressed bytes (may be empty)."""
+    def feed(self, block: bytes) -> Iterator[bytes]:
+        """Decompress one compressed block; yields its decompressed bytes in pieces.
+
+        Each piece is at most :data:`MAX_OUTPUT` bytes, so memory stays bounded even for data
+        that compresses extremely well. The generator must be consumed to the end.
+        """
         self.compressed_bytes += len(block)
-        out = []
         data = block
         while data:
             self._member_open = True
             try:
-                chunk = self._d.decompress(data)
+                text = self._d.decompress(data, MAX_OUTPUT)
             except zlib.error as exc:
                 raise StreamFormatError(
                     self.source, f"not a valid gzip stream ({exc})", self.newlines + 1
                 ) from None
-            if chunk:
-                out.append(chunk)
+            if text:
+                self._account(text)
+                yield text
             if self._d.eof:  # end of one gzip member; another may follow
                 data = self._d.unused_data
                 self._d = zlib.decompressobj(wbits=31)
                 self._member_open = False
             else:
-                data = b""
-        text = b"".join(out) if len(out) != 1 else out[0]
-        if text:
-            if self._header_buf is not None:
-                self._check_header(text)
-            self.decompressed_bytes += len(text)
-            self.newlines += text.count(b"\n")
-            self._last_byte = text[-1:]
-        return text
+                data = self._d.unconsumed_tail
+
+    def _account(self, text: bytes) -> None:
+        if self._header_buf is not None:
+            self._check_header(text)
+        self.decompressed_bytes += len(text)
+        self.newlines += text.count(b"\n")
+        self._last_byte = text[-1:]
 
     def _check_header(self, text: bytes) -> None:
         assert self._header_buf is not None and self.expected_header is not None
@@ -200,7 +205,8 @@ class VerifyingReader:
         block = self._raw.read(size if size and size > 0 else BLOCK_SIZE)
         if block:
             self.sha256.update(block)
-            self.gunzip.feed(block)
+            for _ in self.gunzip.feed(block):
+                pass
             if self._progress:
                 self._progress.update(self.gunzip.compressed_bytes, self.gunzip.rows)
             return block
@@ -225,7 +231,5 @@ def gunzip_blocks(fileobj: BinaryIO, counter: GunzipCounter, block_size: int = B
         block = fileobj.read(block_size)
         if not block:
             break
-        text = counter.feed(block)
-        if text:
-            yield text
+        yield from counter.feed(block)
     counter.finish()

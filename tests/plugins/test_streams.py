@@ -86,3 +86,13 @@ def test_verifying_reader_rejects_a_short_body_at_eof():
     with pytest.raises(StreamFormatError, match="incomplete body"):
         while reader.read(1 << 20):
             pass
+
+
+def test_highly_compressible_input_is_yielded_in_bounded_pieces():
+    from dataset_ops.streams import MAX_OUTPUT
+
+    text = b"h\n" + b"x" * (200 << 20) + b"\n"  # 200 MiB that gzip turns into ~200 KiB
+    counter = GunzipCounter("bomb.gz", b"h")
+    pieces = list(len(p) for p in gunzip_blocks(io.BytesIO(gzip.compress(text, 1)), counter))
+    assert max(pieces) <= MAX_OUTPUT and sum(pieces) == len(text)
+    assert counter.rows == 1

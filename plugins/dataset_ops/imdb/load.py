@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from dataset_ops.imdb.datasets import ImdbFile
-from dataset_ops.streams import GunzipCounter, ProgressLog, StreamFormatError, gunzip_blocks
+from dataset_ops.streams import GunzipCounter, ProgressLog, gunzip_blocks
 
 if TYPE_CHECKING:
     import psycopg
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 PUBLISHED_SCHEMA = "imdb"
 STAGING_SCHEMA = "imdb_staging"
 HISTORY_TABLE = f"{PUBLISHED_SCHEMA}.load_history"
+#: How long publish waits for readers of the old tables before failing (and being retried).
+PUBLISH_LOCK_TIMEOUT = "60s"
 COPY_OPTIONS = "FORMAT csv, DELIMITER E'\\t', NULL '\\N', QUOTE E'\\b', HEADER true, FREEZE true"
 
 
@@ -158,8 +160,8 @@ def stage_file(
 ) -> StageResult:
     """COPY one gzipped IMDb file into ``imdb_staging.<table>`` and index it, ready to publish.
 
-    :param conn: psycopg 3 connection (e.g. ``PostgresHook("imdb_postgres").get_conn()``), not
-        inside a transaction; autocommit or not, each step commits on its own.
+    :param conn: autocommit psycopg 3 connection (e.g. from
+        :func:`dataset_ops.imdb.pipeline.connect`); each step runs in its own transaction.
     :param spec: which IMDb file this is.
     :param fileobj: the gzipped TSV, opened for binary reading (streamed, never read whole).
     :param total_bytes: compressed size in bytes, for progress percentages.
@@ -186,8 +188,6 @@ def stage_file(
                         copy.write(block)
                         progress.update(counter.compressed_bytes, counter.newlines)
                 copied = cur.rowcount
-    except StreamFormatError:
-        raise
     except psycopg.Error as exc:
         raise _copy_error(spec, exc) from exc
     copy_seconds = time.monotonic() - started
@@ -246,8 +246,11 @@ def publish(conn: psycopg.Connection, staged: list[dict], dag_run_id: str | None
     :param staged: one dict per file with ``file`` (IMDb name), ``table`` and the history fields
         ``etag``, ``sha256``, ``rows``, ``compressed_bytes``, ``total_seconds``.
     :raises ImdbLoadError: a staged table is missing (nothing is published then).
+    :raises psycopg.errors.LockNotAvailable: readers held the old tables longer than
+        :data:`PUBLISH_LOCK_TIMEOUT`; nothing is published and the task can be retried.
     """
     with conn.transaction():
+        conn.execute(f"SET LOCAL lock_timeout = '{PUBLISH_LOCK_TIMEOUT}'")
         for item in staged:
             table = item["table"]
             exists = conn.execute(

@@ -202,3 +202,19 @@ def test_plan_reloads_a_published_table_that_a_crash_emptied(pg, tmp_path):
     assert len(plan_load(pg, storage, ["title.ratings"], force=True)) == 1
     pg.execute("TRUNCATE imdb.title_ratings")  # what crash recovery does to an UNLOGGED table
     assert [p["file"] for p in plan_load(pg, storage, ["title.ratings"], force=False)] == ["title.ratings"]
+
+
+def test_publish_gives_up_when_readers_hold_the_old_table(pg, postgres_url, published_basics, monkeypatch):
+    import psycopg
+
+    monkeypatch.setattr(load, "PUBLISH_LOCK_TIMEOUT", "500ms")
+    head = b"".join(slice_path("title.basics").read_bytes().splitlines(keepends=True)[:201])
+    staged = load.stage_file(pg, BASICS, gz(head)).to_dict()
+    with psycopg.connect(postgres_url) as reader:  # a long report query on the old generation
+        reader.execute("SELECT count(*) FROM imdb.title_basics").fetchone()
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            load.publish(pg, [staged])
+        assert reader.execute("SELECT count(*) FROM imdb.title_basics").fetchone()[0] == published_basics
+    assert_still_published(pg, published_basics)
+    load.publish(pg, [staged])  # once the reader is gone, the new generation goes in
+    assert pg.execute("SELECT count(*) FROM imdb.title_basics").fetchone()[0] == staged["rows"]
