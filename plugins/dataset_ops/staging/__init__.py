@@ -1,0 +1,1 @@
+"""Staged uploads: ``uploads/`` -> validate as a stream -> ``fresh/`` or ``failed/`` (quarantine)."""
