@@ -34,6 +34,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
 	@[ -x $(PY) ] || uv venv -q -p $(PYTHON) $(VENV)
 	uv pip install -q --compile-bytecode -p $(VENV) -r requirements.txt -r requirements-dev.txt
+	@# plugins/ on the venv's path, so `.venv/bin/python -m dataset_ops.upload` works anywhere
+	@echo "$(CURDIR)/plugins" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/dataset_ops.pth
 	@touch $@
 
 install: $(STAMP)
