@@ -7,15 +7,22 @@ paths below the root, e.g. ``imdb/raw/title.basics.tsv.gz``.
 
 Writes are all-or-nothing: :meth:`Storage.write_stream` publishes the object only when the
 source stream ended cleanly; if reading the source raises, nothing appears at the key and a
-previous object there stays as it was.
+previous object there stays as it was. :func:`publish` adds verification: it writes under a
+temporary key (``_tmp/``), checks size and sha256, then moves the object into place.
+Datasets carry a ``manifest.json`` (:func:`write_manifest`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
@@ -26,6 +33,23 @@ STORAGE_ROOT_VARIABLE = "dataset_ops_storage_root"
 AWS_CONN_ID = "aws_default"
 #: Multipart part size for streamed S3 uploads (bytes). 10,000 parts x 64 MiB = 625 GiB.
 S3_PART_SIZE = 64 << 20
+#: Objects above this size are copied with multipart ``UploadPartCopy`` (S3's ``CopyObject``
+#: accepts at most 5 GiB).
+S3_MULTIPART_COPY_THRESHOLD = 5 << 30
+#: Part size of multipart copies (bytes): 10,000 parts x 512 MiB = 5 TiB, S3's object limit.
+S3_COPY_PART_SIZE = 512 << 20
+#: Folder below the root for temporary objects of :func:`publish`.
+TMP_PREFIX = "_tmp"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What :meth:`Storage.stat` reports: size in bytes, last modification (UTC), S3 ETag."""
+
+    key: str
+    size: int
+    last_modified: datetime
+    etag: str | None = None
 
 
 class Storage(Protocol):
@@ -39,6 +63,23 @@ class Storage(Protocol):
 
     def size(self, key: str) -> int:
         """Size of the object in bytes. :raises FileNotFoundError: no such object."""
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Size, modification time and ETag. :raises FileNotFoundError: no such object."""
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy ``src`` to ``dst`` inside the storage (server-side on S3, any size).
+
+        :raises FileNotFoundError: no object at ``src``.
+        """
+
+    def move(self, src: str, dst: str) -> None:
+        """Move ``src`` to ``dst``: a rename locally, copy then delete on S3 (so an interruption
+        leaves the object in both places, never in none)."""
+
+    def abort_incomplete_writes(self, older_than_seconds: float, prefix: str = "") -> list[str]:
+        """Remove writes that never finished (S3 multipart uploads, local ``.partial`` files)
+        started more than ``older_than_seconds`` ago; returns their keys."""
 
     def open_read(self, key: str) -> BinaryIO:
         """Open the object for streaming binary reads. :raises FileNotFoundError: no object."""
@@ -68,6 +109,88 @@ def write_json(storage: Storage, key: str, obj: dict) -> None:
     storage.write_stream(key, io.BytesIO(json.dumps(obj, indent=2, sort_keys=True).encode()))
 
 
+class _HashingReader:
+    """Pass bytes through while counting them and computing their sha256."""
+
+    def __init__(self, source: IO[bytes]):
+        self._source, self.size, self.sha256 = source, 0, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        self.size += len(data)
+        self.sha256.update(data)
+        return data
+
+
+class PublishError(RuntimeError):
+    """Verification before publishing failed; nothing was published."""
+
+
+def publish(
+    storage: Storage,
+    key: str,
+    source: IO[bytes],
+    *,
+    expected_size: int | None = None,
+    expected_sha256: str | None = None,
+) -> dict:
+    """Atomically publish ``source`` at ``key``: write under ``_tmp/``, verify, move into place.
+
+    :param expected_size: bytes the source must have, if known.
+    :param expected_sha256: hex sha256 the content must have, if known.
+    :returns: ``{"key", "bytes", "sha256"}`` of the published object.
+    :raises PublishError: the stored temporary object's size, or the content's size or sha256,
+        differs from what was expected; the temporary object is removed and ``key`` untouched.
+    """
+    tmp = f"{TMP_PREFIX}/{uuid.uuid4().hex}/{key.rsplit('/', 1)[-1]}"
+    reader = _HashingReader(source)
+    try:
+        storage.write_stream(tmp, reader)
+        digest = reader.sha256.hexdigest()
+        stored = storage.stat(tmp).size
+        problems = []
+        if stored != reader.size:
+            problems.append(f"stored {stored:,} bytes but sent {reader.size:,}")
+        if expected_size is not None and reader.size != expected_size:
+            problems.append(f"{reader.size:,} bytes, expected {expected_size:,}")
+        if expected_sha256 is not None and digest != expected_sha256:
+            problems.append(f"sha256 {digest}, expected {expected_sha256}")
+        if problems:
+            raise PublishError(f"{storage.uri(key)} not published: " + "; ".join(problems))
+        storage.move(tmp, key)
+    finally:
+        if storage.exists(tmp):
+            storage.delete(tmp)
+    return {"key": key, "bytes": reader.size, "sha256": digest}
+
+
+def file_sha256(storage: Storage, key: str) -> str:
+    """Hex sha256 of the object at ``key``, read as a stream (1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with storage.open_read(key) as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(storage: Storage, prefix: str, files: list[dict], producer: dict) -> dict:
+    """Write ``<prefix>/manifest.json`` describing a dataset and return it.
+
+    :param files: one dict per file: ``key`` (below the storage root), ``bytes``, ``sha256`` and,
+        where known, ``rows``.
+    :param producer: who made it, e.g. ``{"dag_id": ..., "run_id": ...}``.
+    :returns: ``{"files": [...], "total_bytes", "created_at" (UTC ISO 8601), "producer"}``.
+    """
+    manifest = {
+        "files": sorted(files, key=lambda f: f["key"]),
+        "total_bytes": sum(f["bytes"] for f in files),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "producer": producer,
+    }
+    write_json(storage, f"{prefix.rstrip('/')}/manifest.json", manifest)
+    return manifest
+
+
 class LocalStorage:
     """Objects as files below a local folder; writes go to a temporary file then ``os.replace``."""
 
@@ -88,6 +211,31 @@ class LocalStorage:
 
     def size(self, key: str) -> int:
         return self._path(key).stat().st_size
+
+    def stat(self, key: str) -> ObjectInfo:
+        st = self._path(key).stat()
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def copy(self, src: str, dst: str) -> None:
+        with open(self._path(src), "rb") as fh:
+            self.write_stream(dst, fh)
+
+    def move(self, src: str, dst: str) -> None:
+        source, target = self._path(src), self._path(dst)
+        if not source.is_file():
+            raise FileNotFoundError(str(source))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+
+    def abort_incomplete_writes(self, older_than_seconds: float, prefix: str = "") -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        cutoff = time.time() - older_than_seconds
+        removed = []
+        for path in base.rglob("*.partial") if base.exists() else ():
+            if path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed.append(str(path.relative_to(self.root)))
+        return sorted(removed)
 
     def open_read(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")
@@ -148,14 +296,51 @@ class S3Storage:
         return self.hook.check_for_key(self._key(key), self.bucket)
 
     def size(self, key: str) -> int:
+        return self.stat(key).size
+
+    def stat(self, key: str) -> ObjectInfo:
         from botocore.exceptions import ClientError
 
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise FileNotFoundError(self.uri(key)) from None
             raise
+        return ObjectInfo(key, head["ContentLength"], head["LastModified"], head.get("ETag"))
+
+    def copy(self, src: str, dst: str, multipart_threshold: int = S3_MULTIPART_COPY_THRESHOLD) -> None:
+        """Server-side copy through boto3's managed transfer: ``CopyObject`` up to
+        ``multipart_threshold`` bytes, multipart ``UploadPartCopy`` above (S3 API reference)."""
+        from boto3.s3.transfer import TransferConfig
+
+        self.stat(src)  # FileNotFoundError with the URI, before the transfer machinery starts
+        config = TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=min(S3_COPY_PART_SIZE, max(multipart_threshold, 5 << 20)),
+            max_concurrency=4,
+        )
+        self.client.copy(
+            {"Bucket": self.bucket, "Key": self._key(src)}, self.bucket, self._key(dst), Config=config
+        )
+
+    def move(self, src: str, dst: str) -> None:
+        self.copy(src, dst)
+        self.delete(src)
+
+    def abort_incomplete_writes(self, older_than_seconds: float, prefix: str = "") -> list[str]:
+        cutoff = datetime.now(UTC).timestamp() - older_than_seconds
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        aborted = []
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"].timestamp() < cutoff:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    aborted.append(upload["Key"][cut:])
+        return sorted(aborted)
 
     def open_read(self, key: str) -> BinaryIO:
         from botocore.exceptions import ClientError
