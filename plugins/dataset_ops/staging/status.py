@@ -137,3 +137,20 @@ def list_statuses(storage: Storage, state: UploadState | str | None = None) -> l
             if data is not None and (state is None or data.get("state") == str(state)):
                 out.append(UploadStatus.from_dict(data))
     return sorted(out, key=lambda s: s.name)
+
+
+def staging_root(explicit: str | None = None) -> str:
+    """The staging root: ``explicit``, else the Variable ``staging_root`` (inside Airflow, or its
+    ``AIRFLOW_VAR_STAGING_ROOT`` environment form elsewhere), else ``s3://training-data/``."""
+    import os
+
+    if explicit:
+        return explicit
+    if "AIRFLOW_VAR_STAGING_ROOT" in os.environ:
+        return os.environ["AIRFLOW_VAR_STAGING_ROOT"]
+    try:
+        from airflow.sdk import Variable
+
+        return Variable.get(STAGING_ROOT_VARIABLE, default=DEFAULT_STAGING_ROOT)
+    except Exception:  # outside a task there may be no Variable backend to ask
+        return DEFAULT_STAGING_ROOT

@@ -1,0 +1,113 @@
+"""
+### Staged upload validation
+
+Large training files land in `uploads/` under the Variable `staging_root` (default
+`s3://training-data/`), usually through `python -m dataset_ops.upload FILE --data-type T`.
+Every 5 minutes this DAG picks up each complete file (S3 shows a multipart upload only once it is
+completed), validates it as a stream with the rule set of its data type
+(`include/validation/<data_type>.yaml`), then:
+
+* **valid**: server-side copy to `fresh/`, verified, then the upload is removed; an event on the
+  Asset `x-dataset-ops://staging/fresh` lets downstream DAGs run on the new data;
+* **invalid**: moved to `failed/` with `failed/<name>.report.json` beside it (first errors with
+  line, byte offset and reason; totals).
+
+Each file is one mapped task: a bad file never blocks the others. Every file has a status record
+(`_status/<name>.json`: uploading, uploaded, validating, fresh, failed; sizes, records, timings,
+error summary); list them with `python -m dataset_ops.staging list --state failed`.
+
+Manual runs: set `retry_failed` to names in `failed/` to validate them again, with the same rules
+or relaxed ones through `rule_overrides` (e.g. `{"min_records": 1, "max_errors": 1000}`).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from dataset_ops.dag_defaults import DEFAULT_ARGS, START_DATE
+from dataset_ops.staging.assets import FRESH_ALIAS, FRESH_ASSET
+
+
+@dag(
+    dag_id="staged_upload_validation",
+    schedule="*/5 * * * *",
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["staging", "validation", "s3"],
+    doc_md=__doc__,
+    params={
+        "retry_failed": Param(
+            [],
+            type="array",
+            items={"type": "string", "pattern": r"^[^/\\][^\\]*$"},
+            title="Re-validate failed files",
+            description="Names in failed/ to validate again (instead of scanning uploads/).",
+        ),
+        "rule_overrides": Param(
+            {},
+            type="object",
+            title="Rule overrides",
+            description='Rule settings that replace the rule set\'s, e.g. {"min_records": 1}.',
+        ),
+    },
+)
+def staged_upload_validation():
+    @task
+    def find(params=None) -> list[dict]:
+        """New complete uploads, or the failed files named in `retry_failed`."""
+        from dataset_ops.staging.pipeline import find_uploads, retry_targets
+        from dataset_ops.staging.status import staging_root
+        from dataset_ops.storage import open_storage
+
+        storage = open_storage(staging_root())
+        if params["retry_failed"]:
+            return retry_targets(storage, params["retry_failed"])
+        return find_uploads(storage)
+
+    @task(outlets=[FRESH_ALIAS], map_index_template="{{ upload_name }}")
+    def validate(upload: dict, params=None, outlet_events=None) -> dict:
+        """Validate one file as a stream; promote it to fresh/ or quarantine it in failed/."""
+        from dataclasses import asdict
+
+        from dataset_ops.staging.pipeline import process_upload
+        from dataset_ops.staging.status import FRESH, UploadState, staging_root
+        from dataset_ops.storage import open_storage
+
+        get_current_context()["upload_name"] = upload["name"]
+        storage = open_storage(staging_root())
+        status = process_upload(
+            storage,
+            upload["name"],
+            upload["data_type"],
+            params["rule_overrides"],
+            source_prefix=upload.get("source", "uploads"),
+        )
+        if status.state == UploadState.FRESH:
+            outlet_events[FRESH_ALIAS].add(
+                FRESH_ASSET,
+                extra={
+                    "name": status.name,
+                    "uri": storage.uri(f"{FRESH}/{status.name}"),
+                    "bytes": status.size,
+                    "sha256": status.sha256,
+                    "records": status.records,
+                    "data_type": status.data_type,
+                },
+            )
+        return asdict(status)
+
+    @task(trigger_rule="all_done")
+    def summary(results: list[dict]) -> dict:
+        """Counts by outcome and the first error of each quarantined file."""
+        results = [r for r in results if r]
+        return {
+            "fresh": [r["name"] for r in results if r["state"] == "fresh"],
+            "failed": {r["name"]: r["error_summary"] for r in results if r["state"] == "failed"},
+        }
+
+    summary(validate.expand(upload=find()))
+
+
+staged_upload_validation()
