@@ -48,8 +48,8 @@ def find_uploads(storage: Storage) -> list[dict]:
 
     S3 lists a multipart upload only once it is completed, and local writes appear by rename, so
     every listed object is whole. Files whose status says ``uploading`` (a newer upload of the
-    same name is on its way) are left for a later run. Names that are unsafe (``..``, a leading
-    ``/``) are reported with their own status ``failed`` and are never read.
+    same name is on its way) are left for a later run. Keys with an unsafe name (``..``, a
+    leading ``/``) are never read: :func:`quarantine_unsafe_key` moves them aside.
     """
     found = []
     for key in storage.list(UPLOADS):
@@ -57,7 +57,7 @@ def find_uploads(storage: Storage) -> list[dict]:
         try:
             check_name(name)
         except ValueError as exc:
-            log.error("%s: %s; skipped", key, exc)
+            quarantine_unsafe_key(storage, key, str(exc))
             continue
         status = read_status(storage, name)
         if status is not None and status.state == UploadState.UPLOADING:
@@ -72,6 +72,35 @@ def find_uploads(storage: Storage) -> list[dict]:
         )
     log.info("uploads to validate: %s", [f["name"] for f in found] or "none")
     return found
+
+
+def quarantine_unsafe_key(storage: Storage, key: str, reason: str) -> UploadStatus:
+    """Move an object whose key is unsafe to ``failed/_unsafe/<sha1 of the key>``, with a report
+    naming the original key, and give it a ``failed`` status under that safe name."""
+    safe = f"_unsafe/{hashlib.sha1(key.encode()).hexdigest()}"
+    size = storage.stat(key).size
+    write_json(
+        storage,
+        report_key(safe),
+        {
+            "name": safe,
+            "original_key": key,
+            "valid": False,
+            "errors": [{"line": None, "offset": None, "reason": reason}],
+        },
+    )
+    storage.move(key, f"{FAILED}/{safe}")
+    status = UploadStatus(
+        name=safe,
+        state=UploadState.FAILED,
+        size=size,
+        errors=1,
+        error_summary=f"unsafe key {key!r}: {reason}"[:500],
+        report_key=report_key(safe),
+    )
+    write_status(storage, status)
+    log.error("%s: %s; moved to %s", key, reason, storage.uri(f"{FAILED}/{safe}"))
+    return status
 
 
 def infer_data_type(name: str) -> str:

@@ -146,3 +146,14 @@ def test_status_cli_lists_by_state(tmp_path, capsys):
     assert "b.csv" in out and "line 3: bad" in out and "a.jsonl" not in out
     main(["list", "--root", str(tmp_path), "--json"])
     assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["a.jsonl", "b.csv"]
+
+
+@pytest.mark.parametrize("bad_key", ["uploads/../escape.jsonl", "uploads//etc/passwd", "uploads/a/./b.csv"])
+def test_unsafe_keys_on_s3_are_quarantined_under_a_safe_name(s3_bucket, bad_key):
+    area = open_storage(f"s3://{s3_bucket}/training-data")
+    area.client.put_object(Bucket=s3_bucket, Key=f"training-data/{bad_key}", Body=b"{}\n")
+    assert pipeline.find_uploads(area) == []
+    (status,) = list_statuses(area, "failed")
+    assert status.name.startswith("_unsafe/") and bad_key[len("uploads/") :] in status.error_summary
+    assert read_json(area, status.report_key)["original_key"] == bad_key
+    assert area.exists(f"failed/{status.name}") and list(area.list("uploads")) == []
