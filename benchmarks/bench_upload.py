@@ -1,0 +1,272 @@
+"""Benchmark: ``python -m dataset_ops.upload`` vs boto3 ``upload_file`` (default TransferConfig).
+
+Both upload the same generated file (default 2 GiB of random bytes, cached in
+``.data/bench/``, git-ignored) to a moto S3 server started as a separate process
+(``python -m moto.server``) on 127.0.0.1. Each method runs as its own subprocess, ``--repeat``
+times in rotating rounds; wall time and peak RSS (``ru_maxrss`` of that child, from
+``os.wait4``) are measured per run, and the upload is verified (size; sha256 metadata for ours).
+Every run gets a fresh moto server: moto keeps objects in memory and does not give the memory
+back after a delete, which slowed later runs by up to 40% when one server was shared. A third,
+diagnostic method runs ``dataset_ops.upload --part-size-mib 16`` to show the part-size effect on
+moto. It prints figures and never asserts.
+
+    .venv/bin/python benchmarks/bench_upload.py [--size-mib 2048] [--repeat 2] [--parallel 4]
+        [--diagnostic-part-size-mib 16 (0: skip)]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / ".data" / "bench"
+MiB = 1 << 20
+BUCKET = "bench-upload"
+OURS = "dataset_ops.upload"
+BOTO3 = "boto3 upload_file"
+
+BOTO3_SCRIPT = """
+import sys, time, boto3
+from boto3.s3.transfer import TransferConfig
+endpoint, path, bucket, key = sys.argv[1:5]
+client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="bench", aws_secret_access_key="bench")
+started = time.perf_counter()
+client.upload_file(path, bucket, key, Config=TransferConfig())
+print(time.perf_counter() - started)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_file(size: int) -> tuple[Path, str]:
+    """The cached random file of ``size`` bytes and its sha256 (reading it also warms the page cache)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"upload-{size // MiB}MiB.bin"
+    meta = path.with_suffix(".bin.meta.json")
+    if path.exists() and path.stat().st_size == size and meta.exists():
+        recorded = json.loads(meta.read_text())
+        if recorded.get("size") == size and recorded.get("mtime_ns") == path.stat().st_mtime_ns:
+            started = time.perf_counter()
+            with open(path, "rb") as fh:  # warm the page cache like the generation run does
+                while fh.read(16 * MiB):
+                    pass
+            print(f"input: {path} (cached, read in {time.perf_counter() - started:.1f} s)")
+            return path, recorded["sha256"]
+    started = time.perf_counter()
+    digest = hashlib.sha256()
+    tmp = path.with_suffix(".bin.partial")
+    with open(tmp, "wb") as out:
+        left = size
+        while left:
+            block = os.urandom(min(16 * MiB, left))
+            digest.update(block)
+            out.write(block)
+            left -= len(block)
+    os.replace(tmp, path)
+    sha = digest.hexdigest()
+    meta.write_text(json.dumps({"size": size, "sha256": sha, "mtime_ns": path.stat().st_mtime_ns}))
+    print(f"input: {path} (generated in {time.perf_counter() - started:.1f} s)")
+    return path, sha
+
+
+def start_moto(port: int) -> subprocess.Popen:
+    """A fresh ``python -m moto.server`` on 127.0.0.1:``port`` (its request log discarded)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("moto server did not start")
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_child(cmd: list[str], env: dict, out: Path) -> tuple[int, float, float, str]:
+    """Run ``cmd``; returns (exit code, wall seconds, peak RSS MiB of that child, stdout)."""
+    with open(out, "w") as stdout, open(out.with_suffix(".err"), "w") as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, wall, usage.ru_maxrss / 1024, out.read_text()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=2048, help="file size in MiB (default 2048)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per method (default 2)")
+    parser.add_argument("--parallel", type=int, default=4, help="dataset_ops.upload --parallel (default 4)")
+    parser.add_argument(
+        "--diagnostic-part-size-mib",
+        type=int,
+        default=16,
+        help="also run dataset_ops.upload with this --part-size-mib, labelled diagnostic (0: skip)",
+    )
+    args = parser.parse_args()
+
+    import boto3
+    import botocore
+    import moto
+    import s3transfer
+
+    size = args.size_mib * MiB
+    path, sha = prepare_file(size)
+    home = tempfile.mkdtemp(prefix="bench-upload-airflow-")
+    work = Path(tempfile.mkdtemp(prefix="bench-upload-out-"))
+    print(
+        f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"versions: boto3 {boto3.__version__}, botocore {botocore.__version__}, "
+        f"s3transfer {s3transfer.__version__}, moto {moto.__version__} (server: separate process, HTTP)"
+    )
+    print(f"file: {size:,} bytes ({args.size_mib} MiB), random; page cache warm; MB = 10^6 bytes\n")
+
+    def ours(endpoint: str, *extra: str) -> list[str]:
+        return [
+            sys.executable, "-m", "dataset_ops.upload", str(path), "--to", f"s3://{BUCKET}/uploads/",
+            "--name", "ours.bin", "--parallel", str(args.parallel), *extra,
+        ]  # fmt: skip
+
+    methods = {
+        OURS: (ours, "uploads/ours.bin"),
+        BOTO3: (
+            lambda endpoint: [sys.executable, "-c", BOTO3_SCRIPT, endpoint, str(path), BUCKET, "boto3.bin"],
+            "boto3.bin",
+        ),
+    }
+    if args.diagnostic_part_size_mib:
+        diag = f"{OURS} --part-size-mib {args.diagnostic_part_size_mib} (diagnostic)"
+        methods[diag] = (
+            lambda endpoint: ours(endpoint, "--part-size-mib", str(args.diagnostic_part_size_mib)),
+            "uploads/ours.bin",
+        )
+    results: dict[str, list[dict]] = {name: [] for name in methods}
+    width = max(len(name) for name in methods)
+    try:
+        for round_no in range(args.repeat):
+            names = list(methods)
+            for name in names[round_no % len(names) :] + names[: round_no % len(names)]:
+                make_cmd, key = methods[name]
+                port = free_port()
+                endpoint = f"http://127.0.0.1:{port}"
+                moto_proc = start_moto(port)
+                try:
+                    client = boto3.client(
+                        "s3",
+                        endpoint_url=endpoint,
+                        region_name="us-east-1",
+                        aws_access_key_id="bench",
+                        aws_secret_access_key="bench",
+                    )
+                    client.create_bucket(Bucket=BUCKET)
+                    env = {
+                        **os.environ,
+                        "AIRFLOW_HOME": home,
+                        "AWS_ACCESS_KEY_ID": "bench",
+                        "AWS_SECRET_ACCESS_KEY": "bench",
+                        "PYTHONPATH": str(REPO / "plugins"),
+                        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+                            {
+                                "conn_type": "aws",
+                                "login": "bench",
+                                "password": "bench",
+                                "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+                            }
+                        ),
+                    }
+                    out = work / f"method{names.index(name)}-round{round_no}.out"
+                    code, wall, rss, stdout = run_child(make_cmd(endpoint), env, out)
+                    head = client.head_object(Bucket=BUCKET, Key=key) if code == 0 else {}
+                    ok = code == 0 and head.get("ContentLength") == size
+                    note = ""
+                    if name.startswith(OURS) and ok:
+                        ok = head.get("Metadata", {}).get("sha256") == sha
+                        inner = json.loads(stdout.strip().splitlines()[-1])["timings"]
+                        note = (
+                            f"in-process {inner['upload']:.1f} s (sha256 {inner['hash']:.1f} s, overlapped)"
+                        )
+                    elif ok:
+                        note = f"in-process upload_file {float(stdout.strip()):.1f} s"
+                    moto_rss = rss_mib(moto_proc.pid)
+                finally:
+                    moto_proc.terminate()
+                    moto_proc.wait(timeout=30)
+                results[name].append({"wall": wall, "rss": rss, "ok": ok})
+                print(
+                    f"round {round_no + 1} {name:{width}s} exit {code}  {'verified' if ok else 'FAILED'}  "
+                    f"wall {wall:6.1f} s  {size / 1e6 / wall:6.1f} MB/s  peak RSS {rss:6.1f} MiB  "
+                    f"{note}; moto server RSS after {moto_rss:.0f} MiB",
+                    flush=True,
+                )
+                if not ok:
+                    print(f"  stderr: {out.with_suffix('.err').read_text()[-2000:]}")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+    print("\n| method | runs | median wall | median MB/s | best MB/s | peak RSS (max) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    summary = {}
+    for name, runs in results.items():
+        good = [r for r in runs if r["ok"]]
+        if not good:
+            print(f"| {name} | 0 of {len(runs)} ok | | | | |")
+            continue
+        wall = statistics.median(r["wall"] for r in good)
+        best = min(r["wall"] for r in good)
+        rss = max(r["rss"] for r in good)
+        summary[name] = (size / 1e6 / wall, rss)
+        print(
+            f"| {name} | {len(good)} | {wall:.1f} s | {size / 1e6 / wall:.1f} | {size / 1e6 / best:.1f} "
+            f"| {rss:.0f} MiB |"
+        )
+    if BOTO3 in summary:
+        boto_rate, boto_rss = summary[BOTO3]
+        for name, (rate, rss) in summary.items():
+            if name == BOTO3:
+                continue
+            target = " (target >= 1.0x; peak RSS target < 300 MB = 286 MiB)" if name == OURS else ""
+            print(
+                f"ratio {name} / {BOTO3}: throughput {rate / boto_rate:.2f}x, "
+                f"peak RSS {rss / boto_rss:.2f}x ({rss:.0f} MiB){target}"
+            )
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
