@@ -173,7 +173,7 @@ def process_upload(
             "valid": False,
             "records": None,
             "errors": [{"line": None, "offset": None, "reason": str(exc)}],
-            "error_count": 1,
+            "errors_found": 1,
             "sha256": None,
         }
     validate_seconds = round(time.monotonic() - started, 3)
@@ -237,7 +237,7 @@ def quarantine(
         size=storage.stat(dst).size,
         sha256=result.get("sha256") or status.sha256,
         records=result.get("records"),
-        errors=result.get("error_count", len(errors)),
+        errors=result.get("errors_found", len(errors)),
         error_summary=summary[:500],
         report_key=report_key(name),
         timings={**timings, "quarantine": round(time.monotonic() - started, 3)},

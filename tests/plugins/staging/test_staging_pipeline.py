@@ -95,7 +95,7 @@ def test_quarantine_writes_the_report_then_moves_the_file(area):
     result = {
         "valid": False,
         "records": 0,
-        "error_count": 1,
+        "errors_found": 1,
         "errors": [{"line": 2, "offset": 4, "reason": "unclosed quote"}],
     }
     final = pipeline.quarantine(area, "bad.csv", "uploads/bad.csv", status, result, {"validate": 0.1})

@@ -1,0 +1,191 @@
+"""JSONL (JSON Lines, https://jsonlines.org/): one JSON object per ``\\n``-terminated line, UTF-8.
+
+How it runs: blocks are split into lines with one ``bytes.split``; every line of a block goes
+through ``orjson.loads`` (which also rejects invalid UTF-8) and the compiled fastjsonschema
+validator in a tight loop. Only when that loop raises is the block checked again line by line
+to find every bad line with its number, offset and reason. A line longer than the block is
+gathered in a ``bytearray`` up to ``max_line_bytes``; beyond that it is reported at once and
+the rest of it is skipped without being kept, so memory stays at one block plus at most
+``max_line_bytes``.
+
+Line rules: an empty or whitespace-only line is an error (``empty_line``) and not a record; a
+final line without ``\\n`` is a line like the others; CRLF endings are accepted (``\\r`` is JSON
+whitespace).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from dataset_ops.validation.reader import BlockSource, ErrorCollector, Stop, describe_start, first_non_space
+from dataset_ops.validation.rules import RuleSet
+
+_JSON_KIND = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+class JsonlValidator:
+    """Validate JSONL content from a :class:`BlockSource`; see the module docstring.
+
+    :param rules: the rule set (``jsonl.schema``, ``max_line_bytes``).
+    :param errors: where errors go.
+    """
+
+    def __init__(self, rules: RuleSet, errors: ErrorCollector):
+        self.rules = rules
+        self.errors = errors
+        self.validate: Callable[[Any], Any] = rules.jsonl.validator
+        self.max_line = rules.max_line_bytes
+        self.lines = 0
+        self.records = 0
+
+    def run(self, src: BlockSource) -> None:
+        """Read ``src`` to the end. :raises Stop: a fatal error or the error cap."""
+        loads, validate, max_line = orjson.loads, self.validate, self.max_line
+        pos = src.start_offset  # content offset of the next block
+        carry: bytes | bytearray = b""  # the start of a line that goes on in the next block
+        skipping = False  # inside a line already reported as too long: drop bytes up to its end
+        first = True
+        for block in src.blocks():
+            block_start = pos
+            pos += len(block)
+            if first:
+                self._sniff(block, block_start)
+                first = False
+            if skipping:
+                nl = block.find(b"\n")
+                if nl < 0:
+                    continue
+                skipping = False
+                self.lines += 1
+                block = block[nl + 1 :]
+                block_start += nl + 1
+                if not block:
+                    continue
+            lines = block.split(b"\n")
+            tail = lines.pop()
+            line_start = block_start - len(carry)
+            if carry:
+                if not lines:  # the carried line goes on past this block
+                    seen = len(carry) + len(tail)
+                    if seen > max_line:
+                        self._too_long(self.lines + 1, line_start, seen, streaming=True)
+                        skipping, carry = True, b""
+                    else:
+                        if not isinstance(carry, bytearray):
+                            carry = bytearray(carry)
+                        carry += tail
+                    continue
+                seen = len(carry) + len(lines[0])
+                if seen > max_line:
+                    self.lines += 1
+                    self._too_long(self.lines, line_start, seen, streaming=False)
+                    line_start += seen + 1
+                    del lines[0]
+                elif isinstance(carry, bytearray):
+                    carry += lines[0]
+                    lines[0] = carry
+                else:
+                    lines[0] = carry + lines[0]
+                carry = b""
+            if lines:
+                self._check_lines(lines, line_start, loads, validate, max_line)
+            if len(tail) > max_line:
+                self._too_long(self.lines + 1, pos - len(tail), len(tail), streaming=True)
+                skipping = True
+            else:
+                carry = tail
+            src.records_hint = self.records
+        if skipping:  # the over-long line was the last one, without '\n'
+            self.lines += 1
+        elif carry:
+            self._check_lines([carry], pos - len(carry), loads, validate, max_line)
+
+    def _sniff(self, block: bytes, offset: int) -> None:
+        i = first_non_space(block)
+        if i < 0 or block[i : i + 1] == b"{":
+            return
+        what = "a JSON array, not one object per line" if block[i : i + 1] == b"[" else "not a JSON object"
+        raise self.errors.fatal(
+            "format_mismatch",
+            f"content does not look like JSONL: it starts with {describe_start(block[i:])} ({what})",
+            1 + block.count(b"\n", 0, i),
+            offset + block.rfind(b"\n", 0, i) + 1,
+        )
+
+    def _too_long(self, number: int, offset: int, seen: int, streaming: bool) -> None:
+        """Report line ``number`` (a record) as too long; ``seen``: its bytes so far."""
+        self.records += 1
+        size = f"at least {seen:,}" if streaming else f"{seen:,}"
+        self.errors.add(
+            "line_too_long",
+            f"line is longer than max_line_bytes ({self.max_line:,} bytes): {size} bytes; not parsed",
+            number,
+            offset,
+        )
+
+    def _check_lines(
+        self, lines: list, offset: int, loads: Callable, validate: Callable, max_line: int
+    ) -> None:
+        """Check complete lines (without ``\\n``) starting at content ``offset``."""
+        try:
+            if sum(map(len, lines)) > max_line and max(map(len, lines)) > max_line:
+                raise ValueError("a line is too long")
+            for line in lines:
+                validate(loads(line))
+        except Exception:
+            self._check_lines_slowly(lines, offset, loads, validate, max_line)
+            return
+        self.lines += len(lines)
+        self.records += len(lines)
+
+    def _check_lines_slowly(
+        self, lines: list, offset: int, loads: Callable, validate: Callable, max_line: int
+    ) -> None:
+        """Line by line, every error with its line number and offset."""
+        add = self.errors.add
+        for line in lines:
+            self.lines += 1
+            number = self.lines
+            if not line.strip(b" \t\r"):
+                add("empty_line", "empty line (JSONL needs one JSON object per line)", number, offset)
+            elif len(line) > max_line:
+                self._too_long(number, offset, len(line), streaming=False)
+            else:
+                self.records += 1
+                self._check_one(line, number, offset, loads, validate)
+            offset += len(line) + 1
+
+    def _check_one(self, line: bytes, number: int, offset: int, loads: Callable, validate: Callable) -> None:
+        add = self.errors.add
+        try:
+            obj = loads(line)
+        except orjson.JSONDecodeError as exc:
+            try:
+                bytes(line).decode("utf-8")
+            except UnicodeDecodeError as uexc:
+                bad = line[uexc.start : uexc.end]
+                add(
+                    "invalid_utf8",
+                    f"invalid UTF-8: byte(s) {bytes(bad).hex(' ').upper()} ({uexc.reason})",
+                    number,
+                    offset + uexc.start,
+                )
+                return
+            add("invalid_json", f"invalid JSON: {exc}", number, offset)
+            return
+        if obj.__class__ is not dict:
+            kind = "null" if obj is None else _JSON_KIND.get(type(obj), type(obj).__name__)
+            add("not_an_object", f"the line holds {kind}, not a JSON object", number, offset)
+            return
+        try:
+            validate(obj)
+        except Stop:
+            raise
+        except Exception as exc:  # fastjsonschema.JsonSchemaValueException
+            message = getattr(exc, "message", str(exc))
+            path = getattr(exc, "path", None)
+            column = ".".join(str(p) for p in path[1:]) if path and len(path) > 1 else None
+            add("schema", f"schema: {message}", number, offset, column)

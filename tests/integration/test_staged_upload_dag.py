@@ -1,0 +1,119 @@
+"""``staged_upload_validation`` end to end with ``dag.test()`` on moto's S3 server: one run over a
+mixed batch of real files promotes the valid ones and quarantines the rest; a manual run
+re-validates a quarantined file with relaxed rules."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+
+import pytest
+from helpers.imdb_data import SHARED_DATA
+
+from dataset_ops.staging.status import UploadState, UploadStatus, list_statuses, write_status
+from dataset_ops.storage import file_sha256, open_storage, read_json
+
+pytestmark = pytest.mark.integration
+
+ML = SHARED_DATA / "ml"
+CSV = SHARED_DATA / "messy_csv"
+
+
+def _dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag()
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.get_dag("staged_upload_validation")
+    for task in dag.tasks:
+        task.retries = 0
+    return dag
+
+
+def _states(run) -> dict[str, str]:
+    return {ti.rendered_map_index or ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def _fresh_events() -> int:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    with create_session() as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == "x-dataset-ops://staging/fresh")
+        )
+
+
+def test_mixed_batch_is_promoted_or_quarantined_then_a_retry_passes(s3_bucket, monkeypatch, tmp_path):
+    root = f"s3://{s3_bucket}/training-data"
+    monkeypatch.setenv("AIRFLOW_VAR_STAGING_ROOT", root)
+    area = open_storage(root)
+    newsgroups = gzip.decompress((ML / "newsgroups6_train.jsonl.gz").read_bytes())
+    gsm8k = (ML / "gsm8k_train.jsonl").read_bytes()
+    batch = {  # name: (content, data type, expected state)
+        "gsm8k/train.jsonl": (gsm8k, "training_jsonl", "fresh"),
+        "newsgroups/train.jsonl": (newsgroups, "newsgroups_jsonl", "fresh"),
+        "tweets/airline.csv": ((CSV / "Tweets.airline-sentiment.csv").read_bytes(), "tweets_csv", "fresh"),
+        "tweets/airline-mangled.csv": (
+            (CSV / "Tweets.airline-sentiment.invalid-utf8.csv").read_bytes(),
+            "tweets_csv",
+            "failed",
+        ),
+        "empty.jsonl": (b"", "training_jsonl", "failed"),
+        "not-objects.jsonl": (gsm8k.split(b"\n", 3)[0] + b"\n[1, 2]\n", "training_jsonl", "failed"),
+        "few.jsonl": (b"".join(gsm8k.splitlines(keepends=True)[:3]), "training_jsonl", "failed"),
+    }
+    for name, (content, data_type, _) in batch.items():
+        area.write_stream(f"uploads/{name}", io.BytesIO(content))
+        write_status(
+            area,
+            UploadStatus(
+                name=name,
+                state=UploadState.UPLOADED,
+                data_type=data_type,
+                size=len(content),
+                sha256=hashlib.sha256(content).hexdigest(),
+            ),
+        )
+    events_before = _fresh_events()
+
+    # One scheduled-style run; min_records=10 for this run makes few.jsonl (3 records) fail.
+    run = _dag().test(run_conf={"rule_overrides": {"min_records": 10}})
+    states = _states(run)
+    assert {name: states[name] for name in batch} == {name: "success" for name in batch}
+    statuses = {s.name: s for s in list_statuses(area)}
+    assert {n: s.state for n, s in statuses.items()} == {n: v[2] for n, v in batch.items()}
+    assert list(area.list("uploads")) == []
+
+    for name, (content, _, expected) in batch.items():
+        if expected == "fresh":
+            assert file_sha256(area, f"fresh/{name}") == hashlib.sha256(content).hexdigest()
+            assert not area.exists(f"failed/{name}")
+        else:
+            assert area.exists(f"failed/{name}") and not area.exists(f"fresh/{name}")
+            assert read_json(area, f"failed/{name}.report.json")["valid"] is False
+    assert statuses["gsm8k/train.jsonl"].records == 7_473
+    assert statuses["newsgroups/train.jsonl"].records == 3_441
+    assert statuses["tweets/airline.csv"].records == 14_640
+    first_bad = (CSV / "Tweets.airline-sentiment.invalid-utf8.csv").read_bytes()
+    with pytest.raises(UnicodeDecodeError) as exc:
+        first_bad.decode("utf-8")
+    mangled = read_json(area, "failed/tweets/airline-mangled.csv.report.json")
+    first_utf8 = next(e for e in mangled["errors"] if e["code"] == "invalid_utf8")
+    assert first_utf8["offset"] == exc.value.start  # the first bad byte, found independently
+    assert statuses["tweets/airline-mangled.csv"].errors == mangled["errors_found"] == 3
+    assert _fresh_events() - events_before == 3
+    assert states["summary"] == "success"
+
+    # Manual run: re-validate the quarantined few.jsonl with the rule set's own min_records (1).
+    run = _dag().test(run_conf={"retry_failed": ["few.jsonl"]})
+    status = {s.name: s for s in list_statuses(area)}["few.jsonl"]
+    assert status.state == "fresh" and status.records == 3
+    assert [h[0] for h in status.history] == ["uploaded", "validating", "failed", "validating"]
+    assert not area.exists("failed/few.jsonl") and not area.exists("failed/few.jsonl.report.json")
+    assert _fresh_events() - events_before == 4
