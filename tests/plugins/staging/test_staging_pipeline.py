@@ -157,3 +157,26 @@ def test_unsafe_keys_on_s3_are_quarantined_under_a_safe_name(s3_bucket, bad_key)
     assert status.name.startswith("_unsafe/") and bad_key[len("uploads/") :] in status.error_summary
     assert read_json(area, status.report_key)["original_key"] == bad_key
     assert area.exists(f"failed/{status.name}") and list(area.list("uploads")) == []
+
+
+@pytest.mark.parametrize("name", ["a/train.jsonl", "b.csv", "notes.txt", "c.jsonl.gz"])
+def test_every_extension_default_has_a_rule_set(name):
+    from dataset_ops.validation import load_rules
+
+    assert load_rules(pipeline.infer_data_type(name)).name == pipeline.infer_data_type(name)
+
+
+def test_files_without_data_type_validate_by_extension(tmp_path):
+    area = open_storage(str(tmp_path))
+    put(
+        area,
+        "uploads/tweets.csv",
+        open(GSM8K.replace("ml/gsm8k_train.jsonl", "messy_csv/Tweets.airline-sentiment.csv"), "rb").read(),
+    )
+    put(area, "uploads/notes.bin", b"\x00\x01")
+    results = {
+        f["name"]: pipeline.process_upload(area, f["name"], f["data_type"])
+        for f in pipeline.find_uploads(area)
+    }
+    assert results["tweets.csv"].state == "fresh" and results["tweets.csv"].records == 14_640
+    assert results["notes.bin"].state == "failed" and "unknown" in results["notes.bin"].error_summary
