@@ -18,7 +18,6 @@ import hashlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from typing import IO
 
 from dataset_ops.staging.status import (
     FAILED,
@@ -30,7 +29,7 @@ from dataset_ops.staging.status import (
     read_status,
     write_status,
 )
-from dataset_ops.storage import Storage, write_json
+from dataset_ops.storage import HashingReader, Storage, write_json
 
 log = logging.getLogger(__name__)
 
@@ -104,31 +103,13 @@ def quarantine_unsafe_key(storage: Storage, key: str, reason: str) -> UploadStat
 
 
 def infer_data_type(name: str) -> str:
-    """The rule set for a file without a declared data type: by extension (``.jsonl`` -> jsonl).
-
-    :raises ValueError: no rule set for that extension.
-    """
+    """The rule set for a file without a declared data type, by extension (``.jsonl`` -> jsonl);
+    ``unknown`` (no such rule set, so the file is quarantined) for other extensions."""
     base = name.rsplit("/", 1)[-1].lower().removesuffix(".gz")
     for ext, data_type in DEFAULT_DATA_TYPES.items():
         if base.endswith(ext):
             return data_type
     return "unknown"
-
-
-class _Sha256Reader:
-    """Read-through sha256 of a stream (sizes in bytes)."""
-
-    def __init__(self, source: IO[bytes]):
-        self._source, self.size, self.digest = source, 0, hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._source.read(size)
-        self.size += len(data)
-        self.digest.update(data)
-        return data
-
-    def readable(self) -> bool:
-        return True
 
 
 def validate_file(storage: Storage, key: str, data_type: str, overrides: dict | None) -> dict:
@@ -142,9 +123,9 @@ def validate_file(storage: Storage, key: str, data_type: str, overrides: dict | 
     rules = load_rules(data_type, overrides)
     size = storage.stat(key).size
     with storage.open_read(key) as raw:
-        reader = _Sha256Reader(raw)
+        reader = HashingReader(raw)
         result = validate_stream(reader, rules, name=key, size=size).to_dict()
-    result["sha256"] = reader.digest.hexdigest() if reader.size == size else None
+    result["sha256"] = reader.sha256.hexdigest() if reader.size == size else None
     return result
 
 

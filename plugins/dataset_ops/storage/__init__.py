@@ -109,8 +109,9 @@ def write_json(storage: Storage, key: str, obj: dict) -> None:
     storage.write_stream(key, io.BytesIO(json.dumps(obj, indent=2, sort_keys=True).encode()))
 
 
-class _HashingReader:
-    """Pass bytes through while counting them and computing their sha256."""
+class HashingReader:
+    """A read-through wrapper: passes ``source``'s bytes on while counting them (``size``,
+    bytes) and computing their sha256 (``sha256``, a ``hashlib`` object)."""
 
     def __init__(self, source: IO[bytes]):
         self._source, self.size, self.sha256 = source, 0, hashlib.sha256()
@@ -120,6 +121,9 @@ class _HashingReader:
         self.size += len(data)
         self.sha256.update(data)
         return data
+
+    def readable(self) -> bool:
+        return True
 
 
 class PublishError(RuntimeError):
@@ -143,7 +147,7 @@ def publish(
         differs from what was expected; the temporary object is removed and ``key`` untouched.
     """
     tmp = f"{TMP_PREFIX}/{uuid.uuid4().hex}/{key.rsplit('/', 1)[-1]}"
-    reader = _HashingReader(source)
+    reader = HashingReader(source)
     try:
         storage.write_stream(tmp, reader)
         digest = reader.sha256.hexdigest()
