@@ -10,13 +10,14 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := pkg-config libmariadb-dev
 BENCH_APT_PACKAGES := pgloader postgresql-client
 
-.PHONY: help install services lint test test-fast demo airflow bench lock clean
+.PHONY: help install services lint test demo airflow bench bench-validation bench-upload lock clean
 
 help:
 	@echo "make demo    run the IMDb download + COPY load on the bundled sample (embedded services)"
 	@echo "make test    install what is missing, start services, lint, run all tests"
 	@echo "make airflow open the Airflow UI on the demo's home (http://localhost:8080)"
 	@echo "make bench   COPY load benchmark (needs pgloader; installed from Debian packages)"
+	@echo "make bench-validation / bench-upload   staged-upload benchmarks"
 
 # --- installation ---------------------------------------------------------------------------
 define apt_ensure
@@ -65,6 +66,12 @@ bench: install
 	$(call apt_ensure,$(BENCH_APT_PACKAGES))
 	@scripts/services.sh
 	$(PY) benchmarks/bench_imdb_copy.py $(BENCH_ARGS)
+
+bench-validation: install
+	$(PY) benchmarks/bench_validation.py $(BENCH_ARGS)
+
+bench-upload: install
+	$(PY) benchmarks/bench_upload.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .data .pytest_cache .ruff_cache
