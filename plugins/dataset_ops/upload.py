@@ -46,9 +46,8 @@ Design
   its size and mtime are checked again before completing.
 * **Resume.** Before the first part, the status ``_status/<NAME>.json`` is written as
   ``uploading`` with ``upload_id``, ``size``, ``sha256`` and a ``multipart`` block (bucket, key,
-  part size, part count, file path, size and ``mtime_ns``; an extra key next to the
-  :class:`~dataset_ops.staging.status.UploadStatus` fields, which ``UploadStatus.from_dict``
-  ignores and later ``write_status`` calls drop). Rerunning the same command reads it;
+  part size, part count, file path, size and ``mtime_ns``: the record's ``multipart`` field,
+  cleared once the upload is complete). Rerunning the same command reads it;
   if the file's size, mtime and sha256 are the same and the destination is the same, it lists
   the parts already on the server (``ListParts``, paginated), keeps those whose size matches the
   plan and uploads only the missing ones, with the recorded part size. If the file changed, or
@@ -89,7 +88,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -103,7 +102,7 @@ from dataset_ops.staging.status import (
     status_key,
     write_status,
 )
-from dataset_ops.storage import Storage, open_storage, read_json, write_json
+from dataset_ops.storage import Storage, open_storage, read_json
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -617,10 +616,7 @@ class _Job:
 
     def write_uploading(self, status: UploadStatus, block: dict | None) -> None:
         """Store the ``uploading`` record, with the resume ``block`` beside its fields."""
-        record = asdict(status)
-        if block is not None:
-            record[MULTIPART_BLOCK] = block
-        write_json(self.storage, status_key(status.name), record)
+        write_status(self.storage, replace(status, multipart=block))
 
 
 def upload_file(
@@ -727,6 +723,7 @@ def upload_file(
             size=job.size,
             sha256=sha256,
             upload_id=None,
+            multipart=None,
             timings={"hash": hash_job.seconds, "upload": total},
         )
         try:

@@ -79,6 +79,8 @@ class UploadStatus:
     :param error_summary: first error, one line.
     :param report_key: key of the JSON error report (``failed/<name>.report.json``).
     :param history: earlier ``(state, at)`` pairs, oldest first.
+    :param multipart: while ``uploading``: what a rerun of the uploader needs to resume (bucket,
+        key, part size in bytes, part count, source file path, size and ``mtime_ns``); None after.
     """
 
     name: str
@@ -95,6 +97,7 @@ class UploadStatus:
     error_summary: str | None = None
     report_key: str | None = None
     history: list[list[str]] = field(default_factory=list)
+    multipart: dict | None = None
 
     def moved_to(self, state: UploadState | str, **changes) -> UploadStatus:
         """A copy in ``state`` with ``changes`` applied; the old state goes to ``history``."""
