@@ -98,6 +98,7 @@ from dataset_ops.staging.status import (
     UploadStatus,
     check_name,
     now_iso,
+    quiet_airflow_logs,
     staging_root,
     status_key,
     write_status,
@@ -942,6 +943,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (0, 1 failed, 2 bad input, 130 Ctrl-C)."""
+    quiet_airflow_logs()
     args = _parser().parse_args(argv)
     resume_cmd = shlex.join(
         [sys.executable, "-m", "dataset_ops.upload", os.path.abspath(args.file)]

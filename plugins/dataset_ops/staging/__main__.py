@@ -13,12 +13,13 @@ import json
 import sys
 from dataclasses import asdict
 
-from dataset_ops.staging.status import UploadState, list_statuses, staging_root
+from dataset_ops.staging.status import UploadState, list_statuses, quiet_airflow_logs, staging_root
 from dataset_ops.storage import open_storage
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    quiet_airflow_logs()
     parser = argparse.ArgumentParser(
         prog="python -m dataset_ops.staging", description=__doc__.splitlines()[0]
     )
@@ -29,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("--json", action="store_true", help="print JSON records")
     args = parser.parse_args(argv)
 
-    statuses = list_statuses(open_storage(staging_root(args.root)), args.state)
+    root = staging_root(args.root)
+    try:
+        statuses = list_statuses(open_storage(root), args.state)
+    except Exception as exc:  # unreachable endpoint, missing bucket, bad credentials
+        print(f"error: cannot read status records under {root}: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         json.dump([asdict(s) for s in statuses], sys.stdout, indent=2)
         print()

@@ -142,6 +142,15 @@ def list_statuses(storage: Storage, state: UploadState | str | None = None) -> l
     return sorted(out, key=lambda s: s.name)
 
 
+def quiet_airflow_logs() -> None:
+    """For command-line tools: Airflow's own log level WARNING unless the user chose one
+    (``AIRFLOW__LOGGING__LOGGING_LEVEL``), so hooks' INFO lines don't bury the tool's output.
+    Call before Airflow is imported."""
+    import os
+
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+
+
 def staging_root(explicit: str | None = None) -> str:
     """The staging root: ``explicit``, else the Variable ``staging_root`` (inside Airflow, or its
     ``AIRFLOW_VAR_STAGING_ROOT`` environment form elsewhere), else ``s3://training-data/``."""
