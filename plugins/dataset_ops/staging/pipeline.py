@@ -144,6 +144,8 @@ def process_upload(
     check_name(name)
     src = f"{source_prefix}/{name}"
     status = read_status(storage, name) or UploadStatus(name=name, state=UploadState.UPLOADED)
+    # The uploader records the sha256 of what it sent; other records describe older files.
+    uploaded_sha256 = status.sha256 if status.state == UploadState.UPLOADED else None
     status = status.moved_to(UploadState.VALIDATING, data_type=data_type)
     write_status(storage, status)
     started = time.monotonic()
@@ -157,6 +159,20 @@ def process_upload(
             "errors_found": 1,
             "sha256": None,
         }
+    if uploaded_sha256 and result.get("sha256") and result["sha256"] != uploaded_sha256:
+        result["valid"] = False
+        result["errors"] = [
+            {
+                "line": None,
+                "offset": None,
+                "reason": (
+                    f"content sha256 {result['sha256']} differs from the uploaded file's {uploaded_sha256}: "
+                    "the object changed after the upload"
+                ),
+            },
+            *result.get("errors", []),
+        ]
+        result["errors_found"] = result.get("errors_found", 0) + 1
     validate_seconds = round(time.monotonic() - started, 3)
     timings = {**status.timings, "validate": validate_seconds}
     if result["valid"]:

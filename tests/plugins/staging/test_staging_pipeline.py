@@ -180,3 +180,29 @@ def test_files_without_data_type_validate_by_extension(tmp_path):
     }
     assert results["tweets.csv"].state == "fresh" and results["tweets.csv"].records == 14_640
     assert results["notes.bin"].state == "failed" and "unknown" in results["notes.bin"].error_summary
+
+
+def test_an_object_changed_after_its_upload_is_quarantined(tmp_path):
+    import hashlib
+
+    area = open_storage(str(tmp_path))
+    sent = open(GSM8K, "rb").read()
+    put(area, "uploads/train.jsonl", sent[: len(sent) // 2].rsplit(b"\n", 1)[0] + b"\n")  # not what was sent
+    write_status(
+        area,
+        UploadStatus(
+            name="train.jsonl",
+            state=UploadState.UPLOADED,
+            data_type="training_jsonl",
+            sha256=hashlib.sha256(sent).hexdigest(),
+            size=len(sent),
+        ),
+    )
+    final = pipeline.process_upload(area, "train.jsonl", "training_jsonl")
+    assert final.state == "failed" and "differs from the uploaded file's" in final.error_summary
+    assert not area.exists("fresh/train.jsonl")
+    # Re-validating it later (its record is no longer `uploaded`) judges the content alone.
+    assert (
+        pipeline.process_upload(area, "train.jsonl", "training_jsonl", source_prefix="failed").state
+        == "fresh"
+    )
