@@ -68,7 +68,21 @@ def test_mixed_batch_is_promoted_or_quarantined_then_a_retry_passes(s3_bucket, m
         "not-objects.jsonl": (gsm8k.split(b"\n", 3)[0] + b"\n[1, 2]\n", "training_jsonl", "failed"),
         "few.jsonl": (b"".join(gsm8k.splitlines(keepends=True)[:3]), "training_jsonl", "failed"),
     }
+    # The uploader itself sends one file (one PutObject below 16 MiB, sha256 recorded); the rest
+    # land directly, as from `aws s3 cp`.
+    from dataset_ops.upload import upload_file
+
+    uploaded = upload_file(
+        ML / "gsm8k_train.jsonl",
+        f"{root}/uploads/",
+        name="gsm8k/train.jsonl",
+        data_type="training_jsonl",
+        progress=False,
+    )
+    assert uploaded.state == "uploaded" and uploaded.sha256 == hashlib.sha256(gsm8k).hexdigest()
     for name, (content, data_type, _) in batch.items():
+        if name == "gsm8k/train.jsonl":
+            continue
         area.write_stream(f"uploads/{name}", io.BytesIO(content))
         write_status(
             area,
