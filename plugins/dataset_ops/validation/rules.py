@@ -294,6 +294,8 @@ class JsonlRules:
 
     schema: dict | None = None
     validator: Any = field(default=_require_object, compare=False, repr=False)
+    #: msgspec decoder checking whole blocks in C when the schema allows it (see block_decoder).
+    block_decoder: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> JsonlRules:
@@ -314,7 +316,9 @@ class JsonlRules:
             validator = fastjsonschema.compile(schema, use_default=False)
         except fastjsonschema.JsonSchemaDefinitionException as exc:
             raise RuleError(f"jsonl.schema: not a valid JSON Schema: {exc}") from None
-        return cls(schema=schema, validator=validator)
+        from dataset_ops.validation.block_decoder import compile_block_decoder
+
+        return cls(schema=schema, validator=validator, block_decoder=compile_block_decoder(schema))
 
     def to_dict(self) -> dict:
         """Plain YAML/JSON form."""
