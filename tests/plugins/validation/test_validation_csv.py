@@ -9,7 +9,16 @@ import io
 import re
 
 import pytest
-from validation_samples import GSM8K, TWEETS, TWEETS_INVALID_UTF8, codes, csv_records, line_offset, run
+from validation_samples import (
+    GSM8K,
+    TWEETS,
+    TWEETS_INVALID_UTF8,
+    codes,
+    csv_records,
+    invalid_utf8_offsets,
+    line_offset,
+    run,
+)
 
 from dataset_ops.validation import BLOCK_SIZE, CSV_BLOCK_SIZE, load_rules, validate_path
 from dataset_ops.validation.csvfile import CsvValidator
@@ -65,15 +74,7 @@ def test_lf_line_ends_gzip_and_bom_pass(tweets, rules):
 
 def test_invalid_utf8_file_names_its_first_bad_byte(rules):
     data = TWEETS_INVALID_UTF8.read_bytes()
-    bad = []
-    pos = 0
-    while True:
-        try:
-            data[pos:].decode("utf-8")
-            break
-        except UnicodeDecodeError as exc:
-            bad.append(pos + exc.start)
-            pos += exc.end
+    bad = invalid_utf8_offsets(data)
     with pytest.raises(UnicodeDecodeError) as first:
         data.decode("utf-8")
     assert bad[0] == first.value.start

@@ -5,7 +5,15 @@ from __future__ import annotations
 import gzip
 
 import pytest
-from validation_samples import PROVENANCE, TWEETS, TWEETS_INVALID_UTF8, codes, line_offset, run
+from validation_samples import (
+    PROVENANCE,
+    TWEETS,
+    TWEETS_INVALID_UTF8,
+    codes,
+    invalid_utf8_offsets,
+    line_offset,
+    run,
+)
 
 from dataset_ops.validation import load_rules
 
@@ -38,15 +46,7 @@ def test_multibyte_characters_split_across_blocks_are_fine(text_rules):
 @pytest.mark.parametrize("block_size", [5, 4096, 4 << 20])
 def test_invalid_utf8_offsets(text_rules, block_size):
     data = TWEETS_INVALID_UTF8.read_bytes()
-    bad = []
-    pos = 0
-    while True:
-        try:
-            data[pos:].decode("utf-8")
-            break
-        except UnicodeDecodeError as exc:
-            bad.append(pos + exc.start)
-            pos += exc.end
+    bad = invalid_utf8_offsets(data)
     result = run(data, text_rules, "t.txt", block_size=block_size)
     assert [e.offset for e in result.errors] == bad
     assert [e.line for e in result.errors] == [data.count(b"\n", 0, b) + 1 for b in bad]

@@ -10,10 +10,12 @@ import csv
 import io
 from pathlib import Path
 
+from helpers.imdb_data import SHARED_DATA
+
 from dataset_ops.validation import RuleSet, ValidationResult, validate_stream
 
 REPO = Path(__file__).resolve().parents[3]
-DATA = REPO.parent / "shared" / "data"
+DATA = SHARED_DATA  # ../shared/data or $DATASET_OPS_SHARED_DATA
 GSM8K = DATA / "ml" / "gsm8k_train.jsonl"
 NEWSGROUPS_GZ = DATA / "ml" / "newsgroups6_train.jsonl.gz"
 TWEETS = DATA / "messy_csv" / "Tweets.airline-sentiment.csv"
@@ -38,3 +40,15 @@ def csv_records(data: bytes) -> int:
 
 def codes(result: ValidationResult) -> list[str]:
     return [e.code for e in result.errors]
+
+
+def invalid_utf8_offsets(data: bytes) -> list[int]:
+    """Offsets of the first byte of every invalid UTF-8 sequence, found with ``bytes.decode``."""
+    bad, pos = [], 0
+    while True:
+        try:
+            data[pos:].decode("utf-8")
+            return bad
+        except UnicodeDecodeError as exc:
+            bad.append(pos + exc.start)
+            pos += exc.end
