@@ -101,7 +101,8 @@ def staged_upload_validation():
     @task(trigger_rule="all_done")
     def summary(results: list[dict]) -> dict:
         """Counts by outcome and the first error of each quarantined file."""
-        results = [r for r in results if r]
+        # len() then index: iterating the lazy sequence probes one past the end (a logged 404)
+        results = [r for r in (results[i] for i in range(len(results))) if r]
         return {
             "fresh": [r["name"] for r in results if r["state"] == "fresh"],
             "failed": {r["name"]: r["error_summary"] for r in results if r["state"] == "failed"},

@@ -10,7 +10,9 @@
    server at 127.0.0.1:5432 if it lets ``postgres`` in without a password, else on an embedded
    PostgreSQL kept in ``.data/postgres`` (``--embedded-postgres`` skips the machine's server).
    It becomes the Connection ``imdb_postgres`` (``AIRFLOW_CONN_IMDB_POSTGRES``).
-3. **Storage** is the folder ``.data/storage`` (Variable ``dataset_ops_storage_root``).
+3. **Storage** is the folder ``.data/storage`` (Variable ``dataset_ops_storage_root``); the
+   staging area of ``staged_upload_validation`` is the folder ``.data/staging`` (Variable
+   ``staging_root``): drop files into ``.data/staging/uploads/`` to see them validated.
 4. **IMDb source**: the bundled sample ``include/imdb_sample/`` (real IMDb slices, see its
    README), served over HTTP on 127.0.0.1 with stable ETags, as Variable ``imdb_base_url``.
    ``IMDB_BASE_URL=https://datasets.imdbws.com/ make demo`` uses the real dumps instead
@@ -58,6 +60,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".data"
 AIRFLOW_HOME = DATA / "airflow"
 STORAGE_ROOT = DATA / "storage"
+STAGING_ROOT = DATA / "staging"
 SAMPLE_DIR = REPO / "include" / "imdb_sample"
 LOG_FILE = DATA / "demo.log"
 STANDALONE_LOG = DATA / "airflow-standalone.log"
@@ -464,6 +467,7 @@ def prepare(args) -> tuple[dict[str, str], str, object | None, str]:
     DATA.mkdir(exist_ok=True)
     AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
     STORAGE_ROOT.mkdir(parents=True, exist_ok=True)
+    (STAGING_ROOT / "uploads").mkdir(parents=True, exist_ok=True)
     env = airflow_env()
     os.environ.update(env)
     # The sample server, PostgreSQL and the API server are local: never through an HTTP proxy.
@@ -478,6 +482,7 @@ def prepare(args) -> tuple[dict[str, str], str, object | None, str]:
         uri = ensure_postgres(args.embedded_postgres)
         env["AIRFLOW_CONN_IMDB_POSTGRES"] = uri
         env["AIRFLOW_VAR_DATASET_OPS_STORAGE_ROOT"] = str(STORAGE_ROOT)
+        env["AIRFLOW_VAR_STAGING_ROOT"] = str(STAGING_ROOT)
         if server is None:  # the user's IMDB_BASE_URL; the sample server's URL changes per run
             env["AIRFLOW_VAR_IMDB_BASE_URL"] = base_url
         os.environ.update(env)
