@@ -36,7 +36,7 @@ def storage(request, tmp_path):
 def test_write_read_list_delete(storage):
     payload = bytes(range(256)) * 40_000  # 10 MB: a multipart upload on S3 above 8 MiB
     assert storage.write_stream("a/b/data.bin", io.BytesIO(payload)) == len(payload)
-    assert storage.exists("a/b/data.bin") and storage.size("a/b/data.bin") == len(payload)
+    assert storage.exists("a/b/data.bin") and storage.stat("a/b/data.bin").size == len(payload)
     with storage.open_read("a/b/data.bin") as fh:
         assert fh.read() == payload
     write_json(storage, "a/manifest.json", {"rows": 3})
@@ -60,7 +60,7 @@ def test_missing_object_raises_file_not_found(storage):
     with pytest.raises(FileNotFoundError):
         storage.open_read("nope.bin")
     with pytest.raises(FileNotFoundError):
-        storage.size("nope.bin")
+        storage.stat("nope.bin")
 
 
 def test_local_keys_cannot_escape_the_root(tmp_path):

@@ -61,9 +61,6 @@ class Storage(Protocol):
     def exists(self, key: str) -> bool:
         """Whether an object is stored at ``key``."""
 
-    def size(self, key: str) -> int:
-        """Size of the object in bytes. :raises FileNotFoundError: no such object."""
-
     def stat(self, key: str) -> ObjectInfo:
         """Size, modification time and ETag. :raises FileNotFoundError: no such object."""
 
@@ -213,9 +210,6 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def size(self, key: str) -> int:
-        return self._path(key).stat().st_size
-
     def stat(self, key: str) -> ObjectInfo:
         st = self._path(key).stat()
         return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
@@ -298,9 +292,6 @@ class S3Storage:
 
     def exists(self, key: str) -> bool:
         return self.hook.check_for_key(self._key(key), self.bucket)
-
-    def size(self, key: str) -> int:
-        return self.stat(key).size
 
     def stat(self, key: str) -> ObjectInfo:
         from botocore.exceptions import ClientError

@@ -6,7 +6,7 @@ Usage::
 
     rules = load_rules("training_jsonl", overrides={"min_records": 100})
     with storage.open_read(key) as fh:
-        result = validate_stream(fh, rules, name=key, size=storage.size(key))
+        result = validate_stream(fh, rules, name=key, size=storage.stat(key).size)
     result.raise_for_errors()          # ValidationFailed names file, line, byte and reason
     report = result.to_dict()          # JSON-serializable: XCom, quarantine error report
 

@@ -34,7 +34,7 @@ def test_download_stores_file_and_manifest_then_skips_unchanged(file_server, sto
     shutil.copyfile(FULL_RATINGS, file_server.root / PATH)
     first = fetch(file_server, storage)
     assert first.status == "downloaded" and first.rows == FULL_RATINGS_ROWS
-    assert storage.size(raw_key(RATINGS)) == FULL_RATINGS.stat().st_size == first.bytes
+    assert storage.stat(raw_key(RATINGS)).size == FULL_RATINGS.stat().st_size == first.bytes
     manifest = read_json(storage, manifest_key(RATINGS))
     assert manifest["etag"] == first.etag and manifest["rows"] == FULL_RATINGS_ROWS
 
