@@ -138,6 +138,8 @@ def test_abort_incomplete_writes_only_touches_old_ones(s3_bucket, tmp_path):
     s3.client.create_multipart_upload(Bucket=s3_bucket, Key="root/elsewhere.bin")
     # moto reports every upload as initiated on 2010-11-10, so only the local backend below can
     # show that recent writes are kept.
+    assert s3.abort_incomplete_writes(0, "uploads", dry_run=True) == ["uploads/abandoned.jsonl"]
+    assert len(s3.client.list_multipart_uploads(Bucket=s3_bucket)["Uploads"]) == 2  # untouched
     assert s3.abort_incomplete_writes(0, "uploads") == ["uploads/abandoned.jsonl"]
     (left,) = s3.client.list_multipart_uploads(Bucket=s3_bucket)["Uploads"]
     assert left["Key"] == "root/elsewhere.bin"

@@ -269,9 +269,7 @@ def cleanup(
             if not dry_run:
                 for key in (f"{FAILED}/{status.name}", report_key(status.name), status_key(status.name)):
                     storage.delete(key)
-    incomplete: list[str] = []
-    if not dry_run:
-        incomplete = storage.abort_incomplete_writes(multipart_older_than_hours * 3600, UPLOADS)
+    incomplete = storage.abort_incomplete_writes(multipart_older_than_hours * 3600, UPLOADS, dry_run)
     log.info(
         "cleanup%s: %d failed files, %d incomplete uploads",
         " (dry run)" if dry_run else "",

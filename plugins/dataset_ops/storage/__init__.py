@@ -74,9 +74,12 @@ class Storage(Protocol):
         """Move ``src`` to ``dst``: a rename locally, copy then delete on S3 (so an interruption
         leaves the object in both places, never in none)."""
 
-    def abort_incomplete_writes(self, older_than_seconds: float, prefix: str = "") -> list[str]:
+    def abort_incomplete_writes(
+        self, older_than_seconds: float, prefix: str = "", dry_run: bool = False
+    ) -> list[str]:
         """Remove writes that never finished (S3 multipart uploads, local ``.partial`` files)
-        started more than ``older_than_seconds`` ago; returns their keys."""
+        started more than ``older_than_seconds`` ago; returns their keys (with ``dry_run``: the
+        keys it would remove, removing nothing)."""
 
     def open_read(self, key: str) -> BinaryIO:
         """Open the object for streaming binary reads. :raises FileNotFoundError: no object."""
@@ -225,13 +228,16 @@ class LocalStorage:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
 
-    def abort_incomplete_writes(self, older_than_seconds: float, prefix: str = "") -> list[str]:
+    def abort_incomplete_writes(
+        self, older_than_seconds: float, prefix: str = "", dry_run: bool = False
+    ) -> list[str]:
         base = self._path(prefix) if prefix else self.root
         cutoff = time.time() - older_than_seconds
         removed = []
         for path in base.rglob("*.partial") if base.exists() else ():
             if path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
+                if not dry_run:
+                    path.unlink(missing_ok=True)
                 removed.append(str(path.relative_to(self.root)))
         return sorted(removed)
 
@@ -323,7 +329,9 @@ class S3Storage:
         self.copy(src, dst)
         self.delete(src)
 
-    def abort_incomplete_writes(self, older_than_seconds: float, prefix: str = "") -> list[str]:
+    def abort_incomplete_writes(
+        self, older_than_seconds: float, prefix: str = "", dry_run: bool = False
+    ) -> list[str]:
         cutoff = datetime.now(UTC).timestamp() - older_than_seconds
         paginator = self.client.get_paginator("list_multipart_uploads")
         aborted = []
@@ -331,9 +339,10 @@ class S3Storage:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
             for upload in page.get("Uploads", []):
                 if upload["Initiated"].timestamp() < cutoff:
-                    self.client.abort_multipart_upload(
-                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                    )
+                    if not dry_run:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
                     aborted.append(upload["Key"][cut:])
         return sorted(aborted)
 

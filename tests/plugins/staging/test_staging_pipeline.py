@@ -132,7 +132,10 @@ def test_cleanup_aborts_incomplete_local_writes(tmp_path):
     partial = tmp_path / "uploads" / ".big.jsonl.x.partial"
     partial.write_bytes(b"half")
     os.utime(partial, (time.time() - 48 * 3600,) * 2)
+    assert pipeline.cleanup(area, dry_run=True)["incomplete_uploads"] == ["uploads/.big.jsonl.x.partial"]
+    assert partial.exists()  # a dry run only reports
     assert pipeline.cleanup(area)["incomplete_uploads"] == ["uploads/.big.jsonl.x.partial"]
+    assert not partial.exists()
 
 
 def test_status_cli_lists_by_state(tmp_path, capsys):
