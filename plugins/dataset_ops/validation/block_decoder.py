@@ -10,9 +10,11 @@ would: an object with ``properties`` of the types ``string``, ``integer``, ``num
 ``additionalProperties: false``. Anything else returns None and the exact path
 (orjson + fastjsonschema) runs alone.
 
-Where msgspec is stricter (``1.0`` for an ``integer``), or skips what JSONL forbids (blank
-lines), a block simply fails the fast path and is checked again line by line by the exact path,
-which decides. The fast path never accepts a block the exact path would reject.
+Where msgspec is stricter (``1.0`` for an ``integer``), a block simply fails the fast path and
+is checked again line by line by the exact path, which decides. ``decode_lines`` counts values,
+not lines (it skips blank lines and takes ``{..}{..}`` as two), so the caller also checks the
+line structure (:meth:`dataset_ops.validation.jsonl.JsonlValidator._fast_region`). The fast
+path never accepts a block the exact path would reject.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """JSONL (JSON Lines, https://jsonlines.org/): one JSON object per ``\\n``-terminated line, UTF-8.
 
-How it runs: blocks are split into lines with one ``bytes.split``; when the schema is flat enough,
-the lines go to a msgspec decoder that parses and checks them all in C
-(:mod:`dataset_ops.validation.block_decoder`), else every line goes through ``orjson.loads``
+How it runs: when the schema is flat enough, the complete lines of a block go as one buffer to
+a msgspec decoder that parses and checks them all in C
+(:mod:`dataset_ops.validation.block_decoder`); numpy checks that every line starts with ``{``
+and ends with ``}``, so that as many values as lines means one object per line. Otherwise the
+block is split into lines with one ``bytes.split`` and every line goes through ``orjson.loads``
 (which also rejects invalid UTF-8) and the compiled fastjsonschema validator in a tight loop.
-Only when that raises is the block checked again line by line, by orjson and fastjsonschema,
+Only when that fails is the block checked again line by line, by orjson and fastjsonschema,
 to find every bad line with its number, offset and reason. A line longer than the block is
 gathered in a ``bytearray`` up to ``max_line_bytes``; beyond that it is reported at once and
 the rest of it is skipped without being kept, so memory stays at one block plus at most
@@ -20,11 +22,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import orjson
 
 from dataset_ops.validation.reader import BlockSource, ErrorCollector, Stop, describe_start, first_non_space
 from dataset_ops.validation.rules import RuleSet
 
+_NL, _CR, _OPEN, _CLOSE = 10, 13, ord("{"), ord("}")
 _JSON_KIND = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
 
@@ -51,6 +55,7 @@ class JsonlValidator:
         carry: bytes | bytearray = b""  # the start of a line that goes on in the next block
         skipping = False  # inside a line already reported as too long: drop bytes up to its end
         first = True
+        fast_ok = self.decode_block is not None
         for block in src.blocks():
             block_start = pos
             pos += len(block)
@@ -67,6 +72,20 @@ class JsonlValidator:
                 block_start += nl + 1
                 if not block:
                     continue
+            if fast_ok and len(carry) + len(block) <= max_line:
+                last = block.rfind(b"\n")
+                if last >= 0:
+                    if carry:
+                        region = carry + block[: last + 1]
+                    else:
+                        region = memoryview(block)[: last + 1]
+                    n = self._fast_region(region)
+                    if n:
+                        self.lines += n
+                        self.records += n
+                        carry = block[last + 1 :]
+                        src.records_hint = self.records
+                        continue
             lines = block.split(b"\n")
             tail = lines.pop()
             line_start = block_start - len(carry)
@@ -106,6 +125,32 @@ class JsonlValidator:
         elif carry:
             self._check_lines([carry], pos - len(carry), loads, validate, max_line)
 
+    def _fast_region(self, region: bytes | memoryview) -> int:
+        """Check whole lines (``region`` ends with ``\\n``) in C; their count, or 0 to check them again.
+
+        ``decode_lines`` alone would accept ``{..}{..}`` on one line beside a blank line, or one
+        object over two lines, since it counts values, not lines. So every line must also start
+        with ``{`` and end with ``}`` (or ``}\\r``): then every newline lies between two top-level
+        values (a JSON string cannot hold a raw newline), each line holds at least one value,
+        and as many values as lines means exactly one object per line.
+        """
+        a = np.frombuffer(region, np.uint8)
+        if a[0] != _OPEN:
+            return 0
+        ends = np.flatnonzero(a == _NL)
+        if not (a[ends[:-1] + 1] == _OPEN).all():
+            return 0
+        closed = a[ends - 1] == _CLOSE
+        if not closed.all():
+            cr = ends[~closed]
+            if cr.min() < 2 or not ((a[cr - 1] == _CR) & (a[cr - 2] == _CLOSE)).all():
+                return 0
+        try:
+            values = len(self.decode_block(region))
+        except Exception:  # msgspec.ValidationError / DecodeError: the exact path says which line
+            return 0
+        return len(ends) if values == len(ends) else 0
+
     def _sniff(self, block: bytes, offset: int) -> None:
         i = first_non_space(block)
         if i < 0 or block[i : i + 1] == b"{":
@@ -137,8 +182,8 @@ class JsonlValidator:
             if sum(map(len, lines)) > max_line and max(map(len, lines)) > max_line:
                 raise ValueError("a line is too long")
             if self.decode_block is not None:  # parse + schema in C; blank lines make counts differ
-                if len(self.decode_block(b"\n".join(lines))) != len(lines):
-                    raise ValueError("blank line")
+                if self._fast_region(b"\n".join(lines) + b"\n") != len(lines):
+                    raise ValueError("not one object per line, or a rule failed")
             else:
                 for line in lines:
                     validate(loads(line))

@@ -73,6 +73,26 @@ def test_an_empty_line(gsm8k, training):
     assert result.records == 7473 and result.lines == 7474
 
 
+@pytest.mark.parametrize("block_size", [None, 64 << 10])
+def test_one_object_per_line_even_when_the_values_add_up(gsm8k, training, block_size):
+    """Two records on one line beside an empty line, and one record over two lines beside a
+    line holding one and a half: as many JSON values as lines, yet none of them is valid JSONL."""
+    lines = gsm8k.split(b"\n")
+    two_on_one = _insert_line(_insert_line(gsm8k, 20, lines[0] + lines[1]), 21, b"")
+    obj = json.loads(lines[2])
+    split = json.dumps(obj).encode().replace(b", ", b",\n", 1)  # one object over lines 40-41
+    over_two = _insert_line(gsm8k, 40, split)
+    for data, expected in (
+        (two_on_one, [(20, "invalid_json"), (21, "empty_line")]),
+        (over_two, [(40, "invalid_json"), (41, "invalid_json")]),
+    ):
+        result = run(data, training, "x.jsonl", block_size=block_size)
+        assert not result.valid
+        assert [(e.line, e.code) for e in result.errors] == expected
+        assert result.errors[0].offset == line_offset(data, expected[0][0])
+        assert result.lines == data.count(b"\n") + (not data.endswith(b"\n"))
+
+
 def test_invalid_json_and_schema_violations(gsm8k, training):
     lines = gsm8k.split(b"\n")
     broken = lines[:]
