@@ -67,8 +67,14 @@ bench: install
 	@scripts/services.sh
 	$(PY) benchmarks/bench_imdb_copy.py $(BENCH_ARGS)
 
-bench-validation: install
-	$(PY) benchmarks/bench_validation.py $(BENCH_ARGS)
+PANDAS2 := .data/bench/pandas2
+bench-validation: install $(PANDAS2)/bin/python
+	$(PY) benchmarks/bench_validation.py --pandas2-python $(PANDAS2)/bin/python $(BENCH_ARGS)
+
+# pandas 2.3.3 (the last 2.x) as a second baseline, in its own venv
+$(PANDAS2)/bin/python:
+	uv venv -q -p $(PYTHON) $(PANDAS2)
+	uv pip install -q -p $(PANDAS2)/bin/python pandas==2.3.3
 
 bench-upload: install
 	$(PY) benchmarks/bench_upload.py $(BENCH_ARGS)

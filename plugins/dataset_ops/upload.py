@@ -33,32 +33,34 @@ Design
   descriptor, like s3transfer's ``ReadFileChunk``). botocore reads it in 1 MiB blocks for the
   checksum and the SigV4 payload hash, rewinds it, and the HTTP layer streams it in 16 KiB
   blocks. Memory does not grow with the part size or the file size.
-* **Integrity.** The whole file's sha256 is computed first, in one sequential read (in a
-  background thread while Airflow is imported and the Connection and the status record are
-  read, which hides most of it), because object metadata can only be set at
-  ``CreateMultipartUpload``: it is stored as
-  ``x-amz-meta-sha256`` and in the status record, so the record names the content before any
-  part goes out. Every part carries a CRC32 checksum (``ChecksumAlgorithm="CRC32"``, computed by
-  botocore from the part's bytes) that S3 verifies on ``UploadPart``, and
-  ``CompleteMultipartUpload`` lists every part with its ETag (and CRC32 when known). Small files
-  send ``ChecksumSHA256`` of the whole file with ``PutObject``. After completion ``HeadObject``
-  must show the file's size and sha256 metadata. The file must not change during the upload:
-  its size and mtime are checked again before completing.
+* **Integrity.** The whole file's sha256 is computed in a background thread, in one sequential
+  read, while Airflow is imported, the Connection and the status record are read and, for a
+  multipart upload, while the parts go out; ``CompleteMultipartUpload`` waits for it. Every
+  part carries a CRC32 checksum (``ChecksumAlgorithm="CRC32"``, computed by botocore from the
+  part's bytes) that S3 verifies on ``UploadPart``, and ``CompleteMultipartUpload`` lists every
+  part with its ETag (and CRC32 when known). A file under 16 MiB is hashed first and sent with
+  ``ChecksumSHA256`` (S3 verifies it) and ``x-amz-meta-sha256``. The sha256 goes into the
+  status record, where the validation workflow compares it with the sha256 of the bytes it
+  reads before anything is promoted. After completion ``HeadObject`` must show the file's size
+  (and the metadata, or a ``-<parts>`` ETag). The file must not change during the upload: its
+  size and mtime are checked again before completing.
 * **Resume.** Before the first part, the status ``_status/<NAME>.json`` is written as
-  ``uploading`` with ``upload_id``, ``size``, ``sha256`` and a ``multipart`` block (bucket, key,
-  part size, part count, file path, size and ``mtime_ns``: the record's ``multipart`` field,
-  cleared once the upload is complete). Rerunning the same command reads it;
-  if the file's size, mtime and sha256 are the same and the destination is the same, it lists
-  the parts already on the server (``ListParts``, paginated), keeps those whose size matches the
-  plan and uploads only the missing ones, with the recorded part size. If the file changed, or
-  the upload id is gone (``NoSuchUpload``: aborted, or removed by a lifecycle rule or the
-  staging cleanup), it aborts the old upload when it can and starts over, saying so.
-  A failure or Ctrl-C leaves the record ``uploading`` and the multipart upload in place (it is
-  never aborted on failure: that is what lets the next run resume). On success the record
-  becomes ``uploaded`` with size, sha256 and ``timings`` (``hash`` and ``upload``: seconds of
-  this run including hashing), and ``upload_id`` cleared.
-* **Already there.** If the record has the file's sha256 and the object at the key exists with
-  the same size and ``sha256`` metadata, nothing is sent.
+  ``uploading`` with ``upload_id``, ``size`` and a ``multipart`` block (bucket, key, part size,
+  part count, file path, size and ``mtime_ns``: the record's ``multipart`` field, cleared once
+  the upload is complete). Rerunning the same command reads it; if the file's size and mtime
+  and the destination are the same, it lists the parts already on the server (``ListParts``,
+  paginated) and keeps those whose size matches the plan and whose CRC32 (or MD5 ETag) matches
+  the file's bytes now; it uploads only the others, with the recorded part size. If the file's
+  size or mtime changed, or the upload id is gone (``NoSuchUpload``: aborted, or removed by a
+  lifecycle rule or the staging cleanup), it aborts the old upload when it can and starts
+  over, saying so. A failure or Ctrl-C leaves the record ``uploading`` and the multipart upload
+  in place (it is never aborted on failure: that is what lets the next run resume). On success
+  the record becomes ``uploaded`` with size, sha256, the object's ETag and ``timings``
+  (``hash``: seconds of the sha256 pass, ``upload``: seconds of this run), and ``upload_id``
+  cleared.
+* **Already there.** If the record of a finished upload has the file's size and sha256 and the
+  object at the key has that size and the recorded ETag (or ``sha256`` metadata), nothing is
+  sent.
 * **One uploader per name.** Concurrent uploads of the same NAME are not supported: each would
   replace the other's status record and the last ``CompleteMultipartUpload`` wins.
 * **Progress** on stderr: percent, MiB/s (last 10 s), ETA and parts done/total, every second as
@@ -86,6 +88,7 @@ import shlex
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
@@ -485,9 +488,10 @@ def _sha256_of(fd: int, size: int, name: str, progress: bool, stop: threading.Ev
 
 class _HashJob:
     """:func:`_sha256_of` in a background thread, so the hashing pass overlaps the start-up work
-    (importing Airflow, resolving the Connection, reading the status record: about 3 s)."""
+    (importing Airflow, resolving the Connection, reading the status record: about 3 s) and the
+    parts of a multipart upload. It shows no progress line of its own."""
 
-    def __init__(self, fd: int, size: int, name: str, progress: bool):
+    def __init__(self, fd: int, size: int, name: str, progress: bool = False):
         self._stop = threading.Event()
         self._digest: str | None = None
         self._error: BaseException | None = None
@@ -583,12 +587,13 @@ class _Job:
     path: Path
     fd: int
     stat: os.stat_result
-    sha256: str
+    sha256: str | None  # None until the hashing thread is done (multipart uploads)
     data_type: str | None
     previous: UploadStatus | None
     record: dict | None
     progress: bool
     say: Callable[[str], None]
+    etag: str | None = None  # the object's ETag once complete
 
     @property
     def size(self) -> int:
@@ -681,42 +686,38 @@ def upload_file(
         if part_size is not None:
             check_part_size(st.st_size, part_size)
 
+        # The sha256 pass runs in a thread beside everything else: the start-up below and, for a
+        # multipart upload, the parts themselves (its own progress line would collide).
+        hash_job = _HashJob(fd, st.st_size, name)
         try:
-            hash_job = _HashJob(fd, st.st_size, name, progress)  # overlaps the start-up below
-            try:
-                storage = open_storage(staging_root_of(bucket, prefix), aws_conn_id)
-                client = s3_client(aws_conn_id, parallel)
-                _watch_transfers(client)
-                record = read_json(storage, status_key(name))
-                sha256 = hash_job.result()
-            except BaseException:
-                hash_job.cancel()
-                raise
-            hashed = time.monotonic()
+            storage = open_storage(staging_root_of(bucket, prefix), aws_conn_id)
+            client = s3_client(aws_conn_id, parallel)
+            _watch_transfers(client)
+            record = read_json(storage, status_key(name))
             previous = UploadStatus.from_dict(record) if record else None
             job = _Job(
-                client, storage, bucket, key, name, path, fd, st, sha256, data_type, previous, record,
+                client, storage, bucket, key, name, path, fd, st, None, data_type, previous, record,
                 progress, say,
             )  # fmt: skip
-
-            # The same content, completely uploaded before: nothing to send.
-            if previous is not None and previous.sha256 == sha256 and previous.state != UploadState.UPLOADING:
-                head = _head(client, bucket, key) or {}
-                if head.get("ContentLength") == job.size and head.get("Metadata", {}).get("sha256") == sha256:
-                    say(f"{job.uri} already holds this file (sha256 {sha256[:12]}…, state {previous.state})")
-                    return previous
-
+            if _already_there(job, hash_job):
+                say(f"{job.uri} already holds this file (sha256 {job.sha256[:12]}…, state {previous.state})")
+                return previous
+            sending = time.monotonic()
             resume = _resumable(job)
             if resume is None and job.size < SINGLE_PUT_LIMIT:
+                job.sha256 = hash_job.result()
                 status, sent_parts, reused_parts, sent_bytes = _put_single(job), 1, 0, job.size
             else:
                 status, sent_parts, reused_parts, sent_bytes = _put_multipart(
-                    job, resume, parallel, part_size
+                    job, resume, parallel, part_size, hash_job
                 )
         except UploadError:
             raise
         except Exception as exc:  # botocore/S3 errors: the record (if written) stays `uploading`
             raise UploadError(f"upload of {path} to s3://{bucket}/{key} failed: {exc}") from exc
+        finally:
+            hash_job.cancel()  # a no-op once it is done
+        sha256 = job.sha256
 
         total = round(time.monotonic() - started, 3)
         status = status.moved_to(
@@ -725,6 +726,7 @@ def upload_file(
             sha256=sha256,
             upload_id=None,
             multipart=None,
+            etag=job.etag,
             timings={"hash": hash_job.seconds, "upload": total},
         )
         try:
@@ -733,11 +735,11 @@ def upload_file(
             raise UploadError(
                 f"{job.uri} is uploaded but its status record could not be written: {exc}"
             ) from exc
-        send_seconds = max(time.monotonic() - hashed, 1e-9)
+        send_seconds = max(time.monotonic() - sending, 1e-9)
         say(
-            f"uploaded {job.uri}: {_fmt_bytes(job.size)} in {total:.1f} s (sha256 {hash_job.seconds:.1f} s, "
-            f"then {sent_bytes / MiB / send_seconds:.1f} MiB/s); {sent_parts} part(s) sent, "
-            f"{reused_parts} reused; sha256 {sha256}"
+            f"uploaded {job.uri}: {_fmt_bytes(job.size)} in {total:.1f} s "
+            f"({sent_bytes / MiB / send_seconds:.1f} MiB/s; sha256 {hash_job.seconds:.1f} s alongside); "
+            f"{sent_parts} part(s) sent, {reused_parts} reused; sha256 {sha256}"
         )
         return status
 
@@ -749,6 +751,51 @@ def _head(client, bucket: str, key: str) -> dict | None:
         if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
+
+
+def _already_there(job: _Job, hash_job: _HashJob) -> bool:
+    """True when the key already holds this file: the record of a finished upload names the same
+    size and sha256 and the object has that size and the recorded ETag (or ``sha256`` metadata).
+    Only then does this wait for the hash (``job.sha256`` is set)."""
+    prev = job.previous
+    if prev is None or prev.state == UploadState.UPLOADING or not prev.sha256 or prev.size != job.size:
+        return False
+    head = _head(job.client, job.bucket, job.key) or {}
+    if head.get("ContentLength") != job.size:
+        return False
+    same_object = (prev.etag and head.get("ETag") == prev.etag) or head.get("Metadata", {}).get(
+        "sha256"
+    ) == prev.sha256
+    if not same_object:
+        return False
+    job.sha256 = hash_job.result()
+    return job.sha256 == prev.sha256
+
+
+def _part_matches(fd: int, offset: int, length: int, listed: dict) -> bool:
+    """Does the stored part ``listed`` (a ``ListParts`` entry) hold the file's bytes now?
+
+    Compares its ``ChecksumCRC32`` (base64 of the big-endian CRC32) or else an MD5 ETag (what S3
+    gives a part without SSE-KMS) with the local bytes; with neither, the part counts as stale.
+    """
+    want_crc = listed.get("ChecksumCRC32")
+    etag = str(listed.get("ETag", "")).strip('"')
+    if not want_crc and not (len(etag) == 32 and all(c in "0123456789abcdef" for c in etag.lower())):
+        return False
+    crc, md5 = 0, hashlib.md5(usedforsecurity=False)
+    end = offset + length
+    while offset < end:
+        chunk = os.pread(fd, min(_HASH_BLOCK, end - offset), offset)
+        if not chunk:
+            return False
+        if want_crc:
+            crc = zlib.crc32(chunk, crc)
+        else:
+            md5.update(chunk)
+        offset += len(chunk)
+    if want_crc:
+        return base64.b64encode(crc.to_bytes(4, "big")).decode() == want_crc
+    return md5.hexdigest() == etag.lower()
 
 
 def _resumable(job: _Job) -> dict | None:
@@ -770,8 +817,6 @@ def _resumable(job: _Job) -> dict | None:
         reasons.append(f"size {previous.size} -> {job.size}")
     if source.get("mtime_ns") != job.stat.st_mtime_ns:
         reasons.append("modification time changed")
-    if previous.sha256 != job.sha256:
-        reasons.append("sha256 changed")
     part_size = block.get("part_size")
     try:
         check_part_size(job.size, int(part_size))
@@ -812,14 +857,15 @@ def _put_single(job: _Job) -> UploadStatus:
             ChecksumSHA256=base64.b64encode(bytes.fromhex(job.sha256)).decode(),
         )
         prog.part_done()
-    _verify(job, parts=None)
+    job.etag = _verify(job, parts=None)
     return status
 
 
 def _put_multipart(
-    job: _Job, resume: dict | None, parallel: int, part_size: int | None
+    job: _Job, resume: dict | None, parallel: int, part_size: int | None, hash_job: _HashJob
 ) -> tuple[UploadStatus, int, int, int]:
-    """Create (or resume) the multipart upload, send the missing parts, complete, verify.
+    """Create (or resume) the multipart upload, send the missing parts, check the reused ones
+    against the file, wait for the sha256, complete, verify.
 
     :returns: (``uploading`` record, parts sent, parts reused, bytes sent).
     """
@@ -832,9 +878,7 @@ def _put_multipart(
             job.write_uploading(status, job.record.get(MULTIPART_BLOCK))
     else:
         part_size = part_size or choose_part_size(size)
-        created = client.create_multipart_upload(
-            Bucket=job.bucket, Key=job.key, Metadata={"sha256": job.sha256}, ChecksumAlgorithm="CRC32"
-        )
+        created = client.create_multipart_upload(Bucket=job.bucket, Key=job.key, ChecksumAlgorithm="CRC32")
         upload_id = created["UploadId"]
         status = job.new_record(upload_id)
         block = {
@@ -849,11 +893,17 @@ def _put_multipart(
 
     plan = plan_parts(size, part_size)
     done: dict[int, dict] = {}
-    if resume is not None:
-        for number, _offset, length in plan:
+    if resume is not None:  # same size and mtime; are the stored parts still the file's bytes?
+        stale = []
+        for number, offset, length in plan:
             listed = resume["parts"].get(number)
             if listed is not None and listed.get("Size") == length:
-                done[number] = _completed_part(number, listed["ETag"], listed)
+                if _part_matches(job.fd, offset, length, listed):
+                    done[number] = _completed_part(number, listed["ETag"], listed)
+                else:
+                    stale.append(str(number))
+        if stale:
+            say(f"{len(stale)} stored part(s) differ from the file (part {', '.join(stale)}): sending again")
         say(
             f"resuming: {len(done)} of {len(plan)} parts already uploaded "
             f"({_fmt_bytes(sum(p[2] for p in plan if p[0] in done))}); upload id {upload_id}"
@@ -877,6 +927,7 @@ def _put_multipart(
             ) from exc
         except Exception as exc:
             raise UploadError(f"upload of part failed: {exc}") from exc
+    job.sha256 = hash_job.result()
 
     now = os.fstat(job.fd)
     if (now.st_size, now.st_mtime_ns) != (size, job.stat.st_mtime_ns):
@@ -890,12 +941,13 @@ def _put_multipart(
         UploadId=upload_id,
         MultipartUpload={"Parts": [done[number] for number, _, _ in plan]},
     )
-    _verify(job, parts=len(plan))
+    job.etag = _verify(job, parts=len(plan))
     return status, len(todo), len(plan) - len(todo), sum(length for _, _, length in todo)
 
 
-def _verify(job: _Job, parts: int | None) -> None:
-    """``HeadObject`` shows the file's size and sha256 metadata (and a ``-<parts>`` ETag).
+def _verify(job: _Job, parts: int | None) -> str:
+    """``HeadObject`` shows the file's size, and the ``sha256`` metadata of a single ``PutObject``
+    or the ``-<parts>`` ETag of a multipart upload; returns the ETag.
 
     A mismatch deletes the object (nothing wrong stays where readers look) and raises
     :class:`UploadError`; the record stays ``uploading`` and the next run starts over.
@@ -904,14 +956,15 @@ def _verify(job: _Job, parts: int | None) -> None:
     problems = []
     if head["ContentLength"] != job.size:
         problems.append(f"size {head['ContentLength']:,} != {job.size:,}")
-    if head.get("Metadata", {}).get("sha256") != job.sha256:
+    etag = head.get("ETag", "")
+    if parts is None and head.get("Metadata", {}).get("sha256") != job.sha256:
         problems.append("sha256 metadata differs")
-    etag = head.get("ETag", "").strip('"')
-    if parts is not None and "-" in etag and etag.rsplit("-", 1)[1] != str(parts):
+    if parts is not None and "-" in etag and etag.strip('"').rsplit("-", 1)[1] != str(parts):
         problems.append(f"ETag {etag} does not name {parts} parts")
     if problems:
         job.client.delete_object(Bucket=job.bucket, Key=job.key)
         raise UploadError(f"{job.uri} after upload: {'; '.join(problems)}; object deleted")
+    return etag
 
 
 # --- command line -----------------------------------------------------------------------------

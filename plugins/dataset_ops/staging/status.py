@@ -71,7 +71,9 @@ class UploadStatus:
     :param state: an :class:`UploadState` value.
     :param data_type: rule set name (``include/validation/<data_type>.yaml``), or None.
     :param size: file size in bytes, when known.
-    :param sha256: hex digest of the content, when known.
+    :param sha256: hex digest of the content, when known (the uploader's is known once all of
+        the file was read, so an ``uploading`` record of a multipart upload has none yet).
+    :param etag: the uploaded object's ETag, set by the uploader when the upload is complete.
     :param records: records counted by validation.
     :param upload_id: S3 multipart upload id while ``uploading`` (lets an upload resume).
     :param timings: seconds per phase (``upload``, ``validate``, ``promote``).
@@ -88,6 +90,7 @@ class UploadStatus:
     data_type: str | None = None
     size: int | None = None
     sha256: str | None = None
+    etag: str | None = None
     records: int | None = None
     upload_id: str | None = None
     started_at: str = field(default_factory=now_iso)

@@ -166,12 +166,17 @@ def test_parallel_multipart_upload_round_trip(s3_bucket, s3, tmp_path, capsys):
     assert sha256_of(back) == sha256_of(data) == status.sha256
     head = s3.head_object(Bucket=s3_bucket, Key="uploads/random.bin")
     assert head["ETag"].strip('"').endswith("-3")
-    assert head["Metadata"]["sha256"] == status.sha256
+    assert "sha256" not in head["Metadata"]  # hashed while the parts went out: it is in the record
+    assert status.etag == head["ETag"]
     assert status.state == "uploaded" and status.size == 40 * MiB and status.upload_id is None
     assert [h[0] for h in status.history] == ["uploading"]
     record = read_json(open_storage(f"s3://{s3_bucket}"), status_key("random.bin"))
     assert record["state"] == "uploaded" and record[up.MULTIPART_BLOCK] is None  # cleared once complete
     assert pending_uploads(s3, s3_bucket) == []
+
+    # The same content again: the ETag and sha256 of the record match, nothing is sent.
+    assert up.upload_file(path, f"s3://{s3_bucket}/uploads/", parallel=4) == status
+    assert "already holds this file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["../escape.bin", "/etc/passwd", "a/../../b", "a//b", "dir/"])
@@ -216,7 +221,7 @@ def test_resume_after_crash(s3_bucket, s3, tmp_path):
     storage = open_storage(f"s3://{s3_bucket}/stage")
     record = read_json(storage, status_key("crash/it.bin"))
     assert record["state"] == "uploading" and record["upload_id"]
-    assert record["size"] == len(data) and record["sha256"] == sha256_of(data)
+    assert record["size"] == len(data) and record["sha256"] is None  # known once all of it was read
     block = record[up.MULTIPART_BLOCK]
     assert block["part_size"] == 5 * MiB and block["parts"] == 6 and block["key"] == key
     assert block["source"]["mtime_ns"] == path.stat().st_mtime_ns
@@ -296,7 +301,7 @@ def test_changed_file_restarts_the_upload(s3_bucket, s3, tmp_path, monkeypatch, 
 
     err = capsys.readouterr().err
     assert f"the interrupted upload {old['upload_id']} was of different content" in err
-    assert "sha256 changed" in err and "starting over" in err
+    assert "modification time changed" in err and "starting over" in err
     assert f"aborted the old multipart upload {old['upload_id']}" in err
     assert "resuming" not in err and "4 part(s) sent, 0 reused" in err
     assert status.sha256 == sha256_of(new_data) == sha256_of(download(s3, s3_bucket, "uploads/name.bin"))
@@ -304,8 +309,32 @@ def test_changed_file_restarts_the_upload(s3_bucket, s3, tmp_path, monkeypatch, 
     assert [h[0] for h in status.history] == ["uploading", "uploading"]
 
 
+def test_stored_parts_that_differ_from_the_file_are_sent_again(s3_bucket, s3, tmp_path, monkeypatch, capsys):
+    """Same size and mtime, other bytes in part 2: its CRC32 on the server no longer matches, so
+    only part 2 is sent again beside the missing parts 3 and 4; the object is the new file."""
+    path = tmp_path / "f.bin"
+    data = random_file(path, 18 * MiB)
+    old = interrupted_upload(s3_bucket, s3, path, monkeypatch)
+    st = path.stat()
+    changed = bytearray(data)
+    changed[7 * MiB : 7 * MiB + 4] = b"\x00\xff\x00\xff"
+    path.write_bytes(changed)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    capsys.readouterr()
+
+    status = up.upload_file(path, f"s3://{s3_bucket}/uploads/", name="name.bin", part_size=5 * MiB)
+
+    err = capsys.readouterr().err
+    assert "1 stored part(s) differ from the file (part 2): sending again" in err
+    assert f"resuming: 1 of 4 parts already uploaded (5.0 MiB); upload id {old['upload_id']}" in err
+    assert "3 part(s) sent, 1 reused" in err
+    assert (
+        status.sha256 == sha256_of(bytes(changed)) == sha256_of(download(s3, s3_bucket, "uploads/name.bin"))
+    )
+
+
 def test_touched_file_restarts_the_upload(s3_bucket, s3, tmp_path, monkeypatch, capsys):
-    """Same bytes, new mtime: identity is size + mtime + sha256, so it starts over too."""
+    """Same bytes, new mtime: identity is size + mtime, so it starts over too."""
     path = tmp_path / "f.bin"
     data = random_file(path, 18 * MiB)
     interrupted_upload(s3_bucket, s3, path, monkeypatch)
