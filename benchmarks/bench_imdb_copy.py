@@ -158,8 +158,12 @@ def prepare_ratings() -> BenchFile:
     meta_path = CACHE / (tsv.name + ".meta.json")
     meta = _read_meta(meta_path)
     key = {"source": str(RATINGS_GZ), "gz_bytes": stat.st_size, "gz_mtime_ns": stat.st_mtime_ns}
-    if not (meta and all(meta.get(k) == v for k, v in key.items()) and tsv.exists()
-            and tsv.stat().st_size == meta.get("tsv_bytes")):
+    if not (
+        meta
+        and all(meta.get(k) == v for k, v in key.items())
+        and tsv.exists()
+        and tsv.stat().st_size == meta.get("tsv_bytes")
+    ):
         print(f"prepare: decompressing {RATINGS_GZ.name} -> {tsv.relative_to(REPO)}", flush=True)
         rows, tsv_bytes = decompress_counting(RATINGS_GZ, tsv)
         meta = {**key, "rows": rows, "tsv_bytes": tsv_bytes}
@@ -184,22 +188,31 @@ def generate_basics(rows: int) -> BenchFile:
     tsv = gz.with_suffix("")
     meta_path = CACHE / (gz.name + ".meta.json")
     src_stat = BASICS_SLICE.stat()
-    key = {"generator": GENERATOR_VERSION, "source": str(BASICS_SLICE),
-           "source_bytes": src_stat.st_size, "rows": rows}
+    key = {
+        "generator": GENERATOR_VERSION,
+        "source": str(BASICS_SLICE),
+        "source_bytes": src_stat.st_size,
+        "rows": rows,
+    }
     meta = _read_meta(meta_path)
-    if (meta and all(meta.get(k) == v for k, v in key.items()) and gz.exists() and tsv.exists()
-            and gz.stat().st_size == meta.get("gz_bytes") and tsv.stat().st_size == meta.get("tsv_bytes")):
+    if (
+        meta
+        and all(meta.get(k) == v for k, v in key.items())
+        and gz.exists()
+        and tsv.exists()
+        and gz.stat().st_size == meta.get("gz_bytes")
+        and tsv.stat().st_size == meta.get("tsv_bytes")
+    ):
         return BenchFile("basics", spec, gz, tsv, rows, meta["gz_bytes"], meta["tsv_bytes"])
 
-    print(f"prepare: generating {gz.relative_to(REPO)} ({rows:,} rows from {BASICS_SLICE.name})",
-          flush=True)
+    print(f"prepare: generating {gz.relative_to(REPO)} ({rows:,} rows from {BASICS_SLICE.name})", flush=True)
     lines = BASICS_SLICE.read_bytes().splitlines(keepends=True)
     header, data = lines[0], lines[1:]
     if header.rstrip(b"\r\n") != spec.header:
         raise SystemExit(f"{BASICS_SLICE}: unexpected header {header[:200]!r}")
     if not data[-1].endswith(b"\n"):
         data[-1] += b"\n"
-    tails = [line[line.index(b"\t"):] for line in data]  # everything after tconst, newline included
+    tails = [line[line.index(b"\t") :] for line in data]  # everything after tconst, newline included
     tmp_gz, tmp_tsv = gz.with_name(gz.name + ".tmp"), tsv.with_name(tsv.name + ".tmp")
     tsv_bytes = 0
     with gzip.open(tmp_gz, "wb", compresslevel=6) as zout, open(tmp_tsv, "wb") as out:
@@ -209,9 +222,7 @@ def generate_basics(rows: int) -> BenchFile:
         batch = 100_000
         for start in range(0, rows, batch):
             stop = min(start + batch, rows)
-            chunk = b"".join(
-                b"tt%08d%s" % (n + 1, tails[n % len(tails)]) for n in range(start, stop)
-            )
+            chunk = b"".join(b"tt%08d%s" % (n + 1, tails[n % len(tails)]) for n in range(start, stop))
             zout.write(chunk)
             out.write(chunk)
             tsv_bytes += len(chunk)
@@ -353,12 +364,20 @@ class OursRunner:
     def __init__(self, conn: psycopg.Connection, bf: BenchFile):
         self.conn, self.bf = conn, bf
         self.landing = Method("ours: COPY landing", note="StageResult.copy_seconds (default variant)")
-        self.default = OursVariant(False, Method(
-            "ours: published",
-            note="stage_file + publish, default: UNLOGGED (COPY, PK/indexes, ANALYZE, swap)"))
-        self.logged = OursVariant(True, Method(
-            "ours: published LOGGED",
-            note="stage_file(logged=True) + publish (COPY, PK/indexes, SET LOGGED, ANALYZE, swap)"))
+        self.default = OursVariant(
+            False,
+            Method(
+                "ours: published",
+                note="stage_file + publish, default: UNLOGGED (COPY, PK/indexes, ANALYZE, swap)",
+            ),
+        )
+        self.logged = OursVariant(
+            True,
+            Method(
+                "ours: published LOGGED",
+                note="stage_file(logged=True) + publish (COPY, PK/indexes, SET LOGGED, ANALYZE, swap)",
+            ),
+        )
         self.staged = f"{STAGING_SCHEMA}.{bf.spec.table}"
         self.final = f"{PUBLISHED_SCHEMA}.{bf.spec.table}"
         self.peaks: list[float] = []
@@ -378,8 +397,14 @@ class OursRunner:
         self.rss_before.append((_status_kib("VmRSS") or 0) / 1024)
         started = time.perf_counter()
         with open(bf.gz, "rb") as fileobj:
-            result = stage_file(self.conn, bf.spec, fileobj, total_bytes=bf.gz_bytes, expected_rows=bf.rows,
-                                logged=variant.logged)
+            result = stage_file(
+                self.conn,
+                bf.spec,
+                fileobj,
+                total_bytes=bf.gz_bytes,
+                expected_rows=bf.rows,
+                logged=variant.logged,
+            )
         staged_at = time.perf_counter()
         publish(self.conn, [result.to_dict()])
         total = time.perf_counter() - started
@@ -389,11 +414,13 @@ class OursRunner:
         rows = count_rows(self.conn, self.final)
         if rows != bf.rows:
             raise SystemExit(f"ours: {self.final} has {rows:,} rows, expected {bf.rows:,}")
-        persistence = self.conn.execute("SELECT relpersistence FROM pg_class WHERE oid = %s::regclass",
-                                        (self.final,)).fetchone()[0]
+        persistence = self.conn.execute(
+            "SELECT relpersistence FROM pg_class WHERE oid = %s::regclass", (self.final,)
+        ).fetchone()[0]
         if persistence != ("p" if variant.logged else "u"):
-            raise SystemExit(f"ours: {self.final} has relpersistence {persistence!r} "
-                             f"with logged={variant.logged}")
+            raise SystemExit(
+                f"ours: {self.final} has relpersistence {persistence!r} with logged={variant.logged}"
+            )
         variant.finish.append(result.total_seconds - result.copy_seconds)
         variant.publishing.append(total - (staged_at - started))
         variant.published.seconds.append(total)
@@ -402,8 +429,11 @@ class OursRunner:
             self.landing.seconds.append(result.copy_seconds)
             self.landing.rows = bf.rows
         label = "ours LOGGED:" if variant.logged else "ours:"
-        print(f"  run {i + 1} {label:<13} COPY {result.copy_seconds:7.3f} s, "
-              f"stage_file {result.total_seconds:7.3f} s, published {total:7.3f} s", flush=True)
+        print(
+            f"  run {i + 1} {label:<13} COPY {result.copy_seconds:7.3f} s, "
+            f"stage_file {result.total_seconds:7.3f} s, published {total:7.3f} s",
+            flush=True,
+        )
 
     def close(self) -> dict:
         """Drop the tables; returns memory (MiB) and per-variant step medians (seconds) for the report."""
@@ -430,12 +460,25 @@ class PsqlRunner:
     def __init__(self, conn: psycopg.Connection, db: Db, bf: BenchFile):
         spec = bf.spec
         self.conn, self.bf = conn, bf
-        self.method = Method("psql \\copy",
-                             note="decompressed file, same DDL + COPY options, whole psql process")
+        self.method = Method(
+            "psql \\copy", note="decompressed file, same DDL + COPY options, whole psql process"
+        )
         self.table = f"{STAGING_SCHEMA}.{spec.table}_psql"
         copy_cmd = f"\\copy {self.table} ({spec.copy_columns}) FROM '{bf.tsv}' WITH ({COPY_OPTIONS})"
-        self.argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-d", db.conninfo,
-                     "-c", spec.staging_ddl(STAGING_SCHEMA, f"{spec.table}_psql"), "-c", copy_cmd]
+        self.argv = [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-1",
+            "-d",
+            db.conninfo,
+            "-c",
+            spec.staging_ddl(STAGING_SCHEMA, f"{spec.table}_psql"),
+            "-c",
+            copy_cmd,
+        ]
 
     def run(self, i: int) -> None:
         """One timed run (the whole psql process); checks count(*)."""
@@ -447,8 +490,9 @@ class PsqlRunner:
         seconds = time.perf_counter() - started
         rows = count_rows(self.conn, self.table) if proc.returncode == 0 else 0
         if proc.returncode != 0 or rows != self.bf.rows:
-            self.method.failed = (f"psql exit {proc.returncode}, {rows:,} of {self.bf.rows:,} rows: "
-                                  f"{proc.stderr.strip()[:300]}")
+            self.method.failed = (
+                f"psql exit {proc.returncode}, {rows:,} of {self.bf.rows:,} rows: {proc.stderr.strip()[:300]}"
+            )
             print(f"  run {i + 1} psql:         FAILED: {self.method.failed}", flush=True)
             return
         self.method.seconds.append(seconds)
@@ -500,8 +544,14 @@ class PgloaderRunner:
         cmd_file.write_text(pgloader_command(db, bf))
         self.log = self.work / f"{spec.table}.log"
         self.time_out = self.work / f"{spec.table}.time"
-        self.argv = ["pgloader", "--root-dir", str(self.work / "root"), "--logfile", str(self.log),
-                     str(cmd_file)]
+        self.argv = [
+            "pgloader",
+            "--root-dir",
+            str(self.work / "root"),
+            "--logfile",
+            str(self.log),
+            str(cmd_file),
+        ]
         if os.access("/usr/bin/time", os.X_OK):
             self.argv = ["/usr/bin/time", "-v", "-o", str(self.time_out), *self.argv]
         self.peak_kib: list[int] = []
@@ -517,16 +567,19 @@ class PgloaderRunner:
         self.time_out.unlink(missing_ok=True)
         started = time.perf_counter()
         zcat = subprocess.Popen(["zcat", str(bf.gz)], stdout=subprocess.PIPE)
-        proc = subprocess.Popen(self.argv, stdin=zcat.stdout, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            self.argv, stdin=zcat.stdout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         zcat.stdout.close()
         output, _ = proc.communicate()
         zcat.wait()
         seconds = time.perf_counter() - started
         rows = count_rows(self.conn, self.table)
         if proc.returncode != 0 or zcat.returncode != 0 or rows != bf.rows:
-            self.method.failed = (f"exit {proc.returncode} (zcat {zcat.returncode}), {rows:,} of "
-                                  f"{bf.rows:,} rows loaded; log {self.log}")
+            self.method.failed = (
+                f"exit {proc.returncode} (zcat {zcat.returncode}), {rows:,} of "
+                f"{bf.rows:,} rows loaded; log {self.log}"
+            )
             print(f"  run {i + 1} pgloader:     FAILED: {self.method.failed}\n{output[-1500:]}", flush=True)
             return
         if self.time_out.exists():
@@ -564,18 +617,34 @@ def run_to_sql(conn: psycopg.Connection, db: Db, bf: BenchFile, repeat: int, max
     name = f"{spec.table}_pandas"
     table = f"{STAGING_SCHEMA}.{name}"
     nrows = max_rows if max_rows and max_rows < bf.rows else None
-    method = Method("pandas to_sql", note=f"read_csv(dtype=str) + to_sql(chunksize={TO_SQL_CHUNKSIZE:,}, "
-                                          "method=None), table created by pandas (LOGGED, text)")
+    method = Method(
+        "pandas to_sql",
+        note=f"read_csv(dtype=str) + to_sql(chunksize={TO_SQL_CHUNKSIZE:,}, "
+        "method=None), table created by pandas (LOGGED, text)",
+    )
     engine = sa.create_engine(db.sa_url)
     try:
         for i in range(repeat):
             reset_table(conn, table)
             started = time.perf_counter()
-            df = pd.read_csv(bf.gz, sep="\t", na_values="\\N", keep_default_na=False,
-                             quoting=csv.QUOTE_NONE, dtype=str, nrows=nrows)
+            df = pd.read_csv(
+                bf.gz,
+                sep="\t",
+                na_values="\\N",
+                keep_default_na=False,
+                quoting=csv.QUOTE_NONE,
+                dtype=str,
+                nrows=nrows,
+            )
             read = time.perf_counter() - started
-            df.to_sql(name, engine, schema=STAGING_SCHEMA, if_exists="replace", index=False,
-                      chunksize=TO_SQL_CHUNKSIZE)
+            df.to_sql(
+                name,
+                engine,
+                schema=STAGING_SCHEMA,
+                if_exists="replace",
+                index=False,
+                chunksize=TO_SQL_CHUNKSIZE,
+            )
             seconds = time.perf_counter() - started
             loaded = len(df)
             del df
@@ -588,12 +657,18 @@ def run_to_sql(conn: psycopg.Connection, db: Db, bf: BenchFile, repeat: int, max
             if nrows:
                 method.extrapolated_from = nrows
                 full = seconds * bf.rows / nrows
-                print(f"  run {i + 1} to_sql:       {seconds:7.3f} s for the first {nrows:,} rows "
-                      f"(read_csv {read:.3f} s) -> EXTRAPOLATED {full:.1f} s for {bf.rows:,}", flush=True)
+                print(
+                    f"  run {i + 1} to_sql:       {seconds:7.3f} s for the first {nrows:,} rows "
+                    f"(read_csv {read:.3f} s) -> EXTRAPOLATED {full:.1f} s for {bf.rows:,}",
+                    flush=True,
+                )
                 seconds = full
             else:
-                print(f"  run {i + 1} to_sql:       {seconds:7.3f} s (read_csv {read:.3f} s, "
-                      f"to_sql {seconds - read:.3f} s)", flush=True)
+                print(
+                    f"  run {i + 1} to_sql:       {seconds:7.3f} s (read_csv {read:.3f} s, "
+                    f"to_sql {seconds - read:.3f} s)",
+                    flush=True,
+                )
             method.seconds.append(seconds)
     finally:
         engine.dispose()
@@ -610,10 +685,19 @@ def machine_facts(conn: psycopg.Connection) -> list[tuple[str, str]]:
     model = ""
     mem = ""
     try:
-        model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                      if ln.startswith("model name")), "")
-        mem_kib = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
-                       if ln.startswith("MemTotal:"))
+        model = next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")
+            ),
+            "",
+        )
+        mem_kib = next(
+            int(ln.split()[1])
+            for ln in Path("/proc/meminfo").read_text().splitlines()
+            if ln.startswith("MemTotal:")
+        )
         mem = f"{mem_kib / MIB:.1f} GiB"
     except (OSError, StopIteration, ValueError):
         pass
@@ -688,32 +772,45 @@ class FileReport:
     pgloader_rss: float | None = None
 
 
-def print_report(reports: list[FileReport], facts: list[tuple[str, str]], repeat: int,
-                 to_sql_repeat: int) -> None:
+def print_report(
+    reports: list[FileReport], facts: list[tuple[str, str]], repeat: int, to_sql_repeat: int
+) -> None:
     """Print per-file figures, ratios, memory, machine facts and a markdown summary table."""
     print("\n" + "=" * 100)
-    print(f"Results: median of {repeat} runs (to_sql: median of {to_sql_repeat}); "
-          "times in seconds, rates in rows/s")
-    print(f"psql \\copy options (the loader's COPY_OPTIONS verbatim; psql -1 makes FREEZE valid): "
-          f"({COPY_OPTIONS})")
-    print("pgloader: LOAD COPY FROM stdin (cols) ... TARGET TABLE imdb_staging.<table>_pgloader "
-          "TARGET COLUMNS (cols) WITH skip header = 1, delimiter '\\t', null '\\N'; defaults otherwise")
+    print(
+        f"Results: median of {repeat} runs (to_sql: median of {to_sql_repeat}); "
+        "times in seconds, rates in rows/s"
+    )
+    print(
+        f"psql \\copy options (the loader's COPY_OPTIONS verbatim; psql -1 makes FREEZE valid): "
+        f"({COPY_OPTIONS})"
+    )
+    print(
+        "pgloader: LOAD COPY FROM stdin (cols) ... TARGET TABLE imdb_staging.<table>_pgloader "
+        "TARGET COLUMNS (cols) WITH skip header = 1, delimiter '\\t', null '\\N'; defaults otherwise"
+    )
     for rep in reports:
         bf, m = rep.bf, rep.methods
-        print(f"\n{bf.spec.name} [{bf.key}]: {bf.rows:,} rows, {bf.gz_bytes / MIB:.1f} MiB gzipped, "
-              f"{bf.tsv_bytes / MIB:.1f} MiB decompressed ({bf.gz})")
+        print(
+            f"\n{bf.spec.name} [{bf.key}]: {bf.rows:,} rows, {bf.gz_bytes / MIB:.1f} MiB gzipped, "
+            f"{bf.tsv_bytes / MIB:.1f} MiB decompressed ({bf.gz})"
+        )
         for key in METHOD_KEYS:
             method = m.get(key)
             if method is None:
                 print(f"  {key:<24} skipped")
                 continue
             runs = ", ".join(f"{s:.3f}" for s in method.seconds)
-            extra = (f" [EXTRAPOLATED from the first {method.extrapolated_from:,} rows]"
-                     if method.extrapolated_from else "")
+            extra = (
+                f" [EXTRAPOLATED from the first {method.extrapolated_from:,} rows]"
+                if method.extrapolated_from
+                else ""
+            )
             rate = _rate(bf.rows, method.median)
-            print(f"  {method.name:<24} {_secs(method):>8} s {rate:>10} rows/s{extra}"
-                  f"  runs [{runs}]  -- {method.note}"
-                  + (f"  FAILED: {method.failed}" if method.failed else ""))
+            print(
+                f"  {method.name:<24} {_secs(method):>8} s {rate:>10} rows/s{extra}"
+                f"  runs [{runs}]  -- {method.note}" + (f"  FAILED: {method.failed}" if method.failed else "")
+            )
         r1 = _ratio(m.get("psql"), m.get("ours_landing"))
         r2 = _ratio(m.get("pgloader"), m.get("ours_published"))
         r3 = _ratio(m.get("to_sql"), m.get("ours_published"))
@@ -722,10 +819,14 @@ def print_report(reports: list[FileReport], facts: list[tuple[str, str]], repeat
         mem = rep.ours_memory
         if mem:
             landing = m["ours_landing"].median or 0.0
-            print(f"  ours published (default, UNLOGGED), median split: COPY {landing:.3f} s + "
-                  f"PK/indexes/ANALYZE {mem['finish_median']:.3f} s + publish {mem['publish_median']:.3f} s")
-            print(f"  ours published LOGGED, median split: after COPY, PK/indexes/SET LOGGED/ANALYZE "
-                  f"{mem['logged_finish_median']:.3f} s + publish {mem['logged_publish_median']:.3f} s")
+            print(
+                f"  ours published (default, UNLOGGED), median split: COPY {landing:.3f} s + "
+                f"PK/indexes/ANALYZE {mem['finish_median']:.3f} s + publish {mem['publish_median']:.3f} s"
+            )
+            print(
+                f"  ours published LOGGED, median split: after COPY, PK/indexes/SET LOGGED/ANALYZE "
+                f"{mem['logged_finish_median']:.3f} s + publish {mem['logged_publish_median']:.3f} s"
+            )
         speeds = [
             ("ours landing vs psql \\copy (psql time / ours COPY time)", r1, 0.9),
             ("ours published vs pgloader landing (pgloader time / ours)", r2, 3),
@@ -737,13 +838,20 @@ def print_report(reports: list[FileReport], facts: list[tuple[str, str]], repeat
             print(f"  speed {label + ':':<66} {_fmt_ratio(value, target)}")
         if mem:
             peak = f"{mem['peak']:.0f} MiB" if mem.get("peak") is not None else "n/a"
-            how = (f"peak reset to the current RSS, <= {mem['rss_before']:.0f} MiB, right before each run"
-                   if mem["reset"] else "peak since process start: clear_refs reset unavailable")
-            print(f"  peak RSS of this Python process during our loader runs (both variants): VmHWM {peak}, "
-                  f"ru_maxrss {mem['maxrss_after']:.0f} MiB ({how})")
+            how = (
+                f"peak reset to the current RSS, <= {mem['rss_before']:.0f} MiB, right before each run"
+                if mem["reset"]
+                else "peak since process start: clear_refs reset unavailable"
+            )
+            print(
+                f"  peak RSS of this Python process during our loader runs (both variants): VmHWM {peak}, "
+                f"ru_maxrss {mem['maxrss_after']:.0f} MiB ({how})"
+            )
         if rep.pgloader_rss is not None:
-            print(f"  peak RSS of the pgloader process (/usr/bin/time -v, max over runs): "
-                  f"{rep.pgloader_rss:.0f} MiB")
+            print(
+                f"  peak RSS of the pgloader process (/usr/bin/time -v, max over runs): "
+                f"{rep.pgloader_rss:.0f} MiB"
+            )
 
     print("\nMachine")
     for name, value in facts:
@@ -751,8 +859,10 @@ def print_report(reports: list[FileReport], facts: list[tuple[str, str]], repeat
 
     print("\nMarkdown summary\n")
     print(f"Median of {repeat} runs (pandas `to_sql`: {to_sql_repeat}); rows/s = file rows / time.\n")
-    print("| file | rows | ours: COPY landing | ours: published | ours: published LOGGED | psql `\\copy` "
-          "| pgloader | pandas `to_sql` |")
+    print(
+        "| file | rows | ours: COPY landing | ours: published | ours: published LOGGED | psql `\\copy` "
+        "| pgloader | pandas `to_sql` |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for rep in reports:
         cells = []
@@ -764,26 +874,35 @@ def print_report(reports: list[FileReport], facts: list[tuple[str, str]], repeat
             star = "\\*" if method.extrapolated_from else ""
             cells.append(f"{method.median:.2f} s{star} · {rep.bf.rows / method.median / 1000:,.0f} k rows/s")
         print(f"| {rep.bf.spec.name} | {rep.bf.rows:,} | " + " | ".join(cells) + " |")
-    print("\n| file | ours landing vs psql `\\copy` (≥ 0.9x) | ours published vs pgloader (≥ 3x) "
-          "| ours published vs `to_sql` (≥ 5x) | ours published LOGGED vs pgloader (no target) "
-          "| ours published LOGGED vs `to_sql` (no target) | peak RSS ours / pgloader |")
+    print(
+        "\n| file | ours landing vs psql `\\copy` (≥ 0.9x) | ours published vs pgloader (≥ 3x) "
+        "| ours published vs `to_sql` (≥ 5x) | ours published LOGGED vs pgloader (no target) "
+        "| ours published LOGGED vs `to_sql` (no target) | peak RSS ours / pgloader |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for rep in reports:
         m = rep.methods
-        ratios = [_ratio(m.get("psql"), m.get("ours_landing")),
-                  _ratio(m.get("pgloader"), m.get("ours_published")),
-                  _ratio(m.get("to_sql"), m.get("ours_published")),
-                  _ratio(m.get("pgloader"), m.get("ours_logged")),
-                  _ratio(m.get("to_sql"), m.get("ours_logged"))]
+        ratios = [
+            _ratio(m.get("psql"), m.get("ours_landing")),
+            _ratio(m.get("pgloader"), m.get("ours_published")),
+            _ratio(m.get("to_sql"), m.get("ours_published")),
+            _ratio(m.get("pgloader"), m.get("ours_logged")),
+            _ratio(m.get("to_sql"), m.get("ours_logged")),
+        ]
         cells = [f"{r:.2f}x" if r is not None else "n/a" for r in ratios]
         ours_rss = rep.ours_memory.get("peak")
-        rss = (f"{ours_rss:.0f} MiB" if ours_rss is not None else "n/a") + " / " + (
-            f"{rep.pgloader_rss:.0f} MiB" if rep.pgloader_rss is not None else "n/a")
+        rss = (
+            (f"{ours_rss:.0f} MiB" if ours_rss is not None else "n/a")
+            + " / "
+            + (f"{rep.pgloader_rss:.0f} MiB" if rep.pgloader_rss is not None else "n/a")
+        )
         print(f"| {rep.bf.spec.name} | " + " | ".join(cells) + f" | {rss} |")
-    print("\nours: published = the loader's default (published table UNLOGGED: emptied by a crash, "
-          "reloaded by the next run, not replicated); ours: published LOGGED = `logged=True` "
-          "(`SET LOGGED`: crash-safe, replicated). Targets apply to the default; LOGGED ratios are "
-          "informational. Peak RSS covers the runs of both variants.")
+    print(
+        "\nours: published = the loader's default (published table UNLOGGED: emptied by a crash, "
+        "reloaded by the next run, not replicated); ours: published LOGGED = `logged=True` "
+        "(`SET LOGGED`: crash-safe, replicated). Targets apply to the default; LOGGED ratios are "
+        "informational. Peak RSS covers the runs of both variants."
+    )
     if any(m and m.extrapolated_from for rep in reports for m in rep.methods.values()):
         print("\n\\* extrapolated from the rows/s of a partial load.")
 
@@ -795,15 +914,23 @@ def main(argv: list[str] | None = None) -> int:
     """Prepare the inputs, run every method on every file, print the figures; returns exit status 0."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("ratings", "basics"), help="benchmark one file only")
-    parser.add_argument("--rows", type=int, default=2_000_000,
-                        help="rows of the scaled title.basics file (default 2,000,000)")
-    parser.add_argument("--dsn", default=DEFAULT_DSN,
-                        help=f"libpq conninfo of a maintenance database on the server (default "
-                             f"{DEFAULT_DSN!r}); the benchmark creates and drops database {BENCH_DB} there")
+    parser.add_argument(
+        "--rows", type=int, default=2_000_000, help="rows of the scaled title.basics file (default 2,000,000)"
+    )
+    parser.add_argument(
+        "--dsn",
+        default=DEFAULT_DSN,
+        help=f"libpq conninfo of a maintenance database on the server (default "
+        f"{DEFAULT_DSN!r}); the benchmark creates and drops database {BENCH_DB} there",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per method (median reported; default 3)")
     parser.add_argument("--to-sql-repeat", type=int, default=1, help="runs of pandas to_sql (default 1)")
-    parser.add_argument("--to-sql-rows", type=int, default=None,
-                        help="load only the first N rows with to_sql and extrapolate (default: all rows)")
+    parser.add_argument(
+        "--to-sql-rows",
+        type=int,
+        default=None,
+        help="load only the first N rows with to_sql and extrapolate (default: all rows)",
+    )
     parser.add_argument("--skip-to-sql", action="store_true", help="skip pandas to_sql")
     parser.add_argument("--skip-pgloader", action="store_true", help="skip pgloader")
     args = parser.parse_args(argv)
@@ -833,8 +960,11 @@ def main(argv: list[str] | None = None) -> int:
             # background load on a shared machine hits every method alike. pandas (imported only
             # then) runs last.
             for rep in reports:
-                print(f"\n[{rep.bf.key}] {rep.bf.rows:,} rows: ours, ours LOGGED, psql \\copy"
-                      + (", pgloader" if use_pgloader else ""), flush=True)
+                print(
+                    f"\n[{rep.bf.key}] {rep.bf.rows:,} rows: ours, ours LOGGED, psql \\copy"
+                    + (", pgloader" if use_pgloader else ""),
+                    flush=True,
+                )
                 ours = OursRunner(conn, rep.bf)
                 psql_runner = PsqlRunner(conn, db, rep.bf)
                 pgloader_runner = PgloaderRunner(conn, db, rep.bf) if use_pgloader else None
@@ -859,14 +989,22 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"\n[{rep.bf.key}] pandas to_sql", flush=True)
                     rep.methods["to_sql"] = run_to_sql(conn, db, rep.bf, args.to_sql_repeat, args.to_sql_rows)
             facts = machine_facts(conn)
-            facts.append(("load average", "start {:.2f} {:.2f} {:.2f}; end {:.2f} {:.2f} {:.2f} "
-                          "(1/5/15 min; other work on the machine skews figures)".format(
-                              *load_start, *os.getloadavg())))
+            facts.append(
+                (
+                    "load average",
+                    "start {:.2f} {:.2f} {:.2f}; end {:.2f} {:.2f} {:.2f} "
+                    "(1/5/15 min; other work on the machine skews figures)".format(
+                        *load_start, *os.getloadavg()
+                    ),
+                )
+            )
     finally:
         drop_database(db)
     print_report(reports, facts, args.repeat, args.to_sql_repeat)
-    print(f"\ntotal wall time of this benchmark run: {time.perf_counter() - wall_start:.1f} s "
-          f"(database {BENCH_DB} dropped)")
+    print(
+        f"\ntotal wall time of this benchmark run: {time.perf_counter() - wall_start:.1f} s "
+        f"(database {BENCH_DB} dropped)"
+    )
     return 0
 
 

@@ -113,7 +113,8 @@ def _work(method: str, path: str, kind: str, prefix_mb: float | None) -> dict:
         rules = load_rules("training_jsonl" if kind == "jsonl" else "tweets_csv")
         t = time.perf_counter()
         res = validate_path(path, rules)
-        out.update(seconds=time.perf_counter() - t, rows=res.records, valid=res.valid)
+        out.update(seconds=time.perf_counter() - t, rows=res.records, valid=res.valid, workers=res.workers)
+        out["worker_rss_mib"] = (res.worker_peak_rss_bytes or 0) / (1 << 20)
         if not res.valid:
             out["error"] = str(res.errors[:3])
     elif method == "pandas.read_json":
@@ -192,8 +193,11 @@ def _work(method: str, path: str, kind: str, prefix_mb: float | None) -> dict:
     else:
         raise SystemExit(f"unknown method {method!r}")
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    out["max_rss_mib"] = _vm_hwm_kib() / 1024
-    out["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # JSONL worker processes of ours
+    # peak RSS of ours with workers: this process's peak plus each worker's own peak (upper bound
+    # of the sum at any one moment)
+    out["max_rss_mib"] = _vm_hwm_kib() / 1024 + out.get("worker_rss_mib", 0)
+    out["cpu_seconds"] = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
     return out
 
 
@@ -327,7 +331,9 @@ def main(argv: list[str] | None = None) -> None:
             runs = ", ".join(f"{s:.2f}" for s in ours.get("runs", []))
             print(
                 f"\nours: median of {len(ours.get('runs', []))} runs ({runs} s), valid={ours.get('valid')}, "
-                f"CPU {ours['cpu_seconds']:.1f} s (user+sys, last run)"
+                f"CPU {ours['cpu_seconds']:.1f} s (user+sys incl. workers, median run), "
+                f"{ours.get('workers', 0)} worker process(es) "
+                f"(their peak RSS {ours.get('worker_rss_mib', 0):.0f} MiB, included in the peak RSS)"
             )
             target = TARGETS[kind]
             for name, base in results.items():

@@ -12,6 +12,13 @@ gathered in a ``bytearray`` up to ``max_line_bytes``; beyond that it is reported
 the rest of it is skipped without being kept, so memory stays at one block plus at most
 ``max_line_bytes``.
 
+With ``workers`` > 1 (the default for files of 256 MiB and more, see
+:func:`~dataset_ops.validation.validator.default_workers`), this process only reads and cuts
+blocks at the last newline; the checks above run in worker processes
+(:mod:`dataset_ops.validation.workers`), at most two blocks each in flight, and their answers
+are applied in file order, so the result is the same as with one process. Blocks with a line
+longer than ``max_line_bytes`` are handled here, after the workers' earlier answers.
+
 Line rules: an empty or whitespace-only line is an error (``empty_line``) and not a record; a
 final line without ``\\n`` is a line like the others; CRLF endings are accepted (``\\r`` is JSON
 whitespace).
@@ -19,6 +26,7 @@ whitespace).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +35,7 @@ import orjson
 
 from dataset_ops.validation.reader import BlockSource, ErrorCollector, Stop, describe_start, first_non_space
 from dataset_ops.validation.rules import RuleSet
+from dataset_ops.validation.workers import WorkerPool
 
 _NL, _CR, _OPEN, _CLOSE = 10, 13, ord("{"), ord("}")
 _JSON_KIND = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
@@ -35,11 +44,14 @@ _JSON_KIND = {list: "an array", str: "a string", int: "a number", float: "a numb
 class JsonlValidator:
     """Validate JSONL content from a :class:`BlockSource`; see the module docstring.
 
-    :param rules: the rule set (``jsonl.schema``, ``max_line_bytes``).
+    :param rules: the rule set (``jsonl.schema``, ``max_line_bytes``, ``max_errors``).
     :param errors: where errors go.
+    :param workers: processes that check blocks of whole lines while this one reads (1: none,
+        everything in the calling thread). Results are taken in file order, so line numbers,
+        offsets, the error list and the totals are the same as with one.
     """
 
-    def __init__(self, rules: RuleSet, errors: ErrorCollector):
+    def __init__(self, rules: RuleSet, errors: ErrorCollector, workers: int = 1):
         self.rules = rules
         self.errors = errors
         self.validate: Callable[[Any], Any] = rules.jsonl.validator
@@ -47,21 +59,49 @@ class JsonlValidator:
         self.max_line = rules.max_line_bytes
         self.lines = 0
         self.records = 0
+        self.workers = workers
+        self._pool: WorkerPool | None = None
+        self._offsets: deque[int] = deque()  # content offset of each chunk the workers have
+        #: worker processes that ran, and their peak RSS added up (bytes; None if none ran)
+        self.workers_started = 0
+        self.worker_peak_rss_bytes: int | None = None
 
     def run(self, src: BlockSource) -> None:
         """Read ``src`` to the end. :raises Stop: a fatal error or the error cap."""
+        try:
+            self._run(src)
+        except BaseException:
+            if self._pool is not None:
+                self._pool.close(kill=True)
+            raise
+        finally:
+            if self._pool is not None:
+                self._pool.close()
+                self.worker_peak_rss_bytes = self._pool.peak_rss_bytes
+                self._pool = None
+
+    def _run(self, src: BlockSource) -> None:
         loads, validate, max_line = orjson.loads, self.validate, self.max_line
         pos = src.start_offset  # content offset of the next block
         carry: bytes | bytearray = b""  # the start of a line that goes on in the next block
         skipping = False  # inside a line already reported as too long: drop bytes up to its end
         first = True
         fast_ok = self.decode_block is not None
+        parallel = self.workers > 1
         for block in src.blocks():
             block_start = pos
             pos += len(block)
             if first:
                 self._sniff(block, block_start)
                 first = False
+            if parallel and len(carry) + len(block) <= max_line and not skipping:
+                last = block.rfind(b"\n")
+                if last >= 0:  # whole lines, none too long: to a worker
+                    self._submit(carry, memoryview(block)[: last + 1], block_start - len(carry))
+                    carry = block[last + 1 :]
+                    src.records_hint = self.records
+                    continue
+            self._drain(0)  # what follows counts lines itself
             if skipping:
                 nl = block.find(b"\n")
                 if nl < 0:
@@ -120,10 +160,35 @@ class JsonlValidator:
             else:
                 carry = tail
             src.records_hint = self.records
+        self._drain(0)
         if skipping:  # the over-long line was the last one, without '\n'
             self.lines += 1
         elif carry:
             self._check_lines([carry], pos - len(carry), loads, validate, max_line)
+
+    def _submit(self, head: bytes | bytearray, lines: memoryview, offset: int) -> None:
+        """Hand whole lines (``head`` + ``lines``) starting at content ``offset`` to a worker;
+        keep at most two chunks per worker in flight, applying finished ones in order."""
+        if self._pool is None:
+            self._pool = WorkerPool(
+                self.rules.jsonl.to_dict(), self.max_line, self.rules.max_errors, self.workers
+            )
+            self.workers_started = self.workers
+        self._pool.submit(head, lines)
+        self._offsets.append(offset)
+        self._drain(2 * self.workers)
+
+    def _drain(self, keep: int) -> None:
+        """Apply worker answers, oldest first, until ``keep`` chunks are left in flight."""
+        while len(self._offsets) > keep:
+            lines, records, errors, found = self._pool.next_answer()
+            offset = self._offsets.popleft()
+            base = self.lines
+            self.lines += lines
+            self.records += records
+            for code, reason, line, at, column in errors:
+                self.errors.add(code, reason, base + line, offset + at, column)
+            self.errors.count_more(found - len(errors))  # found in the chunk beyond the worker's list
 
     def _fast_region(self, region: bytes | memoryview) -> int:
         """Check whole lines (``region`` ends with ``\\n``) in C; their count, or 0 to check them again.

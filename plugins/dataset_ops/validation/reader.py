@@ -57,6 +57,15 @@ class ErrorCollector:
         if self.stop_at_max and self.count >= self.max_errors:
             raise Stop
 
+    def count_more(self, n: int) -> None:
+        """Count ``n`` errors that are not listed (found beyond a worker's list).
+
+        :raises Stop: the cap was reached and ``stop_at_max`` is set."""
+        if n > 0:
+            self.count += n
+            if self.stop_at_max and self.count >= self.max_errors:
+                raise Stop
+
     def fatal(self, code: str, reason: str, line: int | None = None, offset: int | None = None) -> Stop:
         """Record an error after which reading cannot go on; returns :class:`Stop` to raise."""
         self.count += 1

@@ -87,6 +87,8 @@ class ValidationResult:
     :param complete: False when reading stopped early (a fatal error, ``stop_at_max_errors``);
         then ``lines``/``records`` cover only what was read.
     :param max_errors: the cap on ``errors``.
+    :param workers: processes that checked JSONL chunks besides the reading one (0: none).
+    :param worker_peak_rss_bytes: their peak RSS added up (Linux ``VmHWM``), when they ran.
     """
 
     name: str
@@ -103,6 +105,8 @@ class ValidationResult:
     elapsed_seconds: float = 0.0
     complete: bool = True
     max_errors: int = 0
+    workers: int = 0
+    worker_peak_rss_bytes: int | None = None
 
     def to_dict(self) -> dict:
         """JSON-serializable form (for XCom, reports, quarantine error files)."""

@@ -18,6 +18,19 @@ log = logging.getLogger(__name__)
 
 #: Seconds between progress log lines.
 PROGRESS_EVERY = 10.0
+#: JSONL files of at least this many bytes are checked in worker processes (one per core, up to
+#: :data:`MAX_WORKERS`) unless ``workers`` says otherwise; below it, starting them costs more
+#: than it saves.
+PARALLEL_MIN_BYTES = 256 << 20
+MAX_WORKERS = 4
+
+
+def default_workers(fmt: str | None, size: int | None) -> int:
+    """Worker processes :func:`validate_stream` uses by default: 1, or for a JSONL file of at
+    least :data:`PARALLEL_MIN_BYTES` bytes the CPUs this process may run on (at most 4)."""
+    if fmt != "jsonl" or size is None or size < PARALLEL_MIN_BYTES:
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
 
 
 def detect_format(name: str) -> tuple[str | None, bool]:
@@ -41,6 +54,7 @@ def validate_stream(
     size: int | None = None,
     block_size: int | None = None,
     threaded: bool = True,
+    workers: int | None = None,
 ) -> ValidationResult:
     """Validate a binary stream against ``rules``, reading it once in fixed-size blocks.
 
@@ -58,8 +72,11 @@ def validate_stream(
     :param block_size: bytes per read (default 4 MiB; CSV 1 MiB).
     :param threaded: CSV only: parse and check chunks in two worker threads while reading
         (default on; off: everything in the calling thread).
+    :param workers: JSONL only: processes that check blocks of lines while this one reads
+        (default :func:`default_workers`; 1: none). The result is the same either way.
     :returns: the result; ``result.valid`` tells, ``result.raise_for_errors()`` raises. Errors
-        in the data never raise; a failing ``fileobj.read`` does.
+        in the data never raise; a failing ``fileobj.read`` does, and so does a JSONL worker
+        process that dies (:class:`~.workers.WorkerError`).
     """
     started = time.perf_counter()
     fmt, gzip = detect_format(name)
@@ -100,7 +117,7 @@ def validate_stream(
             progress=progress,
         )
         if fmt == "jsonl":
-            validator = JsonlValidator(rules, errors)
+            validator = JsonlValidator(rules, errors, workers or default_workers(fmt, size))
         elif fmt == "csv":
             from dataset_ops.validation.csvfile import CsvValidator  # pyarrow: import only when needed
 
@@ -124,6 +141,8 @@ def validate_stream(
         result.bytes, result.content_bytes = src.bytes_read, src.content_bytes
     if validator is not None:
         result.lines, result.records = validator.lines, validator.records
+        result.workers = getattr(validator, "workers_started", 0)
+        result.worker_peak_rss_bytes = getattr(validator, "worker_peak_rss_bytes", None)
     result.errors, result.errors_found = errors.errors, errors.count
     result.valid = errors.count == 0 and result.complete
     result.elapsed_seconds = time.perf_counter() - started

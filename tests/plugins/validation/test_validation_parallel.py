@@ -1,0 +1,141 @@
+"""JSONL checked in worker processes gives the same result as in one process: the same lines,
+records, errors (line numbers, offsets, reasons, order) and totals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from validation_samples import GSM8K, run
+
+from dataset_ops.validation import load_rules
+from dataset_ops.validation import workers as workers_module
+from dataset_ops.validation.validator import PARALLEL_MIN_BYTES, default_workers
+
+BLOCK = 64 << 10  # many chunks from the 4 MB sample
+
+
+def _lines_of(data: bytes) -> list[bytes]:
+    return data.split(b"\n")
+
+
+def _broken(gsm8k: bytes) -> bytes:
+    """The real sample with one of each line problem, spread over many 64 KiB chunks."""
+    lines = _lines_of(gsm8k)
+    obj = json.loads(lines[5])
+    lines[10] = lines[0] + lines[1]  # two objects on one line ...
+    lines[11] = b""  # ... beside an empty one
+    lines[900] = b"[1, 2]"
+    lines[1500] = lines[1500][:-1]  # closing brace lost
+    lines[2200] = json.dumps({**obj, "answer": 7}).encode()  # schema: not a string
+    lines[3000] = lines[3000][:40] + b"\xff\xfe" + lines[3000][40:]  # invalid UTF-8
+    lines[4100] = json.dumps({**obj, "extra": True}).encode()  # additionalProperties
+    lines[7000] = b"   "
+    return b"\n".join(lines)
+
+
+def _same(a, b) -> None:
+    assert (a.valid, a.complete, a.lines, a.records, a.errors_found) == (
+        b.valid,
+        b.complete,
+        b.lines,
+        b.records,
+        b.errors_found,
+    )
+    assert a.errors == b.errors
+
+
+@pytest.fixture(scope="module")
+def training():
+    return load_rules("training_jsonl")
+
+
+@pytest.mark.parametrize("case", ["clean", "broken", "no final newline", "crlf"])
+def test_workers_give_the_same_result(gsm8k, training, case):
+    data = {
+        "clean": gsm8k,
+        "broken": _broken(gsm8k),
+        "no final newline": gsm8k.rstrip(b"\n"),
+        "crlf": gsm8k.replace(b"\n", b"\r\n"),
+    }[case]
+    one = run(data, training, "x.jsonl", block_size=BLOCK, workers=1)
+    two = run(data, training, "x.jsonl", block_size=BLOCK, workers=2)
+    _same(two, one)
+    assert (one.workers, one.worker_peak_rss_bytes) == (0, None)
+    assert two.workers == 2 and 10 << 20 < two.worker_peak_rss_bytes < 400 << 20
+    if case == "broken":
+        assert [(e.line, e.code) for e in one.errors] == [
+            (11, "invalid_json"),
+            (12, "empty_line"),
+            (901, "not_an_object"),
+            (1501, "invalid_json"),
+            (2201, "schema"),
+            (3001, "invalid_utf8"),
+            (4101, "schema"),
+            (7001, "empty_line"),
+        ]
+    else:
+        assert one.valid and one.records == 7473
+
+
+def test_workers_with_the_generic_schema_path(gsm8k):
+    """A schema msgspec cannot enforce (an array property): workers run orjson + fastjsonschema."""
+    rules = load_rules("training_jsonl").with_overrides(
+        {
+            "jsonl": {
+                "schema": {
+                    "type": "object",
+                    "required": ["question"],
+                    "properties": {"question": {"type": "string"}, "tags": {"type": "array"}},
+                }
+            }
+        }
+    )
+    assert rules.jsonl.block_decoder is None
+    data = _broken(gsm8k)
+    _same(
+        run(data, rules, "x.jsonl", block_size=BLOCK, workers=2),
+        run(data, rules, "x.jsonl", block_size=BLOCK, workers=1),
+    )
+
+
+def test_workers_with_long_lines_and_the_error_cap(gsm8k, training):
+    """Lines over max_line_bytes go through the reading process between worker chunks; the
+    error cap lists the same first errors and counts the same total."""
+    lines = _lines_of(gsm8k)
+    for i in (100, 2000, 5000):
+        lines[i] = b'{"question": "' + b"x" * 3000 + b'"}'
+    for i in range(3000, 3400):
+        lines[i] = b"[]"
+    data = b"\n".join(lines)
+    rules = training.with_overrides({"max_line_bytes": 2048, "max_errors": 50})
+    one = run(data, rules, "x.jsonl", block_size=1024, workers=1)
+    two = run(data, rules, "x.jsonl", block_size=1024, workers=2)
+    _same(two, one)
+    assert one.errors_found == 403 and len(one.errors) == 50
+    assert one.errors[0].code == "line_too_long" and one.errors[0].line == 101
+
+    stop = rules.with_overrides({"stop_at_max_errors": True})
+    one = run(data, stop, "x.jsonl", block_size=BLOCK, workers=1)
+    two = run(data, stop, "x.jsonl", block_size=BLOCK, workers=2)
+    assert not one.complete and not two.complete
+    assert one.errors == two.errors and one.errors_found == two.errors_found == 50
+
+
+def test_default_workers():
+    assert default_workers("jsonl", PARALLEL_MIN_BYTES - 1) == 1
+    assert default_workers("csv", PARALLEL_MIN_BYTES) == 1
+    assert default_workers("jsonl", None) == 1
+    assert 1 <= default_workers("jsonl", PARALLEL_MIN_BYTES) <= 4
+
+
+def test_the_real_file_with_workers(training):
+    one = run(GSM8K.read_bytes(), training, "gsm8k.jsonl", block_size=BLOCK, workers=2)
+    assert one.valid and one.records == 7473
+
+
+def test_a_worker_that_dies_is_an_error_not_a_verdict(gsm8k, training, monkeypatch):
+    """No result at all rather than a wrong one: the exit code is in the message."""
+    monkeypatch.setattr(workers_module.sys, "executable", "/bin/false")
+    with pytest.raises(workers_module.WorkerError, match="exited with code 1"):
+        run(gsm8k, training, "x.jsonl", block_size=BLOCK, workers=2)
