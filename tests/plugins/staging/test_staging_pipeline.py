@@ -209,3 +209,28 @@ def test_an_object_changed_after_its_upload_is_quarantined(tmp_path):
         pipeline.process_upload(area, "train.jsonl", "training_jsonl", source_prefix="failed").state
         == "fresh"
     )
+
+
+def test_validation_with_worker_processes_reads_the_s3_stream_once(area, monkeypatch):
+    """As for files of 256 MiB and more: two worker processes check the object's blocks while
+    the task reads it (and hashes it) once; the result and sha256 are those of one process."""
+    import hashlib
+
+    from dataset_ops.validation import validator
+
+    with open(GSM8K, "rb") as fh:
+        data = fh.read()
+    lines = data.split(b"\n")
+    lines[4000] = b'{"question": "q"}'  # schema: the answer is missing
+    data = b"\n".join(lines)
+    put(area, "uploads/big/train.jsonl", data)
+
+    one = pipeline.validate_file(area, "uploads/big/train.jsonl", "training_jsonl", None)
+    monkeypatch.setattr(validator, "default_workers", lambda fmt, size: 2)
+    two = pipeline.validate_file(area, "uploads/big/train.jsonl", "training_jsonl", None)
+
+    assert (one["workers"], two["workers"]) == (0, 2) and two["worker_peak_rss_bytes"] > 0
+    assert two["sha256"] == one["sha256"] == hashlib.sha256(data).hexdigest()
+    assert [(e["line"], e["code"]) for e in two["errors"]] == [(4001, "schema")]
+    for key in ("valid", "records", "lines", "errors", "errors_found", "bytes"):
+        assert two[key] == one[key], key
