@@ -27,6 +27,11 @@ HEAVY = [
     "numpy",
     "requests",
 ]
+#: Heavy modules a DAG file may import, and why.
+ALLOWED_HEAVY = {
+    # DockerOperator (its `docker` runner) imports the docker SDK, which imports requests
+    "microservice_ingest.py": {"requests"},
+}
 #: Pools the DAGs may use; `make demo` and docker compose create them (include/pools.json).
 KNOWN_POOLS = set(json.loads((REPO / "include" / "pools.json").read_text())) | {"default_pool"}
 
@@ -73,4 +78,5 @@ def test_parsing_imports_no_heavy_modules(path):
     )
     env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert loaded <= ALLOWED_HEAVY.get(path.name, set()), sorted(loaded)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from helpers.dags import load_dag
 from helpers.imdb_data import FULL_RATINGS, FULL_RATINGS_ROWS, build_dump_folder
 
 from dataset_ops.imdb.datasets import IMDB_FILE_NAMES
@@ -14,11 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def _dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag()
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag(dag_id)
+    return load_dag(dag_id)
 
 
 def _asset_events() -> dict[str, list[dict]]:

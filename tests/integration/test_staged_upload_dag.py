@@ -9,6 +9,7 @@ import hashlib
 import io
 
 import pytest
+from helpers.dags import load_dag
 from helpers.imdb_data import SHARED_DATA
 
 from dataset_ops.staging.status import UploadState, UploadStatus, list_statuses, write_status
@@ -21,14 +22,7 @@ CSV = SHARED_DATA / "messy_csv"
 
 
 def _dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag()
-    assert not bag.import_errors, bag.import_errors
-    dag = bag.get_dag("staged_upload_validation")
-    for task in dag.tasks:
-        task.retries = 0
-    return dag
+    return load_dag("staged_upload_validation", retries=0)
 
 
 def _states(run) -> dict[str, str]:

@@ -1,0 +1,221 @@
+"""One entity, one run: pages from the service -> validated, de-duplicated, flattened rows ->
+CSV, JSONL and Parquet in the lake, plus a metrics object.
+
+Lake keys (below the Variable ``datalake_root``), for a run whose data interval starts at
+2026-11-20 02:00 UTC (``layout="partitioned"``, the default)::
+
+    productos/dt=2026-11-20/productos_20261120_020000.csv          Athena/Glue table location
+    parquet/productos/dt=2026-11-20/productos_20261120_020000.parquet
+    raw/productos/dt=2026-11-20/productos_20261120_020000.jsonl    the records as received
+    _metrics/productos/dt=2026-11-20/productos_20261120_020000.json
+
+Each format has its own prefix because an Athena table reads every file below its location.
+The names come from the data interval only, so a rerun of the same interval replaces its own
+files and never adds a second copy. ``layout="flat"`` is the old containers' layout: every file
+of an entity in ``<entity>/`` (``productos/productos_20261120_020000.csv`` and so on).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dataset_ops.ingest.config import EntityConfig
+from dataset_ops.ingest.flatten import columns_for, flatten
+from dataset_ops.ingest.http import HttpSettings, fetch_pages
+from dataset_ops.storage import Storage, publish, write_json
+
+log = logging.getLogger(__name__)
+_EXT = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
+_PREFIX = {"csv": "", "jsonl": "raw/", "parquet": "parquet/"}
+#: invalid records described in the metrics (all are counted)
+INVALID_EXAMPLES = 20
+
+
+def lake_key(
+    entity: str, fmt: str, interval_start: datetime, layout: str = "partitioned", gz: bool = False
+) -> str:
+    """The key of one file (``fmt``: ``csv``, ``jsonl``, ``parquet`` or ``metrics``); see above."""
+    start = interval_start.astimezone(UTC)
+    base = f"{entity}_{start:%Y%m%d_%H%M%S}"
+    ext = "json" if fmt == "metrics" else _EXT[fmt] + (".gz" if gz and fmt != "parquet" else "")
+    if layout == "flat":
+        return f"{entity}/{base}.{ext}" if fmt != "metrics" else f"{entity}/_metrics/{base}.json"
+    if layout != "partitioned":
+        raise ValueError(f"layout must be 'partitioned' or 'flat', not {layout!r}")
+    prefix = "_metrics/" if fmt == "metrics" else _PREFIX[fmt]
+    return f"{prefix}{entity}/dt={start:%Y-%m-%d}/{base}.{ext}"
+
+
+class KeyIndex:
+    """Primary keys seen in this run, in an SQLite file, so memory does not grow with the rows."""
+
+    def __init__(self, path: Path):
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE seen (k TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._db.execute("BEGIN")
+
+    def add(self, key: str) -> bool:
+        """True when ``key`` is new (and remembers it), False for a duplicate."""
+        return self._db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (key,)).rowcount == 1
+
+    def close(self) -> None:
+        self._db.execute("COMMIT")
+        self._db.close()
+
+
+def _primary_key(record: dict, fields: tuple[str, ...]) -> str | None:
+    parts = []
+    for name in fields:
+        value = record
+        for step in name.split("."):
+            value = value.get(step) if isinstance(value, dict) else None
+        if value is None:
+            return None
+        parts.append(str(value))
+    return "\x1f".join(parts)
+
+
+def iso(moment: datetime) -> str:
+    """``2026-11-20T02:00:00Z``: what the services take for their interval filters."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ingest_entity(
+    entity: EntityConfig,
+    session,
+    storage: Storage,
+    interval_start: datetime,
+    interval_end: datetime,
+    *,
+    layout: str = "partitioned",
+    producer: dict | None = None,
+    workdir: str | Path | None = None,
+) -> dict:
+    """Extract ``entity`` for the data interval and land its files in ``storage``.
+
+    Records failing the entity's JSON Schema (checked with the validation plugin's compiled
+    validator) and records without a primary key are dropped and counted; so are duplicates by
+    primary key (the first one wins). Files are written locally, then published (verified
+    atomic publish, :func:`dataset_ops.storage.publish`): nothing partial appears in the lake.
+
+    :param session: from :func:`~dataset_ops.ingest.http.session_from_connection` or
+        :func:`~dataset_ops.ingest.http.make_session`.
+    :param interval_start: the run's data interval start (names the files; with
+        ``incremental`` also the filter). :param interval_end: its end (exclusive).
+    :param layout: ``partitioned`` or ``flat`` (see the module docstring).
+    :param producer: who ran it, e.g. ``{"dag_id", "run_id"}``, stored in the metrics.
+    :returns: the metrics (also stored at the ``_metrics`` key): ``rows`` written, ``records``
+        received, ``pages``, ``bytes`` of HTTP bodies, ``duplicates``, ``invalid_rows``,
+        ``seconds``, ``files`` (key, bytes, sha256 per file) and ``invalid_examples``.
+    :raises dataset_ops.ingest.http.IngestHTTPError: a request failed for good.
+    :raises dataset_ops.ingest.pagination.PaginationError: the listing loops or never ends.
+    """
+    from dataset_ops.ingest.writers import EntityFiles
+    from dataset_ops.validation.rules import JsonlRules
+
+    started = time.monotonic()
+    lake_key(entity.name, "csv", interval_start, layout)  # checks the layout early
+    validate = JsonlRules.from_dict({"schema": entity.schema}).validator
+    columns = columns_for(entity.schema, entity.explode)
+    params = dict(entity.params)
+    if entity.incremental:
+        params[entity.incremental["since_param"]] = iso(interval_start)
+        params[entity.incremental["before_param"]] = iso(interval_end)
+    base = f"{entity.name}_{interval_start.astimezone(UTC):%Y%m%d_%H%M%S}"
+    metrics: dict = {
+        "entity": entity.name,
+        "service": entity.service,
+        "endpoint": entity.endpoint,
+        "mode": "incremental" if entity.incremental else "snapshot",
+        "data_interval": {"start": iso(interval_start), "end": iso(interval_end)},
+        "layout": layout,
+        "producer": producer or {},
+        "pages": 0,
+        "records": 0,
+        "bytes": 0,
+        "duplicates": 0,
+        "invalid_rows": 0,
+        "rows": 0,
+        "invalid_examples": [],
+    }
+    with tempfile.TemporaryDirectory(prefix=f"ingest-{entity.name}-", dir=workdir) as tmp:
+        folder = Path(tmp)
+        keys = KeyIndex(folder / "keys.sqlite")
+        files = EntityFiles(folder, base, columns, entity.formats, entity.gzip)
+        try:
+            pages = fetch_pages(
+                session, entity.paginator(), entity.endpoint, params, entity.http, max_pages=entity.max_pages
+            )
+            for page in pages:
+                metrics["pages"] += 1
+                metrics["bytes"] += page.bytes
+                metrics["records"] += len(page.records)
+                files.add_raw(page.records)
+                rows: list[tuple] = []
+                for i, record in enumerate(page.records):
+                    problem = _problem(record, validate, entity.primary_key)
+                    if problem is not None:
+                        metrics["invalid_rows"] += 1
+                        if len(metrics["invalid_examples"]) < INVALID_EXAMPLES:
+                            metrics["invalid_examples"].append(
+                                {"page": page.number, "index": i, "url": page.url, "reason": problem}
+                            )
+                        continue
+                    if not keys.add(_primary_key(record, entity.primary_key)):
+                        metrics["duplicates"] += 1
+                        continue
+                    rows.extend(flatten(record, columns, entity.explode))
+                files.add_rows(rows)
+            paths = files.close()
+        except BaseException:
+            files.abort()
+            raise
+        finally:
+            keys.close()
+        metrics["rows"] = files.rows
+        metrics["columns"] = [c.name for c in columns]
+        metrics["files"] = []
+        for fmt, path in paths.items():
+            key = lake_key(entity.name, fmt, interval_start, layout, entity.gzip)
+            with open(path, "rb") as fh:
+                published = publish(storage, key, fh, expected_size=path.stat().st_size)
+            published["format"] = fmt
+            published["rows"] = files.raw_records if fmt == "jsonl" else files.rows
+            metrics["files"].append(published)
+    metrics["seconds"] = round(time.monotonic() - started, 3)
+    metrics["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    write_json(storage, lake_key(entity.name, "metrics", interval_start, layout), metrics)
+    log.info(
+        "%s: %d rows from %d records in %d pages (%d bytes), %d duplicates, %d invalid, %.1f s",
+        entity.name,
+        metrics["rows"],
+        metrics["records"],
+        metrics["pages"],
+        metrics["bytes"],
+        metrics["duplicates"],
+        metrics["invalid_rows"],
+        metrics["seconds"],
+    )
+    return metrics
+
+
+def _problem(record: dict, validate, primary_key: tuple[str, ...]) -> str | None:
+    if not isinstance(record, dict):
+        return f"not a JSON object: {type(record).__name__}"
+    try:
+        validate(record)
+    except Exception as exc:  # fastjsonschema.JsonSchemaValueException
+        return f"schema: {getattr(exc, 'message', exc)}"
+    if _primary_key(record, primary_key) is None:
+        return f"no primary key {list(primary_key)}"
+    return None
+
+
+__all__ = ["HttpSettings", "KeyIndex", "ingest_entity", "iso", "lake_key"]
