@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := pkg-config libmariadb-dev
 BENCH_APT_PACKAGES := pgloader postgresql-client
 
-.PHONY: help install services lint test demo airflow bench bench-validation bench-upload lock clean
+.PHONY: help install services lint test demo airflow bench bench-validation bench-upload bench-ingest lock clean
 
 help:
 	@echo "make demo    run the IMDb download + COPY load on the bundled sample (embedded services)"
@@ -18,6 +18,7 @@ help:
 	@echo "make airflow open the Airflow UI on the demo's home (http://localhost:8080)"
 	@echo "make bench   COPY load benchmark (needs pgloader; installed from Debian packages)"
 	@echo "make bench-validation / bench-upload   staged-upload benchmarks"
+	@echo "make bench-ingest   microservice ingest vs dlt (dlt in its own venv)"
 
 # --- installation ---------------------------------------------------------------------------
 define apt_ensure
@@ -78,6 +79,15 @@ $(PANDAS2)/bin/python:
 
 bench-upload: install
 	$(PY) benchmarks/bench_upload.py $(BENCH_ARGS)
+
+DLT := .data/bench/dlt
+bench-ingest: install $(DLT)/bin/python
+	$(PY) benchmarks/bench_ingest.py --dlt-python $(DLT)/bin/python $(BENCH_ARGS)
+
+# dlt 1.31.0 (rest_api source, filesystem destination on S3 through s3fs) in its own venv
+$(DLT)/bin/python:
+	uv venv -q -p $(PYTHON) $(DLT)
+	uv pip install -q -p $(DLT)/bin/python "dlt[filesystem,parquet,s3]==1.31.0"
 
 clean:
 	rm -rf .data .pytest_cache .ruff_cache

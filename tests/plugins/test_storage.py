@@ -116,6 +116,25 @@ def test_publish_verifies_then_moves_into_place(storage):
     assert list(storage.list("_tmp")) == []  # no leftovers
 
 
+def test_publish_file_uploads_a_local_file_in_parts_and_moves_it_into_place(storage, tmp_path, monkeypatch):
+    """Above the part size an S3 upload is multipart, read part by part from the file."""
+    import hashlib
+
+    import dataset_ops.storage as st
+
+    monkeypatch.setattr(st, "S3_PART_SIZE", 5 << 20)  # S3's smallest part: 3 parts for 12 MiB
+    data = hashlib.sha256(b"seed").digest() * (12 * (1 << 20) // 32) + b"tail"
+    path = tmp_path / "out.csv"
+    path.write_bytes(data)
+    result = st.publish_file(storage, "lake/x/out.csv", path)
+    assert result == {"key": "lake/x/out.csv", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert st.file_sha256(storage, "lake/x/out.csv") == result["sha256"]
+    assert list(storage.list("_tmp")) == []
+    assert storage.write_file("raw/out.csv", path) == len(data)
+    if storage.uri("k").startswith("s3://"):  # a multipart upload of 3 parts (the move copies it)
+        assert storage.stat("raw/out.csv").etag.strip('"').endswith("-3")
+
+
 def test_manifest_lists_files_sizes_and_producer(storage):
     from dataset_ops.storage import write_manifest
 

@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dataset_ops.ingest.config import EntityConfig
-from dataset_ops.ingest.flatten import columns_for, flatten
+from dataset_ops.ingest.flatten import columns_for, row_maker
 from dataset_ops.ingest.http import HttpSettings, fetch_pages
-from dataset_ops.storage import Storage, publish, write_json
+from dataset_ops.storage import Storage, publish_file, write_json
 
 log = logging.getLogger(__name__)
 _EXT = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
@@ -63,7 +63,25 @@ class KeyIndex:
 
     def add(self, key: str) -> bool:
         """True when ``key`` is new (and remembers it), False for a duplicate."""
-        return self._db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (key,)).rowcount == 1
+        return self.add_many([key])[0]
+
+    def add_many(self, keys: list[str]) -> list[bool]:
+        """For each key in order: True when new (remembered from now on), False for a duplicate
+        (seen in an earlier call or earlier in ``keys``). Two statements per 900 keys."""
+        fresh: list[bool] = []
+        for i in range(0, len(keys), 900):  # SQLite's bound-variable limit is 999 in old builds
+            part = keys[i : i + 900]
+            marks = ",".join("?" * len(part))
+            known = {k for (k,) in self._db.execute(f"SELECT k FROM seen WHERE k IN ({marks})", part)}
+            new = []
+            for key in part:
+                is_new = key not in known
+                fresh.append(is_new)
+                if is_new:
+                    known.add(key)
+                    new.append((key,))
+            self._db.executemany("INSERT INTO seen VALUES (?)", new)
+        return fresh
 
     def close(self) -> None:
         self._db.execute("COMMIT")
@@ -103,7 +121,7 @@ def ingest_entity(
     Records failing the entity's JSON Schema (checked with the validation plugin's compiled
     validator) and records without a primary key are dropped and counted; so are duplicates by
     primary key (the first one wins). Files are written locally, then published (verified
-    atomic publish, :func:`dataset_ops.storage.publish`): nothing partial appears in the lake.
+    atomic publish, :func:`dataset_ops.storage.publish_file`): nothing partial appears in the lake.
 
     :param session: from :func:`~dataset_ops.ingest.http.session_from_connection` or
         :func:`~dataset_ops.ingest.http.make_session`.
@@ -124,6 +142,7 @@ def ingest_entity(
     lake_key(entity.name, "csv", interval_start, layout)  # checks the layout early
     validate = JsonlRules.from_dict({"schema": entity.schema}).validator
     columns = columns_for(entity.schema, entity.explode)
+    to_rows = row_maker(columns, entity.explode)
     params = dict(entity.params)
     if entity.incremental:
         params[entity.incremental["since_param"]] = iso(interval_start)
@@ -158,9 +177,9 @@ def ingest_entity(
                 metrics["bytes"] += page.bytes
                 metrics["records"] += len(page.records)
                 files.add_raw(page.records)
-                rows: list[tuple] = []
+                good, good_keys = [], []
                 for i, record in enumerate(page.records):
-                    problem = _problem(record, validate, entity.primary_key)
+                    key, problem = _check(record, validate, entity.primary_key)
                     if problem is not None:
                         metrics["invalid_rows"] += 1
                         if len(metrics["invalid_examples"]) < INVALID_EXAMPLES:
@@ -168,10 +187,14 @@ def ingest_entity(
                                 {"page": page.number, "index": i, "url": page.url, "reason": problem}
                             )
                         continue
-                    if not keys.add(_primary_key(record, entity.primary_key)):
+                    good.append(record)
+                    good_keys.append(key)
+                rows: list[tuple] = []
+                for record, is_new in zip(good, keys.add_many(good_keys), strict=True):
+                    if is_new:
+                        rows.extend(to_rows(record))
+                    else:
                         metrics["duplicates"] += 1
-                        continue
-                    rows.extend(flatten(record, columns, entity.explode))
                 files.add_rows(rows)
             paths = files.close()
         except BaseException:
@@ -184,8 +207,7 @@ def ingest_entity(
         metrics["files"] = []
         for fmt, path in paths.items():
             key = lake_key(entity.name, fmt, interval_start, layout, entity.gzip)
-            with open(path, "rb") as fh:
-                published = publish(storage, key, fh, expected_size=path.stat().st_size)
+            published = publish_file(storage, key, path)
             published["format"] = fmt
             published["rows"] = files.raw_records if fmt == "jsonl" else files.rows
             metrics["files"].append(published)
@@ -206,16 +228,18 @@ def ingest_entity(
     return metrics
 
 
-def _problem(record: dict, validate, primary_key: tuple[str, ...]) -> str | None:
+def _check(record: dict, validate, primary_key: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """``(primary key, None)`` for a good record, ``(None, reason)`` for a bad one."""
     if not isinstance(record, dict):
-        return f"not a JSON object: {type(record).__name__}"
+        return None, f"not a JSON object: {type(record).__name__}"
     try:
         validate(record)
     except Exception as exc:  # fastjsonschema.JsonSchemaValueException
-        return f"schema: {getattr(exc, 'message', exc)}"
-    if _primary_key(record, primary_key) is None:
-        return f"no primary key {list(primary_key)}"
-    return None
+        return None, f"schema: {getattr(exc, 'message', exc)}"
+    key = _primary_key(record, primary_key)
+    if key is None:
+        return None, f"no primary key {list(primary_key)}"
+    return key, None
 
 
 __all__ = ["HttpSettings", "KeyIndex", "ingest_entity", "iso", "lake_key"]

@@ -104,3 +104,16 @@ def flatten(record: dict, columns: list[Column], explode: str | None = None) -> 
     for item in items:
         rows.append(tuple(value(item if c.exploded else record, c) for c in columns))
     return rows
+
+
+def row_maker(columns: list[Column], explode: str | None = None):
+    """A function ``record -> rows`` equal to ``flatten(record, columns, explode)``, with a fast
+    path for flat records (top-level scalar columns only: one ``dict.get`` per column)."""
+    if explode is None and all(len(c.path) == 1 and c.kind != "json" for c in columns):
+        keys = [c.path[0] for c in columns]
+
+        def flat(record: dict) -> list[tuple]:
+            return [tuple(map(record.get, keys))]
+
+        return flat
+    return lambda record: flatten(record, columns, explode)

@@ -55,7 +55,7 @@ class EntityFiles:
         columns: list[Column],
         formats: tuple[str, ...],
         gzip: bool = False,
-        batch_rows: int = 50_000,
+        batch_rows: int = 10_000,
     ):
         self.columns = columns
         self.formats = formats
@@ -131,6 +131,7 @@ class EntityFiles:
                     raise ValueError(f"column {column.name!r} ({column.kind}): {exc}") from None
         self._parquet.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
         self._batch = []
+        pa.default_memory_pool().release_unused()  # give freed batch memory back to the OS
 
     def close(self) -> dict[str, Path]:
         """Finish every file; returns ``{format: path}``."""

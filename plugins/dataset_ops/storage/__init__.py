@@ -87,6 +87,12 @@ class Storage(Protocol):
     def write_stream(self, key: str, source: IO[bytes]) -> int:
         """Stream ``source`` to ``key`` until EOF; all-or-nothing. Returns bytes written."""
 
+    def write_file(self, key: str, path: str | os.PathLike) -> int:
+        """Upload the local file ``path`` to ``key``; all-or-nothing. Returns bytes written.
+
+        Unlike :meth:`write_stream` it can read the file again, so an S3 upload never holds a
+        whole part in memory."""
+
     def delete(self, key: str) -> None:
         """Delete the object at ``key`` (no error if it is absent)."""
 
@@ -166,6 +172,34 @@ def publish(
         if storage.exists(tmp):
             storage.delete(tmp)
     return {"key": key, "bytes": reader.size, "sha256": digest}
+
+
+def publish_file(storage: Storage, key: str, path: str | os.PathLike) -> dict:
+    """Atomically publish the local file ``path`` at ``key``, like :func:`publish`: its size and
+    sha256 are taken from the file first, it is written under ``_tmp/`` with
+    :meth:`Storage.write_file` (bounded memory for any size), the stored size is checked, then
+    it is moved into place.
+
+    :returns: ``{"key", "bytes", "sha256"}``.
+    :raises PublishError: the stored size differs; the temporary object is removed.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    tmp = f"{TMP_PREFIX}/{uuid.uuid4().hex}/{key.rsplit('/', 1)[-1]}"
+    try:
+        storage.write_file(tmp, path)
+        stored = storage.stat(tmp).size
+        if stored != size:
+            raise PublishError(f"{storage.uri(key)} not published: stored {stored:,} bytes of {size:,}")
+        storage.move(tmp, key)
+    finally:
+        if storage.exists(tmp):
+            storage.delete(tmp)
+    return {"key": key, "bytes": size, "sha256": digest.hexdigest()}
 
 
 def file_sha256(storage: Storage, key: str) -> str:
@@ -257,6 +291,10 @@ class LocalStorage:
             Path(tmp).unlink(missing_ok=True)
             raise
         return written
+
+    def write_file(self, key: str, path: str | os.PathLike) -> int:
+        with open(path, "rb") as fh:
+            return self.write_stream(key, fh)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -364,6 +402,14 @@ class S3Storage:
         config = TransferConfig(multipart_chunksize=S3_PART_SIZE, max_concurrency=4)
         self.client.upload_fileobj(counting, self.bucket, self._key(key), Config=config)
         return counting.count
+
+    def write_file(self, key: str, path: str | os.PathLike) -> int:
+        """``upload_file``: parts are read from the file as they are sent (s3transfer)."""
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(multipart_chunksize=S3_PART_SIZE, max_concurrency=4)
+        self.client.upload_file(os.fspath(path), self.bucket, self._key(key), Config=config)
+        return os.path.getsize(path)
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))

@@ -9,7 +9,7 @@ import pytest
 
 from dataset_ops.ingest.config import ConfigError, load_config
 from dataset_ops.ingest.extract import KeyIndex, lake_key
-from dataset_ops.ingest.flatten import columns_for, flatten
+from dataset_ops.ingest.flatten import columns_for, flatten, row_maker
 from dataset_ops.ingest.pagination import (
     CursorPaginator,
     LinkHeaderPaginator,
@@ -169,4 +169,19 @@ def test_lake_keys_come_from_the_interval_only():
 def test_key_index_on_disk(tmp_path):
     index = KeyIndex(tmp_path / "k.sqlite")
     assert index.add("1") and index.add("2") and not index.add("1")
+    keys = [str(i % 1500) for i in range(2000)] + ["2", "x"]  # repeats inside one call, across 900-key parts
+    flags = index.add_many(keys)
+    assert flags[:3] == [True, False, False]  # "1" and "2" were added before
+    assert sum(flags) == 1500 - 2 + 1 and flags[-2:] == [False, True]
     index.close()
+
+
+def test_the_flat_row_maker_equals_flatten():
+    schema = load_config().entity("ordenes").schema
+    columns = columns_for(schema)
+    record = {"id": 1, "cliente_id": 2, "estado": "pagada", "extra": 5}
+    assert row_maker(columns)(record) == flatten(record, columns)
+    nested = load_config().entity("proveedores").schema
+    ncols = columns_for(nested, "productos")
+    doc = {"_id": "a" * 24, "productos": [{"sku": "s"}], "etiquetas": ["x"]}
+    assert row_maker(ncols, "productos")(doc) == flatten(doc, ncols, "productos")
