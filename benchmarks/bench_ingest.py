@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -136,6 +137,7 @@ def work_dlt(base_url: str, endpoint: str, fmt: str) -> dict:
     info = pipeline.run(source, loader_file_format=fmt)
     seconds = time.perf_counter() - t
     rows = pipeline.last_trace.last_normalize_info.row_counts.get("ordenes", 0)
+    shutil.rmtree(work, ignore_errors=True)
     return {"seconds": seconds, "records": rows, "loaded": not info.has_failed_jobs}
 
 
@@ -209,6 +211,7 @@ def _run(method: str, python: str, base_url: str, extra_env: dict) -> dict:
             text=True,
             env=env,
         )
+        shutil.rmtree(home, ignore_errors=True)
         if proc.returncode != 0:
             return {"method": method, "error": proc.stderr.strip()[-600:]}
         return {"method": method, **json.loads(proc.stdout.strip().splitlines()[-1])}
