@@ -178,7 +178,7 @@ def _check(bad: set, message: str) -> None:
 def _entity(name: str, spec: dict, service: str, conn_id: str, defaults: dict, where: str) -> EntityConfig:
     import fastjsonschema
 
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ConfigError(f"{where}: entity names are lower-case letters, digits and _")
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: expected a mapping")

@@ -493,7 +493,7 @@ def load_rules(data_type: str, overrides: dict | None = None, *, rules_dir: Path
     import yaml
 
     folder = rules_dir or RULES_DIR
-    if not isinstance(data_type, str) or not _NAME_RE.match(data_type):
+    if not isinstance(data_type, str) or not _NAME_RE.fullmatch(data_type):
         raise RuleError(f"invalid data type name {data_type!r}")
     path = folder / f"{data_type}.yaml"
     if not path.is_file():

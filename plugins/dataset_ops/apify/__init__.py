@@ -1,0 +1,5 @@
+"""Apify actor runs (Facebook Ads Library scraper): dataset items, media, video frames, inventory.
+
+Work in progress (issue 5): :mod:`.items` (run ids, the client from the ``apify_default``
+Connection, items as JSONL + CSV).
+"""
