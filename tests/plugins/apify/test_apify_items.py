@@ -47,3 +47,37 @@ def test_jsonl_and_csv_of_the_real_items(tmp_path):
     assert [r["adArchiveID"] for r in read] == [str(i["adArchiveID"]) for i in items]
     assert json.loads(read[0]["snapshot.cards"]) == items[0]["snapshot"]["cards"]
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_media_of_the_real_items_follow_the_fallbacks_and_get_stable_names():
+    from dataset_ops.apify.media import MediaRef, media_refs
+
+    items = real_items()
+    refs = [ref for item in items for ref in media_refs(item)]
+    assert refs and {r.kind for r in refs} <= {"image", "video"}
+    cards = [r for r in refs if r.source.startswith("snapshot.cards[")]
+    assert cards and all(r.url.startswith("https://") for r in refs)
+    # fallbacks: an image without an original uses the resized one; a video without HD the SD one
+    item = {
+        "adArchiveID": "123",
+        "snapshot": {
+            "images": [{"original_image_url": None, "resized_image_url": "https://x/r.png?a=1"}],
+            "videos": [
+                {
+                    "video_hd_url": "",
+                    "video_sd_url": "https://x/v",
+                    "video_preview_image_url": "https://x/p.jpg",
+                }
+            ],
+            "cards": [{"original_image_url": "https://x/r.png?a=1"}],  # the same URL again: once
+        },
+    }
+    got = media_refs(item)
+    assert [(r.kind, r.source) for r in got] == [
+        ("image", "snapshot.images[0].resized_image_url"),
+        ("video", "snapshot.videos[0].video_sd_url"),
+        ("image", "snapshot.videos[0].video_preview_image_url"),
+    ]
+    assert got[0].name.startswith("123_") and got[0].name.endswith(".png") and got[1].name.endswith(".mp4")
+    assert got[0].name == MediaRef("https://x/r.png?a=1", "image", "123", "other").name  # stable
+    assert MediaRef("https://x/a.jpg", "image", "../../etc", "s").name.startswith("______etc_")
