@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := pkg-config libmariadb-dev
 BENCH_APT_PACKAGES := pgloader postgresql-client
 
-.PHONY: help install services lint test demo airflow bench bench-validation bench-upload bench-ingest lock clean
+.PHONY: help install services lint test demo airflow bench bench-validation bench-upload bench-ingest bench-media lock clean
 
 help:
 	@echo "make demo    run the IMDb download + COPY load on the bundled sample (embedded services)"
@@ -79,6 +79,9 @@ $(PANDAS2)/bin/python:
 
 bench-upload: install
 	$(PY) benchmarks/bench_upload.py $(BENCH_ARGS)
+
+bench-media: install
+	$(PY) benchmarks/bench_media.py $(BENCH_ARGS)
 
 DLT := .data/bench/dlt
 bench-ingest: install $(DLT)/bin/python

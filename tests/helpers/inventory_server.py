@@ -39,7 +39,6 @@ import hashlib
 import math
 import random
 import re
-import signal
 import sys
 import threading
 import time
@@ -53,6 +52,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
+
+try:  # imported as tests' helpers.<module>, or run as a script from tests/helpers/
+    from helpers.serving import BackgroundServer, serve_until_signalled
+except ImportError:  # pragma: no cover
+    from serving import BackgroundServer, serve_until_signalled
+
 
 # --- sizes and time ranges --------------------------------------------------------------------
 N_PRODUCTOS = 2_400
@@ -505,7 +510,7 @@ class Fault:
     seconds: float = 5.0
 
 
-class InventoryServer:
+class InventoryServer(BackgroundServer):
     """The product, order and supplier services on one local HTTP server (see the module docstring).
 
     :param seed: data seed; the same seed gives byte-identical answers.
@@ -566,32 +571,6 @@ class InventoryServer:
         self._httpd = ThreadingHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
         self.base_url = f"http://{host}:{self._httpd.server_address[1]}"
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> InventoryServer:
-        """Serve in a daemon thread; returns self."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; stalled (``timeout``) answers are cut short."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> InventoryServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # --- faults ------------------------------------------------------------------------------
     def fault(
@@ -1059,20 +1038,7 @@ def main(argv: list[str] | None = None) -> int:
     server.duplicates = args.duplicates
     server.invalid = args.invalid
 
-    def terminate(signum, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, terminate)
-    server.start()
-    try:
-        print(server.base_url, flush=True)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
+    return serve_until_signalled(server)
 
 
 if __name__ == "__main__":
