@@ -2,7 +2,7 @@
 
 Each distinct URL is fetched once by a pool of ``workers`` threads (one ``requests`` session per
 thread, urllib3 retries with backoff for connection errors, timeouts, 429 and 5xx, as in
-:func:`dataset_ops.ingest.http.make_session`), streamed to ``<name>.part`` and renamed when it
+:func:`dataset_ops.httpclient.make_session`), streamed to ``<name>.part`` and renamed when it
 is complete, so a file under its final name is always whole. A rerun finds those files and
 fetches only what is missing. Checked per file: the HTTP status, the ``Content-Type`` (an image
 must be ``image/*``, a video ``video/*`` or ``application/octet-stream``), the size against
@@ -85,7 +85,7 @@ class MediaDownloader:
         retries: int = 3,
         backoff_factor: float = 0.5,
     ):
-        from dataset_ops.ingest.http import HttpSettings
+        from dataset_ops.httpclient import HttpSettings
 
         self.folder = Path(folder)
         self.workers = workers
@@ -102,7 +102,7 @@ class MediaDownloader:
     def _session(self):
         session = getattr(self._local, "session", None)
         if session is None:
-            from dataset_ops.ingest.http import make_session
+            from dataset_ops.httpclient import make_session
 
             session = self._local.session = make_session("http://unused/", self.settings)
         return session

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dataset_ops.ingest.http import HttpSettings
+from dataset_ops.httpclient import HttpSettings
 from dataset_ops.ingest.pagination import Paginator, make_paginator
 
 CONFIG_PATH = Path(__file__).resolve().parents[3] / "include" / "microservices.yaml"

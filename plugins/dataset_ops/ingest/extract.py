@@ -24,9 +24,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dataset_ops.httpclient import HttpSettings
 from dataset_ops.ingest.config import EntityConfig
 from dataset_ops.ingest.flatten import columns_for, row_maker
-from dataset_ops.ingest.http import HttpSettings, fetch_pages
+from dataset_ops.ingest.http import fetch_pages
 from dataset_ops.storage import Storage, publish_file, write_json
 
 log = logging.getLogger(__name__)
