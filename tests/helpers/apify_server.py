@@ -93,9 +93,9 @@ import numpy as np
 import orjson
 
 try:  # imported as tests' helpers.<module>, or run as a script from tests/helpers/
-    from helpers.serving import BackgroundServer, serve_until_signalled
+    from helpers.serving import BackgroundServer, QuietHandler, serve_until_signalled
 except ImportError:  # pragma: no cover
-    from serving import BackgroundServer, serve_until_signalled
+    from serving import BackgroundServer, QuietHandler, serve_until_signalled
 
 
 #: Real public data (``shared/data`` beside the checkout, or ``$DATASET_OPS_SHARED_DATA``).
@@ -491,13 +491,7 @@ class ApifyServer(BackgroundServer):
 
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stalls
-
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
+        class Handler(QuietHandler):
             def setup(self):
                 super().setup()
                 with server._lock:

@@ -54,9 +54,9 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 try:  # imported as tests' helpers.<module>, or run as a script from tests/helpers/
-    from helpers.serving import BackgroundServer, serve_until_signalled
+    from helpers.serving import BackgroundServer, QuietHandler, serve_until_signalled
 except ImportError:  # pragma: no cover
-    from serving import BackgroundServer, serve_until_signalled
+    from serving import BackgroundServer, QuietHandler, serve_until_signalled
 
 
 # --- sizes and time ranges --------------------------------------------------------------------
@@ -558,13 +558,7 @@ class InventoryServer(BackgroundServer):
 
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stalls
-
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):  # noqa: N802 (http.server API)
                 server._handle(self)
 

@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 import threading
+from http.server import BaseHTTPRequestHandler
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, no Nagle delay (headers and body are two writes: no 40 ms stalls),
+    no request log on stderr (keeps pytest output clean)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args):
+        pass
 
 
 class BackgroundServer:

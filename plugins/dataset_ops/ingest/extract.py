@@ -24,7 +24,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dataset_ops.httpclient import HttpSettings
 from dataset_ops.ingest.config import EntityConfig
 from dataset_ops.ingest.flatten import columns_for, row_maker
 from dataset_ops.ingest.http import fetch_pages
@@ -243,4 +242,4 @@ def _check(record: dict, validate, primary_key: tuple[str, ...]) -> tuple[str | 
     return key, None
 
 
-__all__ = ["HttpSettings", "KeyIndex", "ingest_entity", "iso", "lake_key"]
+__all__ = ["KeyIndex", "ingest_entity", "iso", "lake_key"]

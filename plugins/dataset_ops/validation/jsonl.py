@@ -68,15 +68,13 @@ class JsonlValidator:
 
     def run(self, src: BlockSource) -> None:
         """Read ``src`` to the end. :raises Stop: a fatal error or the error cap."""
+        finished = False
         try:
             self._run(src)
-        except BaseException:
-            if self._pool is not None:
-                self._pool.close(kill=True)
-            raise
+            finished = True
         finally:
-            if self._pool is not None:
-                self._pool.close()
+            if self._pool is not None:  # after a failure or Stop: at once, without the answers
+                self._pool.close(kill=not finished)
                 self.worker_peak_rss_bytes = self._pool.peak_rss_bytes
                 self._pool = None
 
