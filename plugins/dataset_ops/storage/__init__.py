@@ -99,6 +99,10 @@ class Storage(Protocol):
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys below ``prefix``, sorted."""
 
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object below ``prefix`` with its size and last modification, sorted by key (one
+        listing, no request per object)."""
+
 
 def read_json(storage: Storage, key: str) -> dict | None:
     """The JSON object stored at ``key``, or None when there is none."""
@@ -311,6 +315,14 @@ class LocalStorage:
             )
         )
 
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for key in self.list(prefix):
+            try:
+                st = self._path(key).stat()
+            except FileNotFoundError:  # removed while listing
+                continue
+            yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
 
 class S3Storage:
     """Objects in an S3 bucket below a prefix, through the amazon provider's ``S3Hook``.
@@ -418,6 +430,14 @@ class S3Storage:
         keys = self.hook.list_keys(self.bucket, prefix=self._key(prefix)) or []
         cut = len(self.prefix) + 1 if self.prefix else 0
         return iter(sorted(k[cut:] for k in keys))
+
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """``ListObjectsV2`` pages (1,000 keys each): sizes and dates come with the listing."""
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for obj in page.get("Contents", []):
+                yield ObjectInfo(obj["Key"][cut:], obj["Size"], obj["LastModified"], obj.get("ETag"))
 
 
 class _CountingReader:

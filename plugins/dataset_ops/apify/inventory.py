@@ -1,0 +1,316 @@
+"""The inventory of downloaded Apify datasets: list, inspect, delete, and the retention rule.
+
+One module serves the ``apify_dataset_download`` and ``dataset_retention`` DAGs and the
+``/dataset-ops/apify/facebook`` API of the Airflow plugin. Datasets live in the storage (see
+:mod:`dataset_ops.storage`) under ``datasets/facebook/{run_id}/``, as the ads team's old service
+kept them::
+
+    {run_id}.csv  {run_id}.jsonl  media/  video_frames/  reports/  manifest.json
+
+Everything here is computed from one listing of the objects (sizes and dates come with it) plus
+the dataset's ``manifest.json`` where there is one (rows, lines, completeness), so a folder the
+team copied in by hand is listed too. The JSON shapes are those of the old service's endpoints
+(``GET /runs/list``, ``GET /runs/{run_id}``, ``DELETE /runs/{run_id}``, ``POST /runs/cleanup``);
+every size is in bytes, every date UTC ISO 8601.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from dataset_ops.apify.items import check_run_id
+from dataset_ops.storage import ObjectInfo, read_json
+
+if TYPE_CHECKING:
+    from dataset_ops.storage import Storage
+
+log = logging.getLogger(__name__)
+
+#: Where the Facebook Ads Library datasets live below the storage root.
+DATASETS_PREFIX = "datasets/facebook"
+MANIFEST = "manifest.json"
+MEDIA, FRAMES, REPORTS = "media", "video_frames", "reports"
+#: ``completeness`` values of a manifest.
+COMPLETE, PARTIAL, IN_PROGRESS = "complete", "partial", "in_progress"
+#: A download whose manifest says ``in_progress`` but was not updated for this long is taken as
+#: dead (its worker was lost), so retention may remove it.
+STALE_IN_PROGRESS = timedelta(hours=24)
+_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
+_VIDEO_EXTS = (".mp4", ".mov", ".webm")
+_TEMP_SUFFIXES = (".part", ".partial")
+
+
+class DatasetNotFound(LookupError):
+    """No dataset is stored for this run id (the API answers 404)."""
+
+
+class DatasetBusy(RuntimeError):
+    """The dataset's download is in progress (the API answers 409)."""
+
+
+def dataset_prefix(run_id: str) -> str:
+    """``datasets/facebook/{run_id}`` after :func:`check_run_id` (:raises ValueError:)."""
+    return f"{DATASETS_PREFIX}/{check_run_id(run_id)}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
+
+
+def _parse(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclass
+class StoredDataset:
+    """One run's stored objects (from a listing) and its manifest (None when missing)."""
+
+    run_id: str
+    objects: list[ObjectInfo] = field(default_factory=list)
+    manifest: dict | None = None
+
+    def _rel(self, obj: ObjectInfo) -> str:
+        return obj.key[len(DATASETS_PREFIX) + len(self.run_id) + 2 :]
+
+    def _under(self, folder: str) -> list[ObjectInfo]:
+        return [o for o in self.objects if self._rel(o).startswith(folder + "/")]
+
+    def _file(self, name: str) -> ObjectInfo | None:
+        return next((o for o in self.objects if self._rel(o) == name), None)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(o.size for o in self.objects)
+
+    @property
+    def created_at(self) -> datetime:
+        """When the download started (manifest), else the oldest object's date."""
+        stamp = _parse((self.manifest or {}).get("created_at"))
+        return stamp or min(o.last_modified for o in self.objects)
+
+    @property
+    def last_modified(self) -> datetime:
+        stamp = _parse((self.manifest or {}).get("last_modified"))
+        newest = max(o.last_modified for o in self.objects)
+        return max(stamp, newest) if stamp else newest
+
+    @property
+    def completeness(self) -> str:
+        """``complete``, ``partial``, ``in_progress`` (manifest) or ``unknown`` (no manifest)."""
+        return (self.manifest or {}).get("completeness", "unknown")
+
+    def in_progress(self, now: datetime) -> bool:
+        """A download is writing this dataset: ``in_progress`` and updated within
+        :data:`STALE_IN_PROGRESS`."""
+        return self.completeness == IN_PROGRESS and now - self.last_modified < STALE_IN_PROGRESS
+
+    def media(self) -> tuple[list[ObjectInfo], list[ObjectInfo]]:
+        """(images, videos) in ``media/``."""
+        files = self._under(MEDIA)
+        images = [o for o in files if o.key.lower().endswith(_IMAGE_EXTS)]
+        videos = [o for o in files if o.key.lower().endswith(_VIDEO_EXTS)]
+        return images, videos
+
+    def summary(self) -> dict:
+        """The ``GET /runs/list`` entry: ``{"run_id", "has_csv", "has_jsonl", "has_media",
+        "media_count", "created_at", "last_modified", "size_bytes", "completeness"}``."""
+        images, videos = self.media()
+        return {
+            "run_id": self.run_id,
+            "has_csv": self._file(f"{self.run_id}.csv") is not None,
+            "has_jsonl": self._file(f"{self.run_id}.jsonl") is not None,
+            "has_media": bool(images or videos),
+            "media_count": len(images) + len(videos),
+            "created_at": _iso(self.created_at),
+            "last_modified": _iso(self.last_modified),
+            "size_bytes": self.size_bytes,
+            "completeness": self.completeness,
+        }
+
+    def details(self) -> dict:
+        """The ``GET /runs/{run_id}`` answer: ``files.csv`` (name, size_bytes, rows),
+        ``files.jsonl`` (name, size_bytes, lines), ``media`` (images, videos, failed,
+        size_bytes), ``video_frames`` (count, size_bytes, videos_failed), ``reports`` (names),
+        ``total_size_bytes``, dates and completeness. ``rows``/``lines`` come from the manifest
+        (None without one)."""
+        manifest = self.manifest or {}
+        counts = manifest.get("counts", {})
+        files = {}
+        for kind, measure in (("csv", "rows"), ("jsonl", "lines")):
+            obj = self._file(f"{self.run_id}.{kind}")
+            files[kind] = (
+                {
+                    "name": f"{self.run_id}.{kind}",
+                    "size_bytes": obj.size,
+                    measure: counts.get(f"{kind}_{measure}"),
+                }
+                if obj
+                else None
+            )
+        images, videos = self.media()
+        frames = self._under(FRAMES)
+        reports = self._under(REPORTS)
+        return {
+            "run_id": self.run_id,
+            "path": f"{DATASETS_PREFIX}/{self.run_id}",
+            "dataset_id": manifest.get("dataset_id"),
+            "created_at": _iso(self.created_at),
+            "last_modified": _iso(self.last_modified),
+            "completeness": self.completeness,
+            "files": files,
+            "media": {
+                "images": len(images),
+                "videos": len(videos),
+                "failed": counts.get("media_failed", 0),
+                "size_bytes": sum(o.size for o in images + videos),
+            },
+            "video_frames": {
+                "count": len(frames),
+                "size_bytes": sum(o.size for o in frames),
+                "videos_failed": counts.get("videos_failed", 0),
+            },
+            "reports": [self._rel(o)[len(REPORTS) + 1 :] for o in reports],
+            "total_size_bytes": self.size_bytes,
+        }
+
+
+def _group(objects: Iterable[ObjectInfo]) -> dict[str, list[ObjectInfo]]:
+    runs: dict[str, list[ObjectInfo]] = {}
+    cut = len(DATASETS_PREFIX) + 1
+    for obj in objects:
+        run_id, sep, rest = obj.key[cut:].partition("/")
+        if not sep or not rest or obj.key.endswith(_TEMP_SUFFIXES):
+            continue
+        try:
+            check_run_id(run_id)
+        except ValueError:  # some other folder: not a dataset
+            continue
+        runs.setdefault(run_id, []).append(obj)
+    return runs
+
+
+def list_datasets(storage: Storage) -> list[StoredDataset]:
+    """Every stored dataset, newest first (by ``created_at``). One listing of
+    ``datasets/facebook/`` plus one read per ``manifest.json``."""
+    runs = _group(storage.list_objects(DATASETS_PREFIX + "/"))
+    datasets = []
+    for run_id, objects in runs.items():
+        manifest = (
+            read_json(storage, f"{DATASETS_PREFIX}/{run_id}/{MANIFEST}")
+            if any(o.key.endswith("/" + MANIFEST) for o in objects)
+            else None
+        )
+        datasets.append(StoredDataset(run_id, objects, manifest))
+    datasets.sort(key=lambda d: (d.created_at, d.run_id), reverse=True)
+    return datasets
+
+
+def get_dataset(storage: Storage, run_id: str) -> StoredDataset:
+    """The dataset of ``run_id``. :raises ValueError: not a run id.
+    :raises DatasetNotFound: nothing stored."""
+    prefix = dataset_prefix(run_id) + "/"
+    objects = [o for o in storage.list_objects(prefix) if not o.key.endswith(_TEMP_SUFFIXES)]
+    if not objects:
+        raise DatasetNotFound(f"no dataset stored for run {run_id} under {DATASETS_PREFIX}/")
+    manifest = read_json(storage, prefix + MANIFEST)
+    return StoredDataset(run_id, objects, manifest)
+
+
+def runs_list(storage: Storage) -> dict:
+    """The ``GET /runs/list`` answer: ``{"runs": [summary...], "total_runs", "total_size_bytes"}``."""
+    runs = [d.summary() for d in list_datasets(storage)]
+    return {"runs": runs, "total_runs": len(runs), "total_size_bytes": sum(r["size_bytes"] for r in runs)}
+
+
+def delete_dataset(storage: Storage, run_id: str, *, force: bool = False) -> dict:
+    """Delete every object of the dataset (manifest last, so an interrupted delete still shows).
+
+    :returns: ``{"run_id", "deleted": True, "files_deleted", "freed_space_bytes"}``.
+    :raises DatasetNotFound: nothing stored. :raises DatasetBusy: a download is in progress
+        (unless ``force``).
+    """
+    dataset = get_dataset(storage, run_id)
+    if not force and dataset.in_progress(datetime.now(UTC)):
+        raise DatasetBusy(
+            f"run {run_id}: a download is in progress (manifest updated {_iso(dataset.last_modified)})"
+        )
+    manifest_key = f"{dataset_prefix(run_id)}/{MANIFEST}"
+    ordered = sorted(dataset.objects, key=lambda o: o.key == manifest_key)
+    for obj in ordered:
+        storage.delete(obj.key)
+    log.info("deleted dataset %s: %d files, %d bytes", run_id, len(ordered), dataset.size_bytes)
+    return {
+        "run_id": run_id,
+        "deleted": True,
+        "files_deleted": len(ordered),
+        "freed_space_bytes": dataset.size_bytes,
+    }
+
+
+def cleanup_datasets(
+    storage: Storage,
+    *,
+    days_old: float = 30,
+    keep_recent: int = 10,
+    dry_run: bool = True,
+    now: datetime | None = None,
+) -> dict:
+    """Delete datasets older than ``days_old`` days, always keeping the ``keep_recent`` newest and
+    any whose download is in progress (the old ``POST /runs/cleanup``).
+
+    :returns: ``{"runs_checked", "runs_to_delete", "runs_deleted", "runs_kept",
+        "freed_space_bytes", "space_to_free_bytes", "deleted_runs": [{"run_id", "days_old",
+        "size_bytes", "created_at"}], "in_progress": [run_id...], "dry_run", "days_old",
+        "keep_recent"}``; ``runs_deleted`` and ``freed_space_bytes`` are 0 on a dry run
+        (``runs_to_delete``, ``space_to_free_bytes`` and ``deleted_runs`` say what would go).
+    :raises ValueError: a negative ``days_old`` or ``keep_recent``.
+    """
+    if days_old < 0 or keep_recent < 0:
+        raise ValueError(f"days_old ({days_old}) and keep_recent ({keep_recent}) must be >= 0")
+    now = now or datetime.now(UTC)
+    datasets = list_datasets(storage)  # newest first
+    cutoff = now - timedelta(days=days_old)
+    busy = [d.run_id for d in datasets if d.in_progress(now)]
+    doomed = [d for d in datasets[keep_recent:] if d.created_at < cutoff and d.run_id not in busy]
+    deleted_runs = [
+        {
+            "run_id": d.run_id,
+            "days_old": (now - d.created_at).days,
+            "size_bytes": d.size_bytes,
+            "created_at": _iso(d.created_at),
+        }
+        for d in doomed
+    ]
+    freed = 0
+    if not dry_run:
+        for d in doomed:
+            freed += delete_dataset(storage, d.run_id)["freed_space_bytes"]
+    report = {
+        "runs_checked": len(datasets),
+        "runs_to_delete": len(doomed),
+        "runs_deleted": 0 if dry_run else len(doomed),
+        "runs_kept": len(datasets) - len(doomed),
+        "freed_space_bytes": freed,
+        "space_to_free_bytes": sum(d.size_bytes for d in doomed),
+        "deleted_runs": deleted_runs,
+        "in_progress": busy,
+        "dry_run": dry_run,
+        "days_old": days_old,
+        "keep_recent": keep_recent,
+    }
+    log.info(
+        "dataset cleanup%s: %d checked, %d to delete, %d kept, %d bytes freed",
+        " (dry run)" if dry_run else "",
+        report["runs_checked"],
+        report["runs_to_delete"],
+        report["runs_kept"],
+        freed,
+    )
+    return report

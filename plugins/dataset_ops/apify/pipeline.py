@@ -1,0 +1,468 @@
+"""The steps of the ``apify_dataset_download`` DAG: one function per task, XCom-sized results.
+
+The dataset of a run lives in the storage (local folder or S3, :mod:`dataset_ops.storage`) under
+``datasets/facebook/{run_id}/`` (:mod:`dataset_ops.apify.inventory`)::
+
+    {run_id}.jsonl  {run_id}.csv  media/  video_frames/  reports/download_report.json  manifest.json
+
+Each step works in a :class:`Workspace`: with a local storage root that is the dataset folder
+itself (files are written under temporary names and renamed, so a reader never sees half a
+file); with S3 it is a temporary local folder whose finished files are uploaded, so any worker
+can run any step and nothing is shared on local disk. The manifest is read at the start of each
+step and rewritten at its end; it says ``in_progress`` until :func:`finalize` decides
+``complete`` (everything requested is there) or ``partial`` (some media or frames failed, or a
+step failed), and a rerun of a partial dataset fetches only what is missing.
+
+``manifest.json`` (sizes in bytes, dates UTC ISO 8601)::
+
+    {"run_id", "dataset_id", "completeness", "created_at", "last_modified",
+     "run": {"status", "finished_at"}, "params": {download_media, extract_video_frames,
+     frame_interval_seconds}, "download": {"dag_run_id", "started_at", "finished_at"},
+     "counts": {"items", "csv_rows", "jsonl_lines", "columns", "images", "videos", "media_failed",
+                "video_frames", "videos_failed"},
+     "files": {"jsonl": {name, bytes, sha256}, "csv": {...}, "report": {...}},
+     "media": [{name, url, kind, ad_id, status, bytes, sha256, content_type, error}],
+     "video_frames": [{video, status, interval_seconds, frames: [{name, seconds, bytes, sha256}], error}],
+     "total_size_bytes", "problems": [text]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
+
+from dataset_ops.apify.inventory import (
+    COMPLETE,
+    FRAMES,
+    IN_PROGRESS,
+    MANIFEST,
+    MEDIA,
+    PARTIAL,
+    REPORTS,
+    dataset_prefix,
+)
+from dataset_ops.storage import LocalStorage, read_json, write_json
+
+if TYPE_CHECKING:
+    from dataset_ops.storage import Storage
+
+log = logging.getLogger(__name__)
+REPORT_NAME = "download_report.json"
+_OK = ("downloaded", "present")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a local file (1 MiB reads)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Workspace:
+    """Local files of one dataset: the dataset folder itself on a local storage root, else a
+    temporary folder whose files :meth:`publish` uploads. Use as a context manager."""
+
+    def __init__(self, storage: Storage, run_id: str):
+        self.storage = storage
+        self.prefix = dataset_prefix(run_id)
+        self.in_place = isinstance(storage, LocalStorage)
+        if self.in_place:
+            self.path = Path(storage.uri(self.prefix))
+            self._tmp = None
+        else:
+            self._tmp = tempfile.mkdtemp(prefix=f"apify-{run_id}-")
+            self.path = Path(self._tmp)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}"
+
+    def local(self, rel: str) -> Path:
+        """The local path of ``rel``, fetched from the storage first when it is only there.
+
+        :raises FileNotFoundError: in neither place."""
+        path = self.path / rel
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self.storage.open_read(self.key(rel)) as src, open(path, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        return path
+
+    def publish(self, rel: str) -> None:
+        """Make ``rel`` (a finished local file) visible in the storage (upload when remote)."""
+        if not self.in_place:
+            self.storage.write_file(self.key(rel), self.path / rel)
+
+    def stored(self, folder: str) -> dict[str, int]:
+        """``{name: bytes}`` of the files in the storage under ``folder/``."""
+        cut = len(self.prefix) + len(folder) + 2
+        return {
+            o.key[cut:]: o.size
+            for o in self.storage.list_objects(self.key(folder) + "/")
+            if not o.key.endswith((".part", ".partial"))
+        }
+
+
+def read_manifest(storage: Storage, run_id: str) -> dict | None:
+    """The dataset's ``manifest.json`` (None when it has none)."""
+    return read_json(storage, f"{dataset_prefix(run_id)}/{MANIFEST}")
+
+
+def save_manifest(storage: Storage, run_id: str, manifest: dict) -> dict:
+    """Write the manifest with ``last_modified`` now; returns it."""
+    manifest["last_modified"] = _now()
+    write_json(storage, f"{dataset_prefix(run_id)}/{MANIFEST}", manifest)
+    return manifest
+
+
+def satisfies(manifest: dict | None, params: dict) -> bool:
+    """Whether a stored dataset already holds everything ``params`` ask for: complete, with
+    media if asked, and with frames at the same interval if asked."""
+    if not manifest or manifest.get("completeness") != COMPLETE:
+        return False
+    had = manifest.get("params", {})
+    if params["download_media"] and not had.get("download_media"):
+        return False
+    if params["download_media"] and params["extract_video_frames"]:
+        return bool(had.get("extract_video_frames")) and float(had.get("frame_interval_seconds", 0)) == float(
+            params["frame_interval_seconds"]
+        )
+    return True
+
+
+def prepare(storage: Storage, run: dict, params: dict, dag_run_id: str) -> dict:
+    """Start (or skip) a download: ``{"run_id", "dataset_id", "skip", "reason", "force"}``.
+
+    A dataset that :func:`satisfies` the params is skipped unless ``force_download``. Otherwise
+    the manifest is (re)written as ``in_progress``, keeping what an earlier run recorded unless
+    ``force_download`` (then everything is fetched again)."""
+    run_id = run["run_id"]
+    prefix = dataset_prefix(run_id)
+    previous = read_manifest(storage, run_id)
+    force = bool(params["force_download"])
+    if not force and satisfies(previous, params):
+        log.info(
+            "dataset %s is complete (%s); nothing to do (force_download to fetch it again)", run_id, prefix
+        )
+        return {
+            "run_id": run_id,
+            "dataset_id": run["dataset_id"],
+            "skip": True,
+            "reason": "complete",
+            "force": False,
+        }
+    base = {} if force or previous is None else previous
+    manifest = {
+        **base,
+        "run_id": run_id,
+        "dataset_id": run["dataset_id"],
+        "completeness": IN_PROGRESS,
+        "created_at": base.get("created_at") or _now(),
+        "run": {"status": run["status"], "finished_at": run.get("finished_at")},
+        "params": {
+            "download_media": bool(params["download_media"]),
+            "extract_video_frames": bool(params["extract_video_frames"]),
+            "frame_interval_seconds": float(params["frame_interval_seconds"]),
+        },
+        "download": {"dag_run_id": dag_run_id, "started_at": _now(), "finished_at": None},
+    }
+    manifest.setdefault("counts", {})
+    manifest.setdefault("files", {})
+    manifest.setdefault("media", [])
+    manifest.setdefault("video_frames", [])
+    save_manifest(storage, run_id, manifest)
+    log.info(
+        "dataset %s: download started into %s (%s)",
+        run_id,
+        storage.uri(prefix),
+        "forced" if force else "resume",
+    )
+    return {"run_id": run_id, "dataset_id": run["dataset_id"], "skip": False, "reason": None, "force": force}
+
+
+def download_items(storage: Storage, plan: dict, *, conn_id: str = "apify_default") -> dict:
+    """All items of the run's default dataset -> ``{run_id}.jsonl`` + ``{run_id}.csv``.
+
+    :returns: ``{"items", "csv_rows", "jsonl_lines", "columns", "jsonl_bytes", "csv_bytes"}``.
+    :raises apify_client.errors.ApifyApiError: the API refused (status in the message).
+    """
+    from dataset_ops.apify.items import client_from_connection
+    from dataset_ops.apify.items import download_items as fetch
+
+    run_id = plan["run_id"]
+    with Workspace(storage, run_id) as ws:
+        result = fetch(client_from_connection(conn_id), plan["dataset_id"], ws.path, run_id)
+        files = {}
+        for kind in ("jsonl", "csv"):
+            path = result[kind]
+            files[kind] = {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+            ws.publish(path.name)
+    manifest = read_manifest(storage, run_id)
+    manifest["files"].update(files)
+    manifest["counts"].update(
+        items=result["items"],
+        csv_rows=result["items"],
+        jsonl_lines=result["items"],
+        columns=len(result["columns"]),
+    )
+    save_manifest(storage, run_id, manifest)
+    log.info("dataset %s: %d items, %d CSV columns", run_id, result["items"], len(result["columns"]))
+    return {
+        "items": result["items"],
+        "csv_rows": result["items"],
+        "jsonl_lines": result["items"],
+        "columns": len(result["columns"]),
+        "jsonl_bytes": files["jsonl"]["bytes"],
+        "csv_bytes": files["csv"]["bytes"],
+    }
+
+
+def _refs(jsonl: Path):
+    from dataset_ops.apify.media import media_refs
+
+    seen: dict[str, object] = {}
+    with open(jsonl, "rb") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                item = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"{jsonl}: line {number}: not JSON ({exc})") from None
+            for ref in media_refs(item):
+                seen.setdefault(ref.url, ref)
+    return list(seen.values())
+
+
+#: Connection extra keys that tune the media downloads -> MediaDownloader arguments.
+MEDIA_EXTRAS = {
+    "media_workers": ("workers", int),
+    "media_max_bytes": ("max_bytes", int),
+    "media_connect_timeout": ("connect_timeout", float),
+    "media_read_timeout": ("read_timeout", float),
+    "media_retries": ("retries", int),
+    "media_backoff_factor": ("backoff_factor", float),
+}
+
+
+def media_settings(conn_id: str) -> dict:
+    """MediaDownloader arguments from the Connection's extra (keys :data:`MEDIA_EXTRAS`, e.g.
+    ``{"media_workers": 16, "media_read_timeout": 30}``); missing keys keep the defaults.
+
+    :raises ValueError: a value of the wrong type (names the key)."""
+    from airflow.sdk import BaseHook
+
+    extra = BaseHook.get_connection(conn_id).extra_dejson
+    out = {}
+    for key, (arg, kind) in MEDIA_EXTRAS.items():
+        if key in extra:
+            try:
+                out[arg] = kind(extra[key])
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"Connection {conn_id}: extra {key}={extra[key]!r} is not a {kind.__name__}"
+                ) from None
+    return out
+
+
+def download_media(storage: Storage, plan: dict, **settings) -> dict:
+    """Every image and video of the items into ``media/``: what the manifest records and the
+    storage holds is kept, the rest is fetched (:class:`dataset_ops.apify.download.MediaDownloader`
+    with ``settings``, see :func:`media_settings`); failures are recorded, never raised.
+
+    :returns: ``{"media", "images", "videos", "downloaded", "present", "failed", "bytes"}``.
+    """
+    from dataset_ops.apify.download import MediaDownloader, MediaResult
+
+    run_id = plan["run_id"]
+    manifest = read_manifest(storage, run_id)
+    with Workspace(storage, run_id) as ws:
+        refs = _refs(ws.local(f"{run_id}.jsonl"))
+        stored = ws.stored(MEDIA)
+        known = {
+            m["name"]: m for m in manifest.get("media", []) if m.get("status") in _OK and m.get("sha256")
+        }
+        results: dict[str, MediaResult] = {}
+        todo = []
+        for ref in refs:
+            entry = known.get(ref.name)
+            if entry and stored.get(ref.name) == entry["bytes"]:
+                results[ref.url] = MediaResult(
+                    ref.name,
+                    ref.url,
+                    ref.kind,
+                    ref.ad_id,
+                    "present",
+                    entry["bytes"],
+                    entry["sha256"],
+                    entry.get("content_type"),
+                )
+            else:  # on a local root a file not in the manifest is hashed by the downloader
+                todo.append(ref)
+        # force_download on a local root: fetch beside the old files, then replace them one by one
+        refetch = bool(plan.get("force")) and ws.in_place
+        folder = ws.path / (".refetch" if refetch else MEDIA)
+        for result in MediaDownloader(folder, **settings).run(todo):
+            results[result.url] = result
+            if refetch and result.status in _OK:
+                (ws.path / MEDIA).mkdir(exist_ok=True)
+                (folder / result.name).replace(ws.path / MEDIA / result.name)
+            if result.status == "downloaded":
+                ws.publish(f"{MEDIA}/{result.name}")
+        if refetch:
+            shutil.rmtree(folder, ignore_errors=True)
+    entries = [results[ref.url].to_dict() | {"source": ref.source} for ref in refs]
+    manifest = read_manifest(storage, run_id)
+    manifest["media"] = entries
+    ok = [e for e in entries if e["status"] in _OK]
+    manifest["counts"].update(
+        images=sum(e["kind"] == "image" for e in ok),
+        videos=sum(e["kind"] == "video" for e in ok),
+        media_failed=len(entries) - len(ok),
+    )
+    save_manifest(storage, run_id, manifest)
+    summary = {
+        "media": len(entries),
+        "images": manifest["counts"]["images"],
+        "videos": manifest["counts"]["videos"],
+        "downloaded": sum(e["status"] == "downloaded" for e in entries),
+        "present": sum(e["status"] == "present" for e in entries),
+        "failed": manifest["counts"]["media_failed"],
+        "bytes": sum(e["bytes"] for e in ok),
+    }
+    for e in entries:
+        if e["status"] == "failed":
+            log.warning("dataset %s: media %s failed: %s", run_id, e["url"], e["error"])
+    log.info("dataset %s media: %s", run_id, summary)
+    return summary
+
+
+def extract_video_frames(storage: Storage, plan: dict, interval_seconds: float, *, workers: int = 2) -> dict:
+    """One JPEG every ``interval_seconds`` of each downloaded video into ``video_frames/``
+    (:mod:`dataset_ops.apify.frames`); videos already done at this interval are kept; an
+    unreadable video is recorded, never raised.
+
+    :returns: ``{"videos", "extracted", "kept", "failed", "frames"}``.
+    """
+    from dataset_ops.apify.frames import extract_all
+
+    run_id = plan["run_id"]
+    manifest = read_manifest(storage, run_id)
+    videos = [m["name"] for m in manifest.get("media", []) if m["kind"] == "video" and m["status"] in _OK]
+    previous = {v["video"]: v for v in manifest.get("video_frames", [])}
+    with Workspace(storage, run_id) as ws:
+        stored = ws.stored(FRAMES)
+        entries: dict[str, dict] = {}
+        todo = []
+        for name in videos:
+            old = previous.get(name)
+            if (
+                old
+                and old["status"] == "extracted"
+                and float(old.get("interval_seconds", 0)) == float(interval_seconds)
+                and all(stored.get(f["name"]) == f["bytes"] for f in old["frames"])
+            ):
+                entries[name] = old
+            else:
+                todo.append(name)
+        paths = [ws.local(f"{MEDIA}/{name}") for name in todo]
+        for result in extract_all(paths, ws.path / FRAMES, interval_seconds, workers=workers):
+            entry = result.to_dict() | {"interval_seconds": float(interval_seconds)}
+            entries[result.video] = entry
+            for frame in entry["frames"]:
+                ws.publish(f"{FRAMES}/{frame['name']}")
+            if entry["status"] != "extracted":
+                log.warning("dataset %s: video %s: %s", run_id, result.video, entry.get("error"))
+    ordered = [entries[name] for name in videos]
+    manifest = read_manifest(storage, run_id)
+    manifest["video_frames"] = ordered
+    manifest["counts"].update(
+        video_frames=sum(len(v["frames"]) for v in ordered),
+        videos_failed=sum(v["status"] != "extracted" for v in ordered),
+    )
+    save_manifest(storage, run_id, manifest)
+    summary = {
+        "videos": len(ordered),
+        "extracted": len(todo) - manifest["counts"]["videos_failed"],
+        "kept": len(ordered) - len(todo),
+        "failed": manifest["counts"]["videos_failed"],
+        "frames": manifest["counts"]["video_frames"],
+    }
+    log.info("dataset %s video frames: %s", run_id, summary)
+    return summary
+
+
+def finalize(storage: Storage, plan: dict, steps: dict[str, dict | None]) -> dict:
+    """Decide completeness, write ``reports/download_report.json`` and the final manifest.
+
+    :param steps: each requested step's XCom result (None when the step failed or did not run).
+    :returns: ``{"run_id", "completeness", "problems", "counts", "total_size_bytes", "manifest"}``.
+    """
+    run_id = plan["run_id"]
+    manifest = read_manifest(storage, run_id)
+    problems = [f"step {name} did not finish" for name, result in steps.items() if result is None]
+    problems += [
+        f"media {m['name']} ({m['url']}): {m['error']}" for m in manifest["media"] if m["status"] == "failed"
+    ]
+    problems += [
+        f"video {v['video']}: {v.get('error')}"
+        for v in manifest["video_frames"]
+        if v["status"] != "extracted"
+    ]
+    manifest["completeness"] = PARTIAL if problems else COMPLETE
+    manifest["problems"] = problems
+    manifest["download"]["finished_at"] = _now()
+    report = {
+        "run_id": run_id,
+        "dataset_id": manifest.get("dataset_id"),
+        "dag_run_id": manifest["download"]["dag_run_id"],
+        "completeness": manifest["completeness"],
+        "counts": manifest["counts"],
+        "steps": steps,
+        "failed_media": [m for m in manifest["media"] if m["status"] == "failed"],
+        "failed_videos": [v for v in manifest["video_frames"] if v["status"] != "extracted"],
+        "problems": problems,
+        "finished_at": manifest["download"]["finished_at"],
+    }
+    body = orjson.dumps(report, option=orjson.OPT_INDENT_2)
+    storage.write_stream(f"{dataset_prefix(run_id)}/{REPORTS}/{REPORT_NAME}", io.BytesIO(body))
+    manifest["files"]["report"] = {
+        "name": f"{REPORTS}/{REPORT_NAME}",
+        "bytes": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+    }
+    sizes = [f["bytes"] for f in manifest["files"].values()]
+    sizes += [m["bytes"] for m in manifest["media"] if m["status"] in _OK]
+    sizes += [f["bytes"] for v in manifest["video_frames"] for f in v["frames"]]
+    manifest["total_size_bytes"] = sum(sizes)
+    save_manifest(storage, run_id, manifest)
+    log.info("dataset %s: %s, %d problems", run_id, manifest["completeness"], len(problems))
+    return {
+        "run_id": run_id,
+        "completeness": manifest["completeness"],
+        "problems": problems[:20],
+        "counts": manifest["counts"],
+        "total_size_bytes": manifest["total_size_bytes"],
+        "manifest": storage.uri(f"{dataset_prefix(run_id)}/{MANIFEST}"),
+    }
