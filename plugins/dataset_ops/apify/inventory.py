@@ -16,14 +16,16 @@ every size is in bytes, every date UTC ISO 8601.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dataset_ops.apify.items import check_run_id
-from dataset_ops.storage import ObjectInfo, read_json
+from dataset_ops.storage import LocalStorage, ObjectInfo, read_json
 
 if TYPE_CHECKING:
     from dataset_ops.storage import Storage
@@ -229,6 +231,20 @@ def runs_list(storage: Storage) -> dict:
     return {"runs": runs, "total_runs": len(runs), "total_size_bytes": sum(r["size_bytes"] for r in runs)}
 
 
+def prune_empty_folders(storage: Storage, prefix: str) -> None:
+    """On a local root, remove the folders left empty below (and at) ``prefix`` (S3 has none)."""
+    if not isinstance(storage, LocalStorage):
+        return
+    top = Path(storage.uri(prefix))
+    if not top.is_dir():
+        return
+    for folder in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: something new arrived
+            folder.rmdir()
+    with contextlib.suppress(OSError):
+        top.rmdir()
+
+
 def delete_dataset(storage: Storage, run_id: str, *, force: bool = False) -> dict:
     """Delete every object of the dataset (manifest last, so an interrupted delete still shows).
 
@@ -245,6 +261,7 @@ def delete_dataset(storage: Storage, run_id: str, *, force: bool = False) -> dic
     ordered = sorted(dataset.objects, key=lambda o: o.key == manifest_key)
     for obj in ordered:
         storage.delete(obj.key)
+    prune_empty_folders(storage, dataset_prefix(run_id))
     log.info("deleted dataset %s: %d files, %d bytes", run_id, len(ordered), dataset.size_bytes)
     return {
         "run_id": run_id,
