@@ -1,0 +1,482 @@
+"""The ``/dataset-ops/apify/facebook`` API as Airflow's API server serves it.
+
+Airflow's own FastAPI app (``airflow.api_fastapi.app.create_app``) is built in this process with
+the simple auth manager, so the plugin is mounted by Airflow's plugin manager from
+``plugins/dataset_ops_plugin.py``, tokens come from ``POST /auth/token`` and the DAG
+``apify_dataset_download`` is serialized into the session's metadata DB (tests/conftest.py).
+The storage root (Variable ``dataset_ops_storage_root``, from the environment) is a temporary
+folder holding datasets written here in the layout the DAG produces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[3]
+DAG_ID = "apify_dataset_download"
+BASE = "/dataset-ops/apify/facebook"
+#: user -> (simple auth manager role, password written to the passwords file)
+USERS = {"admin": ("admin", "admin-pw"), "editor": ("user", "editor-pw"), "viewer": ("viewer", "viewer-pw")}
+RUN_A, RUN_B, RUN_C = "HG7ML7M8z78YcAPEB", "aaaaaaaaaaaaaaaa1", "ZZZZZZZZZZZZZZZZ9"
+BAD_IDS = [
+    "..%2F..%2Fetc",
+    "..%2F..%2F..%2Foutside",
+    "%2E%2E%2Fsecret.txt",
+    "a%2Fb",
+    "short",
+    f"{RUN_A}x",
+]
+
+
+# --- the Airflow API app ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def airflow_api(tmp_path_factory):
+    """(TestClient of Airflow's API app, storage root, the parsed DAG)."""
+    from fastapi.testclient import TestClient
+
+    tmp = tmp_path_factory.mktemp("api")
+    passwords = tmp / "passwords.json"
+    passwords.write_text(json.dumps({user: pw for user, (_, pw) in USERS.items()}))
+    root = tmp / "storage"
+    root.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(
+            "AIRFLOW__CORE__AUTH_MANAGER",
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        )
+        mp.setenv(
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", ",".join(f"{u}:{r}" for u, (r, _) in USERS.items())
+        )
+        mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
+        mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
+        mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "test-secret-for-the-dataset-ops-api-tests-" + "x" * 32)
+        mp.setenv("AIRFLOW_VAR_DATASET_OPS_STORAGE_ROOT", str(root))
+        dag = _serialize_dag()
+        from airflow.api_fastapi.app import create_app, purge_cached_app
+
+        purge_cached_app()  # a fresh auth manager with this module's users
+        with TestClient(create_app()) as client:
+            yield client, root, dag
+        purge_cached_app()
+
+
+def _serialize_dag():
+    """Write the DAG ``apify_dataset_download`` (only its file) to the metadata DB, as the
+    dag-processor would, so that the API can trigger it; returns the parsed DAG."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        DagBundlesManager().sync_bundles_to_db(session=session)
+    dags = REPO / "dags"
+    bag = BundleDagBag(dag_folder=str(dags / f"{DAG_ID}.py"), bundle_path=dags, bundle_name="dags-folder")
+    assert not bag.import_errors, bag.import_errors
+    sync_bag_to_db(bag, "dags-folder", None)
+    return bag.get_dag(DAG_ID)
+
+
+@pytest.fixture(scope="module")
+def tokens(airflow_api) -> dict[str, dict[str, str]]:
+    """user -> Authorization header, from ``POST /auth/token``."""
+    client = airflow_api[0]
+    headers = {}
+    for user, (_, password) in USERS.items():
+        resp = client.post("/auth/token", json={"username": user, "password": password})
+        assert resp.status_code == 201, resp.text
+        headers[user] = {"Authorization": f"Bearer {resp.json()['access_token']}"}
+    return headers
+
+
+@pytest.fixture
+def api(airflow_api, tokens):
+    """(client, storage root, headers by user) with an empty ``datasets/`` folder."""
+    import shutil
+
+    client, root, _ = airflow_api
+    shutil.rmtree(root / "datasets", ignore_errors=True)
+    return client, root, tokens
+
+
+# --- datasets in the DAG's layout --------------------------------------------------------------
+FILES = {  # relative path -> size in bytes
+    "{run}.csv": 300,
+    "{run}.jsonl": 700,
+    "media/ad1_a1b2.jpg": 1000,
+    "media/ad1_c3d4.png": 500,
+    "media/ad2_e5f6.mp4": 4000,
+    "video_frames/ad2_e5f6_000000000ms.jpg": 120,
+    "video_frames/ad2_e5f6_000001000ms.jpg": 130,
+    "reports/download_report.json": 50,
+}
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def write_dataset(
+    root: Path, run: str, *, created: datetime | None = None, files=FILES, manifest=True, **extra
+):
+    """A dataset of ``run`` with files of the given sizes and (optionally) its manifest;
+    returns {relative path: size} of everything written."""
+    folder = root / "datasets" / "facebook" / run
+    written = {}
+    for rel, size in files.items():
+        path = folder / rel.format(run=run)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+        written[str(path.relative_to(folder))] = size
+    if manifest:
+        created = created or datetime.now(UTC) - timedelta(hours=1)
+        body = {
+            "run_id": run,
+            "dataset_id": f"ds{run[:15]}",
+            "created_at": _iso(created),
+            "last_modified": _iso(created + timedelta(minutes=5)),
+            "completeness": "complete",
+            "counts": {"csv_rows": 61, "jsonl_lines": 61, "media_failed": 1, "videos_failed": 0},
+            **extra,
+        }
+        data = json.dumps(body).encode()
+        (folder / "manifest.json").write_bytes(data)
+        written["manifest.json"] = len(data)
+        stamp = (created + timedelta(minutes=5)).timestamp()
+        for path in folder.rglob("*"):  # files as old as the manifest says
+            os.utime(path, (stamp, stamp))
+    return written
+
+
+def tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+# --- tests -------------------------------------------------------------------------------------
+ROUTES = [
+    ("GET", f"{BASE}/runs/list", None),
+    ("GET", f"{BASE}/runs/{RUN_A}", None),
+    ("DELETE", f"{BASE}/runs/{RUN_A}", None),
+    ("POST", f"{BASE}/runs/cleanup", {"dry_run": True}),
+    ("POST", f"{BASE}/download-dataset-from-run", {"run_id": RUN_A}),
+]
+
+
+def test_every_route_needs_a_token(api):
+    client, root, headers = api
+    write_dataset(root, RUN_A)
+    before, runs = tree(root), _dag_run_ids(client, headers["admin"])
+    for method, url, body in ROUTES:
+        resp = client.request(method, url, json=body)
+        assert resp.status_code == 401, (method, url, resp.text)
+        bad = client.request(method, url, json=body, headers={"Authorization": "Bearer not-a-jwt"})
+        assert bad.status_code in (401, 403), (method, url, bad.text)
+    assert tree(root) == before
+    assert _dag_run_ids(client, headers["admin"]) == runs
+
+
+def test_a_viewer_reads_but_cannot_delete_clean_up_or_trigger(api):
+    client, root, headers = api
+    write_dataset(root, RUN_A, created=datetime.now(UTC) - timedelta(days=400))
+    before, runs = tree(root), _dag_run_ids(client, headers["admin"])
+    viewer = headers["viewer"]
+    assert client.get(f"{BASE}/runs/list", headers=viewer).status_code == 200
+    assert client.get(f"{BASE}/runs/{RUN_A}", headers=viewer).status_code == 200
+    for method, url, body in ROUTES[2:]:
+        body = body and {**body, "dry_run": False} if "cleanup" in url else body
+        resp = client.request(method, url, json=body, headers=viewer)
+        assert resp.status_code == 403, (method, url, resp.text)
+    assert tree(root) == before
+    assert _dag_run_ids(client, headers["admin"]) == runs
+
+
+def test_list_and_details(api):
+    client, root, headers = api
+    created = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    full = write_dataset(root, RUN_A, created=created)
+    bare = write_dataset(root, RUN_B, files={"{run}.csv": 42}, manifest=False)
+    (root / "datasets" / "facebook" / "not-a-run" / "x.txt").parent.mkdir(parents=True)
+    (root / "datasets" / "facebook" / "not-a-run" / "x.txt").write_text("ignored")
+
+    resp = client.get(f"{BASE}/runs/list", headers=headers["viewer"])
+    assert resp.status_code == 200, resp.text
+    listing = resp.json()
+    assert listing["total_runs"] == 2
+    assert listing["total_size_bytes"] == sum(full.values()) + sum(bare.values())
+    by_id = {r["run_id"]: r for r in listing["runs"]}
+    assert [r["run_id"] for r in listing["runs"]] == [RUN_B, RUN_A]  # newest first
+    assert by_id[RUN_A] == {
+        "run_id": RUN_A,
+        "has_csv": True,
+        "has_jsonl": True,
+        "has_media": True,
+        "media_count": 3,
+        "created_at": "2026-03-01T12:30:00+00:00",
+        "last_modified": "2026-03-01T12:35:00+00:00",
+        "size_bytes": sum(full.values()),
+        "completeness": "complete",
+    }
+    assert by_id[RUN_B] | {"created_at": None, "last_modified": None} == {
+        "run_id": RUN_B,
+        "has_csv": True,
+        "has_jsonl": False,
+        "has_media": False,
+        "media_count": 0,
+        "created_at": None,
+        "last_modified": None,
+        "size_bytes": 42,
+        "completeness": "unknown",
+    }
+
+    resp = client.get(f"{BASE}/runs/{RUN_A}", headers=headers["viewer"])
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {
+        "run_id": RUN_A,
+        "path": f"datasets/facebook/{RUN_A}",
+        "dataset_id": f"ds{RUN_A[:15]}",
+        "created_at": "2026-03-01T12:30:00+00:00",
+        "last_modified": "2026-03-01T12:35:00+00:00",
+        "completeness": "complete",
+        "files": {
+            "csv": {"name": f"{RUN_A}.csv", "size_bytes": 300, "rows": 61},
+            "jsonl": {"name": f"{RUN_A}.jsonl", "size_bytes": 700, "lines": 61},
+        },
+        "media": {"images": 2, "videos": 1, "failed": 1, "size_bytes": 5500},
+        "video_frames": {"count": 2, "size_bytes": 250, "videos_failed": 0},
+        "reports": ["download_report.json"],
+        "total_size_bytes": sum(full.values()),
+    }
+    details = client.get(f"{BASE}/runs/{RUN_B}", headers=headers["viewer"]).json()
+    assert details["files"] == {
+        "csv": {"name": f"{RUN_B}.csv", "size_bytes": 42, "rows": None},
+        "jsonl": None,
+    }
+    assert details["total_size_bytes"] == 42 and details["completeness"] == "unknown"
+
+
+def test_unknown_and_malformed_run_ids(api):
+    client, root, headers = api
+    write_dataset(root, RUN_A)
+    (root / "secret.txt").write_text("keep")  # what ../ from a dataset folder would reach
+    (root.parent / "outside").mkdir(exist_ok=True)
+    (root.parent / "outside" / "keep.txt").write_text("keep")
+    before = tree(root.parent)
+
+    for method, user in (("GET", "viewer"), ("DELETE", "admin")):
+        resp = client.request(method, f"{BASE}/runs/{RUN_C}", headers=headers[user])
+        assert resp.status_code == 404, resp.text
+        assert RUN_C in resp.json()["detail"]
+        for bad in BAD_IDS:
+            resp = client.request(method, f"{BASE}/runs/{bad}", headers=headers[user])
+            assert resp.status_code == 400, (method, bad, resp.text)
+            assert "is not an Apify run id" in resp.json()["detail"]
+        # Starlette's path patterns never match a newline: no route, 404 (not the dataset)
+        resp = client.request(method, f"{BASE}/runs/{RUN_A}%0A", headers=headers[user])
+        assert resp.status_code == 404 and resp.json() == {"detail": "Not Found"}, resp.text
+    assert tree(root.parent) == before
+
+
+def test_delete_removes_exactly_that_dataset(api):
+    client, root, headers = api
+    written = sum(write_dataset(root, RUN_A).values())
+    write_dataset(root, RUN_B)
+    before = tree(root)
+
+    resp = client.delete(f"{BASE}/runs/{RUN_A}", headers=headers["editor"])
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {
+        "run_id": RUN_A,
+        "deleted": True,
+        "files_deleted": len(FILES) + 1,
+        "freed_space_bytes": written,
+    }
+    assert tree(root) == {k: v for k, v in before.items() if RUN_A not in k}
+    assert client.delete(f"{BASE}/runs/{RUN_A}", headers=headers["editor"]).status_code == 404
+    assert client.get(f"{BASE}/runs/{RUN_A}", headers=headers["viewer"]).status_code == 404
+    assert [
+        r["run_id"] for r in client.get(f"{BASE}/runs/list", headers=headers["viewer"]).json()["runs"]
+    ] == [RUN_B]
+    events = _audit_log(client, headers["admin"], "dataset_ops.delete_dataset")
+    assert {
+        "owner": "editor",
+        "run_id": None,
+        "extra": {"apify_run_id": RUN_A, "files_deleted": len(FILES) + 1, "freed_space_bytes": written},
+    } in [{"owner": e["owner"], "run_id": e["run_id"], "extra": json.loads(e["extra"])} for e in events]
+
+
+def test_delete_refuses_a_dataset_being_downloaded(api):
+    client, root, headers = api
+    now = datetime.now(UTC)
+    write_dataset(root, RUN_A, created=now - timedelta(minutes=10), completeness="in_progress")
+    manifest = root / "datasets" / "facebook" / RUN_A / "manifest.json"
+    os.utime(manifest, (now.timestamp(), now.timestamp()))
+    before = tree(root)
+    resp = client.delete(f"{BASE}/runs/{RUN_A}", headers=headers["editor"])
+    assert resp.status_code == 409, resp.text
+    assert "in progress" in resp.json()["detail"]
+    assert tree(root) == before
+
+
+def test_cleanup_dry_run_then_for_real(api):
+    client, root, headers = api
+    now = datetime.now(UTC)
+    ages = {RUN_A: 100, RUN_B: 60, RUN_C: 45, "recent00000000001": 2, "recent00000000002": 1}
+    sizes = {
+        run: sum(write_dataset(root, run, created=now - timedelta(days=d)).values())
+        for run, d in ages.items()
+    }
+    before = tree(root)
+    url = f"{BASE}/runs/cleanup"
+
+    resp = client.post(url, headers=headers["editor"])  # no body: the defaults, a dry run
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["dry_run"] is True and resp.json()["keep_recent"] == 10
+    assert resp.json()["runs_to_delete"] == 0
+
+    resp = client.post(
+        url, json={"days_old": 30, "keep_recent": 3, "dry_run": True}, headers=headers["editor"]
+    )
+    assert resp.status_code == 200, resp.text
+    report = resp.json()
+    doomed = [RUN_B, RUN_A]  # older than 30 days and beyond the 3 newest, newest first
+    assert report | {"deleted_runs": None} == {
+        "runs_checked": 5,
+        "runs_to_delete": 2,
+        "runs_deleted": 0,
+        "runs_kept": 3,
+        "freed_space_bytes": 0,
+        "space_to_free_bytes": sizes[RUN_A] + sizes[RUN_B],
+        "deleted_runs": None,
+        "in_progress": [],
+        "dry_run": True,
+        "days_old": 30,
+        "keep_recent": 3,
+    }
+    assert [(r["run_id"], r["days_old"], r["size_bytes"]) for r in report["deleted_runs"]] == [
+        (run, ages[run], sizes[run]) for run in doomed
+    ]
+    assert report["deleted_runs"][0]["created_at"] == _iso(now - timedelta(days=ages[RUN_B]))
+    assert tree(root) == before
+
+    for bad in (
+        {"days_old": -1},
+        {"keep_recent": -1},
+        {"dry_run": False, "bogus": 1},
+        {"keep_recent": "many"},
+    ):
+        resp = client.post(url, json=bad, headers=headers["editor"])
+        assert resp.status_code == 422, (bad, resp.text)
+    assert tree(root) == before
+
+    resp = client.post(
+        url, json={"days_old": 30, "keep_recent": 3, "dry_run": False}, headers=headers["editor"]
+    )
+    assert resp.status_code == 200, resp.text
+    report = resp.json()
+    assert (report["runs_deleted"], report["freed_space_bytes"]) == (2, sizes[RUN_A] + sizes[RUN_B])
+    remaining = client.get(f"{BASE}/runs/list", headers=headers["viewer"]).json()
+    assert [r["run_id"] for r in remaining["runs"]] == ["recent00000000002", "recent00000000001", RUN_C]
+    assert tree(root) == {k: v for k, v in before.items() if not any(run in k for run in doomed)}
+    events = _audit_log(client, headers["admin"], "dataset_ops.cleanup_datasets")
+    assert any(sorted(json.loads(e["extra"])["deleted"]) == sorted(doomed) for e in events)
+
+
+def test_download_request_defaults_are_the_dag_params(airflow_api):
+    from dataset_ops.apify.api import DownloadRequest
+
+    dag = airflow_api[2]
+    defaults = {name: f.default for name, f in DownloadRequest.model_fields.items() if name != "run_id"}
+    assert defaults == {name: dag.params[name] for name in defaults}
+    assert set(DownloadRequest.model_fields) == set(dag.params)
+
+
+def test_download_triggers_a_dag_run_with_the_conf(api):
+    client, _, headers = api
+    runs = _dag_run_ids(client, headers["admin"])  # dag.test() runs of other test modules
+    url = f"{BASE}/download-dataset-from-run"
+    body = {"run_id": RUN_A, "download_media": False, "frame_interval_seconds": 2.5}
+    resp = client.post(url, json=body, headers=headers["editor"])
+    assert resp.status_code == 200, resp.text
+    run = resp.json()
+    conf = {
+        "run_id": RUN_A,
+        "download_media": False,
+        "force_download": False,
+        "extract_video_frames": True,
+        "frame_interval_seconds": 2.5,
+    }
+    assert run["dag_id"] == DAG_ID and run["state"] == "queued" and run["conf"] == conf
+    assert run["logical_date"] is None and run["run_type"] == "manual"
+    assert run["dag_run_id"].startswith("manual__")
+    try:
+        stored = client.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}", headers=headers["viewer"])
+        assert stored.status_code == 200, stored.text
+        stored = stored.json()
+        assert stored["conf"] == conf and stored["state"] == "queued"
+        assert (stored["triggered_by"], stored["triggering_user_name"]) == ("rest_api", "editor")
+        assert _dag_run_ids(client, headers["admin"]) == runs | {run["dag_run_id"]}
+        events = _audit_log(client, headers["admin"], "dataset_ops.trigger_download")
+        assert [
+            (e["owner"], json.loads(e["extra"])["conf"]) for e in events if e["run_id"] == run["dag_run_id"]
+        ] == [("editor", conf)]
+    finally:
+        _delete_dag_runs(client, headers["admin"], keep=runs)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        ({"run_id": "../../etc"}, 400, "param run_id"),
+        ({"run_id": f"{RUN_A}\n"}, 400, "param run_id"),
+        ({"run_id": RUN_A[:16]}, 400, "param run_id"),
+        ({"run_id": RUN_A, "frame_interval_seconds": 0}, 400, "param frame_interval_seconds"),
+        ({"run_id": RUN_A, "frame_interval_seconds": 7200}, 400, "param frame_interval_seconds"),
+        ({}, 422, "run_id"),
+        ({"run_id": RUN_A, "unknown": 1}, 422, "unknown"),
+        ({"run_id": RUN_A, "download_media": "maybe"}, 422, "download_media"),
+    ],
+)
+def test_a_bad_download_request_creates_no_dag_run(api, body, status, reason):
+    client, _, headers = api
+    runs = _dag_run_ids(client, headers["admin"])
+    resp = client.post(f"{BASE}/download-dataset-from-run", json=body, headers=headers["editor"])
+    assert resp.status_code == status, resp.text
+    assert reason in resp.text
+    assert _dag_run_ids(client, headers["admin"]) == runs
+
+
+def test_openapi_docs_describe_the_routes(api):
+    client = api[0]
+    spec = client.get("/dataset-ops/openapi.json").json()
+    assert set(spec["paths"]) == {
+        "/apify/facebook/runs/list",
+        "/apify/facebook/runs/{run_id}",
+        "/apify/facebook/runs/cleanup",
+        "/apify/facebook/download-dataset-from-run",
+    }
+    assert "bytes" in spec["paths"]["/apify/facebook/runs/list"]["get"]["description"]
+
+
+# --- helpers over Airflow's own REST API ---------------------------------------------------------
+def _dag_run_ids(client, headers) -> set[str]:
+    resp = client.get(f"/api/v2/dags/{DAG_ID}/dagRuns", params={"limit": 1000}, headers=headers)
+    assert resp.status_code == 200, resp.text
+    return {r["dag_run_id"] for r in resp.json()["dag_runs"]}
+
+
+def _delete_dag_runs(client, headers, keep: set[str]) -> None:
+    for run_id in _dag_run_ids(client, headers) - keep:
+        resp = client.delete(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}", headers=headers)
+        assert resp.status_code == 204, resp.text
+
+
+def _audit_log(client, headers, event: str) -> list[dict]:
+    resp = client.get("/api/v2/eventLogs", params={"event": event, "dag_id": DAG_ID}, headers=headers)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["event_logs"]
