@@ -84,7 +84,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -93,9 +93,9 @@ import numpy as np
 import orjson
 
 try:  # imported as tests' helpers.<module>, or run as a script from tests/helpers/
-    from helpers.serving import BackgroundServer, QuietHandler, serve_until_signalled
+    from helpers.serving import BackgroundServer, LocalHTTPServer, QuietHandler, serve_until_signalled
 except ImportError:  # pragma: no cover
-    from serving import BackgroundServer, QuietHandler, serve_until_signalled
+    from serving import BackgroundServer, LocalHTTPServer, QuietHandler, serve_until_signalled
 
 
 #: Real public data (``shared/data`` beside the checkout, or ``$DATASET_OPS_SHARED_DATA``).
@@ -520,7 +520,7 @@ class ApifyServer(BackgroundServer):
             def do_DELETE(self):  # noqa: N802
                 server._handle(self, "DELETE")
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd = LocalHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
         self.base_url = f"http://{host}:{self._httpd.server_address[1]}"
         self.api_url = self.base_url

@@ -48,15 +48,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
 try:  # imported as tests' helpers.<module>, or run as a script from tests/helpers/
-    from helpers.serving import BackgroundServer, QuietHandler, serve_until_signalled
+    from helpers.serving import BackgroundServer, LocalHTTPServer, QuietHandler, serve_until_signalled
 except ImportError:  # pragma: no cover
-    from serving import BackgroundServer, QuietHandler, serve_until_signalled
+    from serving import BackgroundServer, LocalHTTPServer, QuietHandler, serve_until_signalled
 
 
 # --- sizes and time ranges --------------------------------------------------------------------
@@ -562,7 +562,7 @@ class InventoryServer(BackgroundServer):
             def do_GET(self):  # noqa: N802 (http.server API)
                 server._handle(self)
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd = LocalHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
         self.base_url = f"http://{host}:{self._httpd.server_address[1]}"
 

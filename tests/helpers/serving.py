@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class LocalHTTPServer(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` with a deep accept queue: socketserver's default of 5 pending
+    connections drops bursts of simultaneous connects (16 download threads), which clients only
+    retry after a 1 s SYN timeout."""
+
+    request_queue_size = 128
+    daemon_threads = True
 
 
 class QuietHandler(BaseHTTPRequestHandler):

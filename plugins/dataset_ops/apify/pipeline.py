@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from dataset_ops.apify.download import sha256_file
 from dataset_ops.apify.inventory import (
     COMPLETE,
     FRAMES,
@@ -61,15 +62,6 @@ _OK = ("downloaded", "present")
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a local file (1 MiB reads)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Workspace:

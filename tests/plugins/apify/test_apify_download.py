@@ -82,3 +82,41 @@ def test_an_oversized_file_is_refused(apify, tmp_path):
         pytest.skip("no video in the items")
     result = MediaDownloader(tmp_path, max_bytes=100).run(refs)[0]
     assert result.status == "failed" and "cap" in result.error
+
+
+def test_results_keep_first_appearance_order_and_transient_errors_are_retried(apify, tmp_path):
+    refs = [ref for item in apify.items for ref in media_refs(item)]
+    images = [r for r in refs if r.kind == "image"]
+    busy, dropped = (urlsplit(r.url).path for r in images[:2])
+    apify.fault(busy, "status", status=503, times=2)
+    apify.fault(dropped, "drop", times=1)
+    downloader = MediaDownloader(tmp_path, workers=4, retries=3, backoff_factor=0.01)
+    results = downloader.run(refs + refs[::-1])  # duplicates: one result per URL, first order
+    assert [r.url for r in results] == list(dict.fromkeys(r.url for r in refs))
+    assert {r.status for r in results} == {"downloaded"}, [r.error for r in results if r.error]
+    assert apify.count(busy) == 3 and apify.count(busy, 200) == 1
+    assert apify.count(dropped) == 2 and apify.count(dropped, 200) == 1
+    assert not downloader._sessions  # run() closed its threads' sessions
+
+
+def test_media_are_asked_for_unencoded_and_the_environment_is_read_only_when_it_holds_something(
+    apify, tmp_path, monkeypatch
+):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "NETRC"):
+        for variant in (name, name.lower()):
+            monkeypatch.delenv(variant, raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    session = MediaDownloader(tmp_path)._session()
+    assert session.trust_env is False and session.verify is True
+    assert session.headers["Accept-Encoding"] == "identity" and session.headers["Accept"] == "*/*"
+    assert session.get_adapter("http://x/").max_retries.total == 3  # the retry policy is mounted
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    session = MediaDownloader(tmp_path)._session()
+    assert session.trust_env is False and session.verify == "/etc/ssl/certs/ca-certificates.crt"
+    monkeypatch.delenv("CURL_CA_BUNDLE")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert MediaDownloader(tmp_path)._session().trust_env is True
+    monkeypatch.delenv("HTTPS_PROXY")
+    (tmp_path / ".netrc").write_text("machine example.com login a password b\n")
+    assert MediaDownloader(tmp_path)._session().trust_env is True
