@@ -22,6 +22,12 @@ Methods:
 * ``ours``: ``MediaDownloader(folder, workers=--workers).run(refs)``: status, Content-Type and
   size (``Content-Length``, cap) checked, sha256 recorded, ``.part`` then rename. Afterwards
   (untimed) every recorded sha256 and size is checked against the file on disk.
+* ``dag_step``: the ``download_media`` task's own function
+  (``dataset_ops.apify.pipeline.download_media``) on a local storage root prepared as the DAG
+  does (manifest, ``{run_id}.jsonl``; untimed), so every media file of the items (all distinct
+  refs, a few more than ``--files``) is fetched by ``MediaDownloader`` and recorded in
+  ``manifest.json``; afterwards every manifest entry's sha256 and size is checked on disk.
+  Its content digest covers the same first ``--files`` files as the other methods.
 * ``pool``: a plain ``ThreadPoolExecutor(--workers)``, one ``requests.Session`` per thread,
   ``get`` + ``write_bytes`` when the status is 200; no other check.
 * ``sequential``: one ``requests.Session``, ``get`` + ``write_bytes`` one file after the other.
@@ -46,7 +52,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SERVER = REPO / "tests" / "helpers" / "apify_server.py"
 RUN_ID, TOKEN = "HG7ML7M8z78YcAPEB", "test-token"
-METHODS = ("ours", "pool", "sequential")
+METHODS = ("ours", "dag_step", "pool", "sequential")
 
 
 def _peak_mib() -> float:
@@ -121,6 +127,39 @@ def work(method: str, base_url: str, files: int, workers: int, parent: str | Non
             and on_disk.get(r.name) == (r.bytes, r.sha256)
         )
         out["failed"] = [r.error for r in results if r.status != "downloaded"][:5]
+    elif method == "dag_step":
+        from apify_client import ApifyClient
+
+        from dataset_ops.apify.items import download_items
+        from dataset_ops.apify.pipeline import Workspace, download_media, prepare, read_manifest
+        from dataset_ops.storage import LocalStorage
+
+        storage = LocalStorage(folder)
+        client = ApifyClient(token=TOKEN, api_url=base_url)
+        run = {
+            "run_id": RUN_ID,
+            "dataset_id": client.run(RUN_ID).get().default_dataset_id,
+            "status": "SUCCEEDED",
+        }
+        params = {
+            "download_media": True,
+            "force_download": False,
+            "extract_video_frames": False,
+            "frame_interval_seconds": 1.0,
+        }
+        plan = prepare(storage, run, params, "bench")
+        with Workspace(storage, RUN_ID) as ws:
+            download_items(client, plan["dataset_id"], ws.path, RUN_ID)
+        t = time.perf_counter()
+        summary = download_media(storage, plan, workers=workers)
+        seconds = time.perf_counter() - t
+        entries = read_manifest(storage, RUN_ID)["media"]
+        every = _digests(folder / "datasets" / "facebook" / RUN_ID / "media")
+        out["files"], ok = len(entries), summary["downloaded"]
+        out["sha256_recorded"] = sum(1 for e in entries if e["sha256"])
+        out["verified"] = sum(1 for e in entries if every.get(e["name"]) == (e["bytes"], e["sha256"]))
+        names = {ref.name for ref in refs}
+        on_disk = {name: v for name, v in every.items() if name in names}
     elif method == "pool":
         import threading
         from concurrent.futures import ThreadPoolExecutor
@@ -267,13 +306,14 @@ def main(argv: list[str] | None = None) -> None:
             f"| {method} | {min(r['ok'] for r in ok)}/{med['files']} | {med['seconds']:.2f} s | "
             f"{rates[method]:.1f} | {_rate(ok[0]):.1f} | {max(r['peak_rss_mib'] for r in ok):.0f} |"
         )
-    ours = [r for r in results["ours"] if "seconds" in r]
-    if ours:
+    for method in ("ours", "dag_step"):
+        ours = [r for r in results[method] if "seconds" in r]
+        if not ours:
+            continue
+        where = "in manifest.json" if method == "dag_step" else "recorded"
         print(
-            "\nours verified: "
-            + ", ".join(
-                f"{r['verified']}/{r['files']} (sha256 recorded {r['sha256_recorded']})" for r in ours
-            )
+            f"\n{method} verified: "
+            + ", ".join(f"{r['verified']}/{r['files']} (sha256 {where} {r['sha256_recorded']})" for r in ours)
             + (
                 " -- every file"
                 if all(r["verified"] == r["sha256_recorded"] == r["files"] for r in ours)
@@ -289,6 +329,10 @@ def main(argv: list[str] | None = None) -> None:
     if "ours" in rates and "sequential" in rates:
         ratio = rates["ours"] / rates["sequential"]
         print(f"ours vs sequential: {ratio:.1f}x (target >= 10x: {'met' if ratio >= 10 else 'NOT met'})")
+    if "dag_step" in rates and "sequential" in rates:
+        ratio = rates["dag_step"] / rates["sequential"]
+        verdict = "met" if ratio >= 10 else "NOT met"
+        print(f"dag_step (manifest) vs sequential: {ratio:.1f}x (target >= 10x: {verdict})")
     if "ours" in rates and "pool" in rates:
         print(f"ours vs plain {args.workers}-thread pool: {rates['ours'] / rates['pool']:.2f}x (no target)")
     if "pool" in rates and "sequential" in rates:
