@@ -215,3 +215,33 @@ def test_an_s3_root_gets_the_same_layout(apify, s3_bucket, monkeypatch):
     before = _media_requests(apify)
     again = dag.test(run_conf=CONF | {"force_download": False})
     assert str(again.state) == "success" and _media_requests(apify) == before
+
+
+def test_an_unreadable_video_is_reported_and_the_other_videos_get_their_frames(apify, root):
+    videos = [urlsplit(r.url).path for r in _expected_media(apify).values() if r.kind == "video"]
+    apify.media[videos[0]] = b"\x00\x00\x00\x18ftypmp42 truncated, not a video"
+    dag = load_dag("apify_dataset_download", retries=0)
+    run = dag.test(run_conf=CONF)
+    assert str(run.state) == "success", _states(run)
+    manifest = json.loads((root / PREFIX / "manifest.json").read_text())
+    assert manifest["completeness"] == "partial"
+    frames = {v["video"]: v for v in manifest["video_frames"]}
+    broken = next(m["name"] for m in manifest["media"] if urlsplit(m["url"]).path == videos[0])
+    assert frames[broken]["status"] == "failed" and broken in frames[broken]["error"]
+    assert frames[broken]["frames"] == [] and manifest["counts"]["videos_failed"] == 1
+    good = [v for name, v in frames.items() if name != broken]
+    assert len(good) == len(videos) - 1 and all(v["status"] == "extracted" and v["frames"] for v in good)
+    assert any(broken in p for p in manifest["problems"])
+
+
+def test_a_second_download_of_the_same_run_waits_for_the_first(apify, root):
+    from dataset_ops.apify.pipeline import DownloadInProgress, prepare
+
+    storage = open_storage(str(root))
+    params = {"download_media": True, "force_download": True, "extract_video_frames": True}
+    run = {"run_id": RUN_ID, "dataset_id": "WkzbQMuFYuamGv3YF", "status": "SUCCEEDED"}
+    prepare(storage, run, params | {"frame_interval_seconds": 1.0}, "manual__first")
+    with pytest.raises(DownloadInProgress, match="manual__first"):
+        prepare(storage, run, params | {"frame_interval_seconds": 1.0}, "manual__second")
+    # the same DAG run (a retry of its prepare task) goes on
+    assert prepare(storage, run, params | {"frame_interval_seconds": 1.0}, "manual__first")["skip"] is False

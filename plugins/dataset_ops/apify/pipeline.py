@@ -48,6 +48,7 @@ from dataset_ops.apify.inventory import (
     MEDIA,
     PARTIAL,
     REPORTS,
+    STALE_IN_PROGRESS,
     dataset_prefix,
 )
 from dataset_ops.storage import LocalStorage, read_json, write_json
@@ -143,12 +144,32 @@ def satisfies(manifest: dict | None, params: dict) -> bool:
     return True
 
 
+class DownloadInProgress(RuntimeError):
+    """Another DAG run is downloading the same dataset right now."""
+
+
+def _other_download(manifest: dict | None, dag_run_id: str) -> str | None:
+    """The DAG run id of a live download of this dataset by another DAG run, else None (a
+    manifest ``in_progress`` but untouched for :data:`STALE_IN_PROGRESS` is a dead download)."""
+    if not manifest or manifest.get("completeness") != IN_PROGRESS:
+        return None
+    owner = (manifest.get("download") or {}).get("dag_run_id")
+    touched = manifest.get("last_modified")
+    if owner == dag_run_id or not touched:
+        return None
+    age = datetime.now(UTC) - datetime.fromisoformat(touched)
+    return owner if age < STALE_IN_PROGRESS else None
+
+
 def prepare(storage: Storage, run: dict, params: dict, dag_run_id: str) -> dict:
     """Start (or skip) a download: ``{"run_id", "dataset_id", "skip", "reason", "force"}``.
 
     A dataset that :func:`satisfies` the params is skipped unless ``force_download``. Otherwise
     the manifest is (re)written as ``in_progress``, keeping what an earlier run recorded unless
-    ``force_download`` (then everything is fetched again)."""
+    ``force_download`` (then everything is fetched again).
+
+    :raises DownloadInProgress: another DAG run is downloading this dataset (even when forced:
+        two writers would mix their files and manifests)."""
     run_id = run["run_id"]
     prefix = dataset_prefix(run_id)
     previous = read_manifest(storage, run_id)
@@ -164,6 +185,12 @@ def prepare(storage: Storage, run: dict, params: dict, dag_run_id: str) -> dict:
             "reason": "complete",
             "force": False,
         }
+    busy = _other_download(previous, dag_run_id)
+    if busy:
+        raise DownloadInProgress(
+            f"dataset {run_id} is being downloaded by DAG run {busy} (manifest updated "
+            f"{previous.get('last_modified')}); wait for it, or after {STALE_IN_PROGRESS} take over"
+        )
     base = {} if force or previous is None else previous
     manifest = {
         **base,
