@@ -131,7 +131,7 @@ def work(method: str, base_url: str, files: int, workers: int, parent: str | Non
         from apify_client import ApifyClient
 
         from dataset_ops.apify.items import download_items
-        from dataset_ops.apify.pipeline import Workspace, download_media, prepare, read_manifest
+        from dataset_ops.apify.pipeline import dataset_workspace, download_media, prepare, read_manifest
         from dataset_ops.storage import LocalStorage
 
         storage = LocalStorage(folder)
@@ -148,7 +148,7 @@ def work(method: str, base_url: str, files: int, workers: int, parent: str | Non
             "frame_interval_seconds": 1.0,
         }
         plan = prepare(storage, run, params, "bench")
-        with Workspace(storage, RUN_ID) as ws:
+        with dataset_workspace(storage, RUN_ID) as ws:
             download_items(client, plan["dataset_id"], ws.path, RUN_ID)
         t = time.perf_counter()
         summary = download_media(storage, plan, workers=workers)

@@ -5,7 +5,7 @@ The dataset of a run lives in the storage (local folder or S3, :mod:`dataset_ops
 
     {run_id}.jsonl  {run_id}.csv  media/  video_frames/  reports/download_report.json  manifest.json
 
-Each step works in a :class:`Workspace`: with a local storage root that is the dataset folder
+Each step works in a :func:`dataset_workspace`: with a local storage root that is the dataset folder
 itself (files are written under temporary names and renamed, so a reader never sees half a
 file); with S3 it is a temporary local folder whose finished files are uploaded, so any worker
 can run any step and nothing is shared on local disk. The manifest is read at the start of each
@@ -32,7 +32,6 @@ import hashlib
 import io
 import logging
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,7 +50,8 @@ from dataset_ops.apify.inventory import (
     STALE_IN_PROGRESS,
     dataset_prefix,
 )
-from dataset_ops.storage import LocalStorage, read_json, write_json
+from dataset_ops.storage import read_json, write_json
+from dataset_ops.storage.workspace import FolderWorkspace
 
 if TYPE_CHECKING:
     from dataset_ops.storage import Storage
@@ -65,56 +65,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class Workspace:
-    """Local files of one dataset: the dataset folder itself on a local storage root, else a
-    temporary folder whose files :meth:`publish` uploads. Use as a context manager."""
-
-    def __init__(self, storage: Storage, run_id: str):
-        self.storage = storage
-        self.prefix = dataset_prefix(run_id)
-        self.in_place = isinstance(storage, LocalStorage)
-        if self.in_place:
-            self.path = Path(storage.uri(self.prefix))
-            self._tmp = None
-        else:
-            self._tmp = tempfile.mkdtemp(prefix=f"apify-{run_id}-")
-            self.path = Path(self._tmp)
-        self.path.mkdir(parents=True, exist_ok=True)
-
-    def __enter__(self) -> Workspace:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._tmp:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-
-    def key(self, rel: str) -> str:
-        return f"{self.prefix}/{rel}"
-
-    def local(self, rel: str) -> Path:
-        """The local path of ``rel``, fetched from the storage first when it is only there.
-
-        :raises FileNotFoundError: in neither place."""
-        path = self.path / rel
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with self.storage.open_read(self.key(rel)) as src, open(path, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-        return path
-
-    def publish(self, rel: str) -> None:
-        """Make ``rel`` (a finished local file) visible in the storage (upload when remote)."""
-        if not self.in_place:
-            self.storage.write_file(self.key(rel), self.path / rel)
-
-    def stored(self, folder: str) -> dict[str, int]:
-        """``{name: bytes}`` of the files in the storage under ``folder/``."""
-        cut = len(self.prefix) + len(folder) + 2
-        return {
-            o.key[cut:]: o.size
-            for o in self.storage.list_objects(self.key(folder) + "/")
-            if not o.key.endswith((".part", ".partial"))
-        }
+def dataset_workspace(storage: Storage, run_id: str) -> FolderWorkspace:
+    """The :class:`~dataset_ops.storage.workspace.FolderWorkspace` of the dataset of ``run_id``."""
+    return FolderWorkspace(storage, dataset_prefix(run_id))
 
 
 def read_manifest(storage: Storage, run_id: str) -> dict | None:
@@ -230,7 +183,7 @@ def download_items(storage: Storage, plan: dict, *, conn_id: str = "apify_defaul
     from dataset_ops.apify.items import download_items as fetch
 
     run_id = plan["run_id"]
-    with Workspace(storage, run_id) as ws:
+    with dataset_workspace(storage, run_id) as ws:
         result = fetch(client_from_connection(conn_id), plan["dataset_id"], ws.path, run_id)
         files = {}
         for kind in ("jsonl", "csv"):
@@ -316,7 +269,7 @@ def download_media(storage: Storage, plan: dict, **settings) -> dict:
 
     run_id = plan["run_id"]
     manifest = read_manifest(storage, run_id)
-    with Workspace(storage, run_id) as ws:
+    with dataset_workspace(storage, run_id) as ws:
         refs = _refs(ws.local(f"{run_id}.jsonl"))
         stored = ws.stored(MEDIA)
         known = {
@@ -390,7 +343,7 @@ def extract_video_frames(storage: Storage, plan: dict, interval_seconds: float, 
     manifest = read_manifest(storage, run_id)
     videos = [m["name"] for m in manifest.get("media", []) if m["kind"] == "video" and m["status"] in _OK]
     previous = {v["video"]: v for v in manifest.get("video_frames", [])}
-    with Workspace(storage, run_id) as ws:
+    with dataset_workspace(storage, run_id) as ws:
         stored = ws.stored(FRAMES)
         entries: dict[str, dict] = {}
         todo = []
