@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["helpers.inference_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 
 # --- Airflow home: set before anything imports airflow -------------------------------------
@@ -137,11 +139,8 @@ def s3_endpoint() -> str:
     server.stop()
 
 
-@pytest.fixture
-def s3_bucket(s3_endpoint, monkeypatch) -> str:
-    """A new bucket on the moto server; the Connection ``aws_default`` points at it."""
-    import boto3
-
+def use_moto(monkeypatch, endpoint: str) -> None:
+    """Point the Connection ``aws_default`` (and boto3's credentials) at the moto server."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv(
@@ -151,10 +150,18 @@ def s3_bucket(s3_endpoint, monkeypatch) -> str:
                 "conn_type": "aws",
                 "login": "testing",
                 "password": "testing",
-                "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+                "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
             }
         ),
     )
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, monkeypatch) -> str:
+    """A new bucket on the moto server; the Connection ``aws_default`` points at it."""
+    import boto3
+
+    use_moto(monkeypatch, s3_endpoint)
     bucket = f"test-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     return bucket

@@ -173,3 +173,15 @@ def test_abort_incomplete_writes_only_touches_old_ones(s3_bucket, tmp_path):
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     assert local.abort_incomplete_writes(3600) == ["uploads/.a.partial"]
     assert new.exists() and not old.exists()
+
+
+def test_children_and_list_objects(storage):
+    for key in ("p/a/x.bin", "p/a/y/z.bin", "p/b.json", "p2/c.bin"):
+        storage.write_stream(key, io.BytesIO(b"12345"))
+    assert storage.children("p") == {"a", "b.json"}
+    assert storage.children("p/a/") == {"x.bin", "y"}
+    assert storage.children("nothing") == set()
+    assert "p" in storage.children("") and "p2" in storage.children("")
+    objects = list(storage.list_objects("p/"))
+    assert [o.key for o in objects] == ["p/a/x.bin", "p/a/y/z.bin", "p/b.json"]
+    assert all(o.size == 5 and o.last_modified.tzinfo is not None for o in objects)

@@ -103,6 +103,9 @@ class Storage(Protocol):
         """Every object below ``prefix`` with its size and last modification, sorted by key (one
         listing, no request per object)."""
 
+    def children(self, folder: str = "") -> set[str]:
+        """Names of the files and sub-folders directly in ``folder`` (no deeper listing)."""
+
 
 def read_json(storage: Storage, key: str) -> dict | None:
     """The JSON object stored at ``key``, or None when there is none."""
@@ -315,6 +318,10 @@ class LocalStorage:
             )
         )
 
+    def children(self, folder: str = "") -> set[str]:
+        base = self._path(folder) if folder else self.root
+        return {p.name for p in base.iterdir() if not p.name.endswith(".partial")} if base.is_dir() else set()
+
     def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         for key in self.list(prefix):
             try:
@@ -430,6 +437,20 @@ class S3Storage:
         keys = self.hook.list_keys(self.bucket, prefix=self._key(prefix)) or []
         cut = len(self.prefix) + 1 if self.prefix else 0
         return iter(sorted(k[cut:] for k in keys))
+
+    def children(self, folder: str = "") -> set[str]:
+        """``ListObjectsV2`` with ``Delimiter="/"``: common prefixes are the sub-folders."""
+        prefix = (
+            self._key(folder.strip("/") + "/")
+            if folder.strip("/")
+            else (f"{self.prefix}/" if self.prefix else "")
+        )
+        paginator = self.client.get_paginator("list_objects_v2")
+        names: set[str] = set()
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            names |= {p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])}
+            names |= {o["Key"][len(prefix) :] for o in page.get("Contents", [])}
+        return names
 
     def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """``ListObjectsV2`` pages (1,000 keys each): sizes and dates come with the listing."""

@@ -1,0 +1,286 @@
+"""Inference records from Elasticsearch and reference data from MySQL, to local Parquet files.
+
+Elasticsearch (Connection ``inference_es``, through the elasticsearch provider's
+``ElasticsearchPythonHook``): every record of one deployment in a time window, read with a
+point in time and ``search_after`` (https://www.elastic.co/guide/en/elasticsearch/reference/current/paginate-search-results.html):
+no 10,000-hit limit, no scroll context, a consistent view while paging. Only the mapped
+``_source`` fields are fetched, ``page_size`` hits per request, sorted by timestamp then
+``_shard_doc`` (a total order). Each page becomes one Arrow record batch of
+:data:`RECORD_SCHEMA` appended to a Parquet file, so memory holds one page at a time.
+A field missing in a record becomes null and is counted per field.
+
+MySQL (Connection ``inference_mysql``, through the mysql provider's ``MySqlHook``, in a
+``READ ONLY`` transaction): the queries ``include/inference/sql/{model,references,labels,devices}.sql``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from dataset_ops.inference.config import EsMapping, sql
+
+log = logging.getLogger(__name__)
+
+ES_CONN_ID = "inference_es"
+MYSQL_CONN_ID = "inference_mysql"
+TOP_K = 3
+
+
+def _schema():
+    import pyarrow as pa
+
+    fields = [
+        ("transaction_id", pa.string()),
+        ("deployment_id", pa.int64()),
+        ("device_id", pa.int64()),
+        ("reference_id", pa.int64()),
+        ("result", pa.string()),
+        ("timestamp", pa.timestamp("ms", tz="UTC")),
+        ("image_key", pa.string()),
+    ]
+    for k in range(1, TOP_K + 1):
+        fields += [(f"label_{k}", pa.int64()), (f"conf_{k}", pa.float64())]
+    return pa.schema(fields)
+
+
+#: Logical field -> Parquet column, for the scalar fields of the mapping.
+COLUMNS = {
+    "transaction": "transaction_id",
+    "deployment": "deployment_id",
+    "device": "device_id",
+    "reference": "reference_id",
+    "result": "result",
+    "timestamp": "timestamp",
+    "image_key": "image_key",
+}
+_INT_COLUMNS = {"deployment_id", "device_id", "reference_id"} | {f"label_{k}" for k in range(1, TOP_K + 1)}
+
+
+class ExtractError(RuntimeError):
+    """A source is unreachable, denies access, or returned something unusable (the message
+    names the Connection, the server and the reason)."""
+
+
+class UnknownDeployment(LookupError):
+    """The deployment id is not in the reference database."""
+
+
+def es_client(conn_id: str = ES_CONN_ID):
+    """The ``elasticsearch.Elasticsearch`` client of ``ElasticsearchPythonHook`` for the
+    Connection ``conn_id``: host, port (9200), schema (``http``/``https``); login/password as
+    basic auth; the extra as client arguments (e.g. ``ca_certs``, ``api_key``)."""
+    from airflow.providers.elasticsearch.hooks.elasticsearch import ElasticsearchPythonHook
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    scheme = conn.schema if conn.schema in ("http", "https") else "http"
+    host = f"{scheme}://{conn.host or '127.0.0.1'}:{conn.port or 9200}"
+    args = dict(conn.extra_dejson)
+    if conn.login:
+        args["basic_auth"] = (conn.login, conn.password or "")
+    args.setdefault("request_timeout", 60)
+    return ElasticsearchPythonHook(hosts=[host], es_conn_args=args).get_conn
+
+
+def _get(source: dict, path: str) -> Any:
+    value: Any = source
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        if part in value:
+            value = value[part]
+        elif path in source:  # a flat key with dots in its name
+            return source[path]
+        else:
+            return None
+    return value
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _page_batch(hits: list[dict], mapping: EsMapping, schema, missing: dict[str, int]):
+    import pyarrow as pa
+
+    paths = {COLUMNS[name]: mapping.fields[name] for name in COLUMNS}
+    for k, (label, conf) in enumerate(mapping.top_labels[:TOP_K], 1):
+        paths[f"label_{k}"], paths[f"conf_{k}"] = label, conf
+    columns: dict[str, list] = {name: [] for name in schema.names}
+    for hit in hits:
+        source = hit.get("_source") or {}
+        for name in schema.names:
+            path = paths.get(name)
+            value = _get(source, path) if path else None
+            if value is None:
+                missing[name] = missing.get(name, 0) + 1
+            else:
+                try:
+                    if name in _INT_COLUMNS:
+                        value = int(value)
+                    elif name.startswith("conf_"):
+                        value = float(value)
+                    elif name == "timestamp":
+                        value = _timestamp(value)
+                    else:
+                        value = str(value)
+                except (TypeError, ValueError) as exc:
+                    raise ExtractError(
+                        f"record {hit.get('_index')}/{hit.get('_id')}: field {path!r} = {value!r}: {exc}"
+                    ) from None
+            columns[name].append(value)
+    return pa.RecordBatch.from_pydict(columns, schema=schema)
+
+
+def extract_records(
+    es,
+    mapping: EsMapping,
+    deployment_id: int,
+    since: datetime,
+    until: datetime,
+    out: Path,
+    *,
+    conn_id: str = ES_CONN_ID,
+) -> dict:
+    """Every record of ``deployment_id`` with ``since <= timestamp < until`` into the Parquet
+    file ``out`` (written as ``out.partial``, renamed when complete).
+
+    :returns: ``{"records", "pages", "missing": {column: count}, "bytes", "first", "last"}``
+        (``first``/``last``: ISO timestamps, None when there are no records).
+    :raises ExtractError: Elasticsearch unreachable, access denied, no such index, or a value
+        of the wrong type (names the record and field).
+    """
+    import elasticsearch
+    import pyarrow.parquet as pq
+
+    schema = _schema()
+    ts = mapping.fields["timestamp"]
+    query = {
+        "bool": {
+            "filter": [
+                {"term": {mapping.fields["deployment"]: deployment_id}},
+                {"range": {ts: {"gte": since.isoformat(), "lt": until.isoformat()}}},
+            ]
+        }
+    }
+    where = f"Elasticsearch (Connection {conn_id}, index {mapping.index})"
+    missing: dict[str, int] = {}
+    records = pages = 0
+    first = last = None
+    tmp = out.with_name(out.name + ".partial")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pit = None
+    try:
+        pit = es.open_point_in_time(index=mapping.index, keep_alive=mapping.keep_alive)["id"]
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            search_after = None
+            while True:
+                response = es.search(
+                    query=query,
+                    pit={"id": pit, "keep_alive": mapping.keep_alive},
+                    sort=[{ts: "asc"}, {"_shard_doc": "asc"}],
+                    size=mapping.page_size,
+                    source_includes=mapping.source_paths(),
+                    search_after=search_after,
+                    track_total_hits=False,
+                )
+                hits = response["hits"]["hits"]
+                if not hits:
+                    break
+                pit = response.get("pit_id", pit)
+                batch = _page_batch(hits, mapping, schema, missing)
+                writer.write_batch(batch)
+                records += len(hits)
+                pages += 1
+                search_after = hits[-1]["sort"]
+                stamps = batch.column("timestamp")
+                first = first or stamps[0].as_py()
+                last = stamps[len(hits) - 1].as_py() or last
+                if pages % 20 == 0:
+                    log.info("%s: %d records so far", where, records)
+        tmp.replace(out)
+    except elasticsearch.ConnectionError as exc:
+        raise ExtractError(f"{where} is unreachable: {exc}") from None
+    except (elasticsearch.AuthenticationException, elasticsearch.AuthorizationException) as exc:
+        raise ExtractError(f"{where} denied access: {exc}") from None
+    except elasticsearch.NotFoundError as exc:
+        raise ExtractError(f"{where}: not found: {exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+        if pit:
+            try:
+                es.close_point_in_time(id=pit)
+            except elasticsearch.ApiError:  # it expires anyway
+                pass
+    log.info(
+        "%s: %d records of deployment %s in %d pages; missing fields %s",
+        where,
+        records,
+        deployment_id,
+        pages,
+        missing,
+    )
+    return {
+        "records": records,
+        "pages": pages,
+        "missing": missing,
+        "bytes": out.stat().st_size,
+        "first": first.isoformat() if first else None,
+        "last": last.isoformat() if last else None,
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+def read_reference_data(deployment_id: int, conn_id: str = MYSQL_CONN_ID) -> dict[str, list[dict]]:
+    """The deployment's model, references, labels and devices: ``{"model": [row], "references":
+    [...], "labels": [...], "devices": [...]}``, rows as dicts of plain values.
+
+    :raises UnknownDeployment: the deployment is not in ``deployments``.
+    :raises ExtractError: MySQL unreachable or access denied (names the Connection).
+    """
+    from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+    hook = MySqlHook(mysql_conn_id=conn_id)
+    try:
+        conn = hook.get_conn()
+    except Exception as exc:  # MySQLdb / pymysql OperationalError: unreachable or denied
+        raise ExtractError(f"MySQL (Connection {conn_id}) is unreachable or denied access: {exc}") from None
+    out: dict[str, list[dict]] = {}
+    try:
+        cur = conn.cursor()
+        cur.execute("START TRANSACTION READ ONLY")
+        for name in ("model", "references", "labels", "devices"):
+            cur.execute(sql(name), {"deployment_id": int(deployment_id)})
+            names = [d[0] for d in cur.description]
+            out[name] = [{k: _plain(v) for k, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+        cur.execute("ROLLBACK")
+        cur.close()
+    except Exception as exc:
+        if type(exc).__name__ in ("OperationalError", "ProgrammingError"):
+            raise ExtractError(f"MySQL (Connection {conn_id}): {exc}") from None
+        raise
+    finally:
+        conn.close()
+    if not out["model"]:
+        raise UnknownDeployment(
+            f"deployment {deployment_id} is not in the deployments table (Connection {conn_id})"
+        )
+    return out
