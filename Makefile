@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := pkg-config libmariadb-dev
 BENCH_APT_PACKAGES := pgloader postgresql-client
 
-.PHONY: help install services lint test demo airflow bench bench-validation bench-upload bench-ingest bench-media lock clean
+.PHONY: help install services lint test demo airflow bench bench-validation bench-upload bench-ingest bench-media bench-inference lock clean
 
 help:
 	@echo "make demo    run the IMDb download + COPY load on the bundled sample (embedded services)"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench   COPY load benchmark (needs pgloader; installed from Debian packages)"
 	@echo "make bench-validation / bench-upload   staged-upload benchmarks"
 	@echo "make bench-ingest   microservice ingest vs dlt (dlt in its own venv)"
+	@echo "make bench-media / bench-inference   Apify media downloads / inference report workbook"
 
 # --- installation ---------------------------------------------------------------------------
 define apt_ensure
@@ -82,6 +83,9 @@ bench-upload: install
 
 bench-media: install
 	$(PY) benchmarks/bench_media.py $(BENCH_ARGS)
+
+bench-inference: install services
+	$(PY) benchmarks/bench_inference.py $(BENCH_ARGS)
 
 DLT := .data/bench/dlt
 bench-ingest: install $(DLT)/bin/python

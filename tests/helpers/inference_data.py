@@ -27,7 +27,7 @@ import random
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -360,6 +360,70 @@ class World:
         return buf.tobytes()
 
     # MySQL
+    def records_table(self, records: Iterable[Record] | None = None):
+        """``records`` (default: the window records) as the Arrow table the extraction writes
+        (:func:`dataset_ops.inference.extract.record_schema`)."""
+        import pyarrow as pa
+
+        from dataset_ops.inference.extract import record_schema
+
+        schema = record_schema()
+        records = self.window_records if records is None else records
+        cols: dict[str, list] = {name: [] for name in schema.names}
+        names = ("transaction_id", "deployment_id", "device_id", "reference_id", "result", "timestamp")
+        for r in records:
+            for name in names:
+                cols[name].append(getattr(r, name))
+            cols["image_key"].append(r.image_key)
+            for k in (1, 2, 3):
+                label, conf = r.preds[k - 1] if len(r.preds) >= k else (None, None)
+                cols[f"label_{k}"].append(label)
+                cols[f"conf_{k}"].append(conf)
+        return pa.Table.from_pydict(cols, schema=schema)
+
+    def reference_data(self) -> dict[str, list[dict]]:
+        """What extract.read_reference_data returns for deployment 7 (plain JSON values)."""
+        dep, model = self.deployment(), self.model_for()
+        return {
+            "model": [
+                {
+                    "deployment_id": dep.id,
+                    "deployment_name": dep.name,
+                    "model_id": model.id,
+                    "model_name": model.name,
+                    "model_version": model.version,
+                    "framework": model.framework,
+                    "trained_at": model.trained_at.isoformat(),
+                    "num_classes": model.num_classes,
+                    "accuracy": float(model.accuracy),
+                }
+            ],
+            "references": [
+                {
+                    "reference_id": r.id,
+                    "reference_code": r.code,
+                    "reference_name": r.name,
+                    "category": r.category,
+                    "active": int(r.active),
+                }
+                for r in self.references
+            ],
+            "labels": [
+                {"label_id": lab.id, "label_name": lab.name, "reference_id": lab.reference_id}
+                for lab in self.labels_for()
+            ],
+            "devices": [
+                {
+                    "device_id": d.id,
+                    "device_code": d.code,
+                    "shop": d.shop,
+                    "location": d.location,
+                    "active": int(d.active),
+                }
+                for d in self.devices_for()
+            ],
+        }
+
     def mysql_statements(self) -> list[str]:
         """``schema.sql``'s CREATE TABLEs, then one multi-row INSERT per table with literal values
         (no driver placeholders: run them with ``cursor.execute(sql)`` or ``MySqlHook.run``)."""

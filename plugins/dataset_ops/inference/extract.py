@@ -30,7 +30,8 @@ MYSQL_CONN_ID = "inference_mysql"
 TOP_K = 3
 
 
-def _schema():
+def record_schema():
+    """The Arrow schema of the records Parquet file (one row per inference record)."""
     import pyarrow as pa
 
     fields = [
@@ -162,7 +163,7 @@ def extract_records(
     import elasticsearch
     import pyarrow.parquet as pq
 
-    schema = _schema()
+    schema = record_schema()
     ts = mapping.fields["timestamp"]
     query = {
         "bool": {

@@ -1,0 +1,109 @@
+"""The common path after ``inference_report`` with ``dag.test()``: ``inference_review`` (Params
+selection) downloads the review images from moto's S3, logs them in the workbook and triggers
+``inference_dataset``, which builds the class folders, the summary and folder-structure CSVs,
+and registers the ZIP with one row in the registry CSV on S3. Expected counts come from the
+generated world, not from the code under test."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from collections import Counter
+
+import openpyxl
+import pytest
+from helpers.dags import load_dag
+from helpers.inference_data import NOW
+
+from dataset_ops.storage import open_storage
+
+pytestmark = pytest.mark.integration
+
+
+def _states(run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch, inference_env):
+    root = tmp_path / "storage"
+    monkeypatch.setenv("AIRFLOW_VAR_DATASET_OPS_STORAGE_ROOT", str(root))
+    registry = f"s3://{inference_env.bucket}/registry-{tmp_path.name[-8:]}/"
+    monkeypatch.setenv("AIRFLOW_VAR_INFERENCE_REGISTRY_ROOT", registry)
+    world = inference_env.world
+    run = load_dag("inference_report", retries=0).test(
+        logical_date=NOW, run_conf={"deployment_id": world.deployment_id}
+    )
+    assert str(run.state) == "success", _states(run)
+    return root, registry, world, f"dataset_{world.deployment_id}_{NOW:%d%m%y}_v1"
+
+
+def test_review_then_dataset_then_register(setup):
+    from airflow.models import DagRun
+
+    root, registry, world, name = setup
+    folder = root / "processes" / name
+    refs, devices = list(world.review_references), list(world.review_devices)
+    conf = {
+        "process_name": name,
+        "selection": "params",
+        "references": refs,
+        "devices": devices,
+        "images_per_item": 3,
+    }
+    review = load_dag("inference_review", retries=0).test(run_conf=conf)
+    states = _states(review)
+    assert str(review.state) == "success" and states["trigger_dataset"] == "success", states
+    triggered = DagRun.find(dag_id="inference_dataset")
+    assert any(r.conf == {"process_name": name, "references": refs} for r in triggered)
+
+    # review images: 3 correct + 3 incorrect per reference and device where there are that many
+    images = [p for p in (folder / "images").rglob("*.jpg")]
+    assert images and all(p.read_bytes() == world.image_bytes(_key(world, p.stem)) for p in images)
+    book = openpyxl.load_workbook(next((folder / "reports").glob("*.xlsx")), read_only=True)
+    assert {"revisar_imagenes_bajadas", "devices_imagenes_bajadas"} <= set(book.sheetnames)
+    book.close()
+
+    dataset = load_dag("inference_dataset", retries=0).test(
+        run_conf={"process_name": name, "references": refs}
+    )
+    assert str(dataset.state) == "success", _states(dataset)
+    # classes: the label of each record's true reference, images present in the store
+    label_of = {label.reference_id: label for label in world.labels_for() if label.reference_id is not None}
+    missing = set(world.missing_images)
+    expected = Counter(
+        f"{label_of[r.reference_id].id}"
+        for r in world.window_records
+        if r.reference_id in refs and r.reference_id in label_of and r.image_key not in missing
+    )
+    got = Counter(p.parent.name.split("_", 1)[0] for p in (folder / "dataset").rglob("*.jpg"))
+    assert got == expected and sum(got.values()) > 0
+    with open(folder / "reports" / "summary_dataset.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == sum(expected.values())
+    assert (folder / "reports" / "folder_structure.csv").is_file()
+
+    # registration: the ZIP holds the dataset, the registry one row
+    from dataset_ops.inference.register import read_registry
+
+    rows = read_registry(registry)
+    assert [r["name"] for r in rows] == [name] and rows[0]["images"] == sum(expected.values())
+    storage = open_storage(registry)
+    with storage.open_read(f"datasets/{name}.zip") as fh:
+        members = zipfile.ZipFile(io.BytesIO(fh.read())).namelist()
+    assert sum(m.endswith(".jpg") for m in members) == sum(expected.values())
+    metadata = json.loads((folder / "process_metadata.json").read_text())
+    assert metadata["status"] == "registered"
+
+    # a second dataset of the same process leaves out what is registered now
+    again = load_dag("inference_dataset", retries=0).test(
+        run_conf={"process_name": name, "references": refs, "register": False}
+    )
+    assert str(again.state) == "success"
+    created = again.get_task_instance("create_dataset").xcom_pull(task_ids="create_dataset")
+    assert created["images"] == 0 and created["skipped"].get("excluded") == sum(expected.values())
+
+
+def _key(world, transaction_id: str) -> str:
+    return world.record_by_transaction[transaction_id].image_key
