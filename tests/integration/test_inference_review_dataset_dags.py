@@ -105,5 +105,33 @@ def test_review_then_dataset_then_register(setup):
     assert created["images"] == 0 and created["skipped"].get("excluded") == sum(expected.values())
 
 
+def test_merge_two_processes_datasets(setup):
+    root, registry, world, first = setup
+    refs = list(world.review_references)
+    second = first[:-1] + "2"
+    report = load_dag("inference_report", retries=0).test(
+        logical_date=NOW, run_conf={"deployment_id": world.deployment_id, "days_back": 10}
+    )
+    assert str(report.state) == "success"
+    dataset = load_dag("inference_dataset", retries=0)
+    for name, chosen in ((first, refs), (second, refs[:1])):
+        conf = {"process_name": name, "references": chosen, "register": False, "exclude_registered": False}
+        assert str(dataset.test(run_conf=conf).state) == "success"
+    count = {n: len(list((root / "processes" / n / "dataset").rglob("*.jpg"))) for n in (first, second)}
+    assert 0 < count[second] < count[first]  # the second: 10 days of one reference, all in the first
+
+    merge = load_dag("inference_merge", retries=0).test(
+        run_conf={"process_names": [first, second], "target_process_name": "merged_1", "register": True}
+    )
+    assert str(merge.state) == "success", _states(merge)
+    merged = root / "processes" / "merged_1" / "dataset"
+    assert len(list(merged.rglob("*.jpg"))) == count[first]
+    report = json.loads((merged / "_merge_report.json").read_text())
+    assert report["duplicates"] == count[second] and report["conflicts"] == []
+    from dataset_ops.inference.register import read_registry
+
+    assert [r["name"] for r in read_registry(registry)] == ["merged_1"]
+
+
 def _key(world, transaction_id: str) -> str:
     return world.record_by_transaction[transaction_id].image_key

@@ -125,3 +125,32 @@ def register_step(created: dict, dataset_name: str) -> dict:
     )
     record_step(storage, created["process_name"], "register_dataset", result, status="registered")
     return result
+
+
+def merge_step(process_names: list[str], target: str) -> dict:
+    """The datasets of ``process_names`` merged into ``processes/{target}/dataset/`` (see
+    :func:`.dataset.merge_datasets`), with the target's ``process_metadata.json`` naming them.
+
+    :raises ValueError: fewer than two processes, the target among them, or an incomplete source.
+    """
+    from dataset_ops.inference.dataset import merge_datasets
+    from dataset_ops.inference.process import check_process_name, write_metadata
+
+    names = [check_process_name(n) for n in process_names]
+    if len(set(names)) < 2 or check_process_name(target) in names:
+        raise ValueError(f"merge needs two or more other processes than the target {target}: {names}")
+    storage = _storage()
+    result = merge_datasets(
+        storage, [f"{process_prefix(n)}/dataset" for n in names], f"{process_prefix(target)}/dataset"
+    )
+    metadata = read_metadata(storage, target) or {"process_name": target, "steps": {}}
+    metadata.update(merged_from=names, status="merged")
+    write_metadata(storage, target, metadata)
+    small = {
+        k: result[k]
+        for k in ("prefix", "files", "bytes", "duplicates", "conflict_count", "missing_in_source")
+    }
+    small["classes"] = len(result["classes"])
+    small["process_name"] = target
+    record_step(storage, target, "merge_datasets", small)
+    return small
