@@ -14,7 +14,6 @@ answer fails with what it needs, it never skips.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -25,6 +24,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers.moto import use_moto
 
 pytest_plugins = ["helpers.inference_fixtures"]
 
@@ -137,23 +137,6 @@ def s3_endpoint() -> str:
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
-
-
-def use_moto(monkeypatch, endpoint: str) -> None:
-    """Point the Connection ``aws_default`` (and boto3's credentials) at the moto server."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
-                "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-            }
-        ),
-    )
 
 
 @pytest.fixture

@@ -174,7 +174,7 @@ def inference_images_bucket(s3_endpoint, inference_world) -> str:
 def inference_images(inference_images_bucket, s3_endpoint, monkeypatch) -> str:
     """``s3://<bucket>/images/`` with the review candidates' images; points the Connection
     ``aws_default`` at the moto server exactly as ``s3_bucket`` does (both can be used together)."""
-    from conftest import use_moto
+    from helpers.moto import use_moto
 
     use_moto(monkeypatch, s3_endpoint)
     return f"s3://{inference_images_bucket}/{IMAGES_PREFIX}"

@@ -149,9 +149,12 @@ def test_a_window_without_records_writes_no_workbook(root, inference_env, capfd)
 
 
 def test_an_unreachable_elasticsearch_is_named(root, inference_env, monkeypatch, capfd):
-    from conftest import free_port
+    import socket
 
-    conn = {"conn_type": "elasticsearch", "host": "127.0.0.1", "port": free_port(), "schema": "http"}
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conn = {"conn_type": "elasticsearch", "host": "127.0.0.1", "port": port, "schema": "http"}
     monkeypatch.setenv("AIRFLOW_CONN_INFERENCE_ES", json.dumps(conn))
     dag = load_dag("inference_report", retries=0)
     run = dag.test(logical_date=NOW, run_conf={"deployment_id": inference_env.world.deployment_id})

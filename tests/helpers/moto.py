@@ -1,0 +1,22 @@
+"""Pointing Airflow's ``aws_default`` Connection at the local moto S3 server."""
+
+from __future__ import annotations
+
+import json
+
+
+def use_moto(monkeypatch, endpoint: str) -> None:
+    """Point the Connection ``aws_default`` (and boto3's credentials) at the moto server."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+            }
+        ),
+    )
