@@ -110,7 +110,8 @@ def _timestamp(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _page_batch(hits: list[dict], mapping: EsMapping, schema, missing: dict[str, int]):
+def _page_batch_rows(hits: list[dict], mapping: EsMapping, schema, missing: dict[str, int]):
+    """Value by value, converting and naming the record and field of a bad value."""
     import pyarrow as pa
 
     paths = {COLUMNS[name]: mapping.fields[name] for name in COLUMNS}
@@ -140,6 +141,39 @@ def _page_batch(hits: list[dict], mapping: EsMapping, schema, missing: dict[str,
                     ) from None
             columns[name].append(value)
     return pa.RecordBatch.from_pydict(columns, schema=schema)
+
+
+def _page_batch(hits: list[dict], mapping: EsMapping, schema, missing: dict[str, int]):
+    """One page as a record batch, column by column (Arrow converts each column at once); a
+    page with a value Arrow does not take as is goes through :func:`_page_batch_rows`."""
+    import pyarrow as pa
+
+    paths = {COLUMNS[name]: mapping.fields[name] for name in COLUMNS}
+    for k, (label, conf) in enumerate(mapping.top_labels[:TOP_K], 1):
+        paths[f"label_{k}"], paths[f"conf_{k}"] = label, conf
+    sources = [hit.get("_source") or {} for hit in hits]
+    arrays = []
+    try:
+        for field in schema:
+            path = paths.get(field.name)
+            if path is None:
+                values = [None] * len(sources)
+            elif "." in path:
+                values = [_get(source, path) for source in sources]
+            else:
+                values = [source.get(path) for source in sources]
+            if field.name == "timestamp":
+                if any(type(v) is not str for v in values if v is not None):
+                    raise TypeError("timestamp not an ISO string")
+                arrays.append(pa.array(values, pa.string()).cast(field.type))
+            else:
+                arrays.append(pa.array(values, field.type))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        return _page_batch_rows(hits, mapping, schema, missing)
+    for field, array in zip(schema, arrays, strict=True):
+        if array.null_count:
+            missing[field.name] = missing.get(field.name, 0) + array.null_count
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def extract_records(
@@ -194,6 +228,12 @@ def extract_records(
                     search_after=search_after,
                     track_total_hits=False,
                 )
+                shards = response.get("_shards") or {}
+                if response.get("timed_out") or shards.get("failed"):
+                    raise ExtractError(
+                        f"{where}: page {pages + 1} incomplete (timed_out={response.get('timed_out')}, "
+                        f"failed shards {shards.get('failed')}: {shards.get('failures')})"
+                    )
                 hits = response["hits"]["hits"]
                 if not hits:
                     break
