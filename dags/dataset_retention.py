@@ -10,8 +10,9 @@ only reports unless `dry_run` is unticked.
 * **Staged uploads** under the Variable `staging_root`: quarantined files (with their report and
   status) older than `failed_older_than_hours`, and incomplete multipart uploads in `uploads/`
   older than `multipart_older_than_hours`.
-* **Inference working folders** under `work/inference/` of the storage root whose newest file is
-  older than `work_older_than_days` days.
+* **Working folders** under `work/inference/` of the storage root whose newest file is older
+  than `work_older_than_days` days (a place for working copies; the inference DAGs themselves
+  keep their scratch files in temporary folders that each task removes).
 
 The `report` task returns (and logs) one report: for the datasets the old cleanup endpoint's
 fields (`runs_checked`, `runs_to_delete`, `runs_deleted`, `runs_kept`, `freed_space_bytes`,
@@ -30,7 +31,7 @@ from dataset_ops.dag_defaults import DEFAULT_ARGS, START_DATE
 def _dry_run(params) -> bool:
     from dataset_ops.retention import effective_dry_run
 
-    return effective_dry_run(params["dry_run"], str(get_current_context()["dag_run"].run_type))
+    return effective_dry_run(params["dry_run"], get_current_context()["dag_run"].run_type)
 
 
 @dag(

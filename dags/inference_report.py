@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from dataset_ops.dag_defaults import DEFAULT_ARGS, START_DATE
+from dataset_ops.dag_defaults import DEFAULT_ARGS, START_DATE, fail_without_retry
 
 
 def _storage():
@@ -83,17 +83,22 @@ def inference_report():
     @task
     def start(params=None) -> dict:
         """Check the deployment in MySQL, create the process folder, save the reference data."""
+        from dataset_ops.inference.extract import UnknownDeployment
         from dataset_ops.inference.pipeline import start_report
+        from dataset_ops.inference.process import ProcessExists
 
         ctx = get_current_context()
-        return start_report(_storage(), params, ctx["run_id"], ctx["dag_run"])
+        with fail_without_retry(UnknownDeployment, ProcessExists, ValueError):
+            return start_report(_storage(), params, ctx["run_id"], ctx["dag_run"])
 
     @task
     def extract_records(process: dict) -> dict:
         """All records of the deployment in the window -> data/records.parquet."""
+        from dataset_ops.inference.pipeline import NoRecords
         from dataset_ops.inference.pipeline import extract_records as extract
 
-        return extract(_storage(), process)
+        with fail_without_retry(NoRecords):
+            return extract(_storage(), process)
 
     @task
     def build_report(process: dict, extracted: dict, params=None) -> dict:

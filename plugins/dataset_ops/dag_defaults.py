@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pendulum
@@ -17,3 +18,15 @@ DEFAULT_ARGS: dict = {
 
 #: First logical date of the suite's schedules.
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+
+
+@contextmanager
+def fail_without_retry(*errors: type[BaseException]):
+    """Inside a task: re-raise ``errors`` as ``AirflowFailException``, so the task fails at once
+    instead of being retried (bad input that no retry can fix), with the same message."""
+    try:
+        yield
+    except errors as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc

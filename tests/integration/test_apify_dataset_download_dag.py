@@ -245,3 +245,16 @@ def test_a_second_download_of_the_same_run_waits_for_the_first(apify, root):
         prepare(storage, run, params | {"frame_interval_seconds": 1.0}, "manual__second")
     # the same DAG run (a retry of its prepare task) goes on
     assert prepare(storage, run, params | {"frame_interval_seconds": 1.0}, "manual__first")["skip"] is False
+
+
+def test_a_new_frame_interval_replaces_the_old_frames(apify, root):
+    dag = load_dag("apify_dataset_download", retries=0)
+    assert str(dag.test(run_conf=CONF).state) == "success"
+    run = dag.test(run_conf=CONF | {"frame_interval_seconds": 2.0})
+    assert str(run.state) == "success"
+    manifest = json.loads((root / PREFIX / "manifest.json").read_text())
+    listed = {f["name"] for v in manifest["video_frames"] for f in v["frames"]}
+    assert {p.name for p in (root / PREFIX / "video_frames").iterdir()} == listed
+    assert all(v["interval_seconds"] == 2.0 for v in manifest["video_frames"])
+    detail = get_dataset(open_storage(str(root)), RUN_ID).details()
+    assert detail["video_frames"]["count"] == manifest["counts"]["video_frames"] == len(listed)

@@ -130,5 +130,9 @@ def test_old_inference_work_folders_go(tmp_path):
 
 
 def test_scheduled_runs_delete_and_manual_runs_follow_the_param():
+    from airflow.sdk.api.datamodels._generated import DagRunType
+
+    assert effective_dry_run(True, DagRunType.SCHEDULED) is False  # what a task's context holds
+    assert effective_dry_run(True, DagRunType.MANUAL) is True
     assert effective_dry_run(True, "scheduled") is False
     assert effective_dry_run(True, "manual") is True and effective_dry_run(False, "manual") is False

@@ -307,8 +307,13 @@ def cleanup_datasets(
     ]
     freed = 0
     if not dry_run:
-        for d in doomed:
-            freed += delete_dataset(storage, d.run_id)["freed_space_bytes"]
+        for d in list(doomed):
+            try:
+                freed += delete_dataset(storage, d.run_id)["freed_space_bytes"]
+            except DatasetBusy:  # a download started since the listing: keep it
+                doomed.remove(d)
+                busy.append(d.run_id)
+                deleted_runs = [r for r in deleted_runs if r["run_id"] != d.run_id]
     report = {
         "runs_checked": len(datasets),
         "runs_to_delete": len(doomed),

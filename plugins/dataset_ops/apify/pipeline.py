@@ -295,15 +295,17 @@ def download_media(storage: Storage, plan: dict, **settings) -> dict:
         # force_download on a local root: fetch beside the old files, then replace them one by one
         refetch = bool(plan.get("force")) and ws.in_place
         folder = ws.path / (".refetch" if refetch else MEDIA)
-        for result in MediaDownloader(folder, **settings).run(todo):
-            results[result.url] = result
-            if refetch and result.status in _OK:
-                (ws.path / MEDIA).mkdir(exist_ok=True)
-                (folder / result.name).replace(ws.path / MEDIA / result.name)
-            if result.status == "downloaded":
-                ws.publish(f"{MEDIA}/{result.name}")
-        if refetch:
-            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            for result in MediaDownloader(folder, **settings).run(todo):
+                results[result.url] = result
+                if refetch and result.status in _OK:
+                    (ws.path / MEDIA).mkdir(exist_ok=True)
+                    (folder / result.name).replace(ws.path / MEDIA / result.name)
+                if result.status == "downloaded":
+                    ws.publish(f"{MEDIA}/{result.name}")
+        finally:
+            if refetch:
+                shutil.rmtree(folder, ignore_errors=True)
     entries = [results[ref.url].to_dict() | {"source": ref.source} for ref in refs]
     manifest = read_manifest(storage, run_id)
     manifest["media"] = entries
@@ -358,6 +360,9 @@ def extract_video_frames(storage: Storage, plan: dict, interval_seconds: float, 
                 entries[name] = old
             else:
                 todo.append(name)
+        for name in todo:  # frames of an earlier interval would linger beside the new ones
+            for frame in (previous.get(name) or {}).get("frames", []):
+                storage.delete(ws.key(f"{FRAMES}/{frame['name']}"))
         paths = [ws.local(f"{MEDIA}/{name}") for name in todo]
         for result in extract_all(paths, ws.path / FRAMES, interval_seconds, workers=workers):
             entry = result.to_dict() | {"interval_seconds": float(interval_seconds)}

@@ -67,7 +67,9 @@ def check_succeeded(summary: dict) -> dict:
 
 class ApifyRunTrigger(BaseTrigger):
     """Polls the run every ``poll_interval`` seconds until it reaches a terminal status or
-    ``timeout`` seconds pass; fires one event ``{"summary": ...}`` or ``{"error": ...}``."""
+    ``timeout`` seconds pass; fires one event ``{"summary": ...}`` or ``{"error": ...}``. A failed
+    check (Apify 5xx, network) is logged and tried again at the next poll; an unknown run ends
+    the wait at once."""
 
     def __init__(self, run_id: str, conn_id: str, poll_interval: float, timeout: float):
         super().__init__()
@@ -87,25 +89,33 @@ class ApifyRunTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         deadline = time.monotonic() + self.timeout
-        try:
-            while True:
+        status = "unknown"
+        while True:
+            try:
                 summary = await asyncio.to_thread(run_summary, self.run_id, self.conn_id)
-                if summary["status"] in TERMINAL:
+            except RunNotFound as exc:
+                yield TriggerEvent({"error": str(exc)})
+                return
+            except Exception as exc:  # a 5xx or a network error: keep polling until the deadline
+                self.log.warning(
+                    "Apify actor run %s: check failed (%s: %s); trying again",
+                    self.run_id,
+                    type(exc).__name__,
+                    exc,
+                )
+            else:
+                status = summary["status"]
+                if status in TERMINAL:
                     yield TriggerEvent({"summary": summary})
                     return
-                if time.monotonic() >= deadline:
-                    waited = f"still {summary['status']} after {self.timeout:.0f} s"
-                    yield TriggerEvent({"error": f"Apify actor run {self.run_id} {waited}"})
-                    return
                 self.log.info(
-                    "Apify actor run %s is %s; next check in %s s",
-                    self.run_id,
-                    summary["status"],
-                    self.poll_interval,
+                    "Apify actor run %s is %s; next check in %s s", self.run_id, status, self.poll_interval
                 )
-                await asyncio.sleep(self.poll_interval)
-        except Exception as exc:  # reported as the task's failure, with the reason
-            yield TriggerEvent({"error": f"{type(exc).__name__}: {exc}"})
+            if time.monotonic() >= deadline:
+                waited = f"still {status} after {self.timeout:.0f} s"
+                yield TriggerEvent({"error": f"Apify actor run {self.run_id} {waited}"})
+                return
+            await asyncio.sleep(self.poll_interval)
 
 
 class ApifyRunSensor(BaseSensorOperator):
@@ -119,6 +129,7 @@ class ApifyRunSensor(BaseSensorOperator):
     template_fields = ("run_id",)
 
     def __init__(self, *, run_id: str, conn_id: str = "apify_default", deferrable: bool = True, **kwargs):
+        kwargs.setdefault("mode", "reschedule")  # when not deferrable: free the worker slot between pokes
         kwargs.setdefault("poke_interval", 30)
         kwargs.setdefault("timeout", timedelta(hours=6).total_seconds())
         super().__init__(**kwargs)

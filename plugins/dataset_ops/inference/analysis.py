@@ -223,6 +223,7 @@ def analyse(
         "unknown_reference_records": unknown_refs,
         "consistency_issues": len(consistency),
     }
+    figures = {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in figures.items()}
     kpis: list[tuple[str, object, str]] = [
         (
             "Deployment",

@@ -105,6 +105,7 @@ def extract_records(storage: Storage, process: dict) -> dict:
     with FolderWorkspace(storage, process["prefix"]) as ws:
         summary = extract(es_client(), mapping, process["deployment_id"], since, until, ws.path / RECORDS)
         if summary["records"] == 0:
+            (ws.path / RECORDS).unlink(missing_ok=True)
             record_step(
                 storage, process["process_name"], "extract_records", summary, status="failed: no records"
             )
