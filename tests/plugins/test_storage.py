@@ -185,3 +185,15 @@ def test_children_and_list_objects(storage):
     objects = list(storage.list_objects("p/"))
     assert [o.key for o in objects] == ["p/a/x.bin", "p/a/y/z.bin", "p/b.json"]
     assert all(o.size == 5 and o.last_modified.tzinfo is not None for o in objects)
+
+
+def test_create_writes_only_once_even_when_raced(storage):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda i: storage.create("claims/x.json", f"{i}".encode()), range(8)))
+    assert won.count(True) == 1
+    with storage.open_read("claims/x.json") as fh:
+        assert fh.read() == str(won.index(True)).encode()
+    assert storage.create("claims/x.json", b"again") is False
+    assert list(storage.list("claims")) == ["claims/x.json"]  # no temporary file left

@@ -67,6 +67,23 @@ def _existing(storage: Storage, base: str) -> dict[int, str]:
     return found
 
 
+def _first(deployment_id: int, dag_run_id: str, name: str) -> bytes:
+    """The first metadata of a process (written by the claim)."""
+    import json
+
+    return json.dumps(
+        {
+            "process_name": name,
+            "deployment_id": int(deployment_id),
+            "dag_run_id": dag_run_id,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "steps": {},
+        },
+        indent=2,
+        sort_keys=True,
+    ).encode()
+
+
 def start_process(
     storage: Storage, deployment_id: int, day: date, dag_run_id: str, params: dict, name: str | None = None
 ) -> dict:
@@ -79,11 +96,10 @@ def start_process(
     """
     if name:
         check_process_name(name)
-        previous = read_metadata(storage, name)
-        if previous and previous.get("dag_run_id") != dag_run_id:
-            raise ProcessExists(
-                f"process {name} exists (DAG run {previous.get('dag_run_id')}); choose another process_name"
-            )
+        if not storage.create(f"{process_prefix(name)}/{METADATA}", _first(deployment_id, dag_run_id, name)):
+            owner = (read_metadata(storage, name) or {}).get("dag_run_id")
+            if owner != dag_run_id:
+                raise ProcessExists(f"process {name} exists (DAG run {owner}); choose another process_name")
     else:
         base = f"dataset_{int(deployment_id)}_{day:%d%m%y}_v"
         existing = _existing(storage, base)
@@ -93,14 +109,14 @@ def start_process(
             if (read_metadata(storage, candidate) or {}).get("dag_run_id") == dag_run_id
         ]
         number = mine[0] if mine else max(existing, default=0) + 1
+        # claim the number with a create-only write; a concurrent run that got it sends us on
+        while not mine and not storage.create(
+            f"{process_prefix(f'{base}{number}')}/{METADATA}",
+            _first(deployment_id, dag_run_id, f"{base}{number}"),
+        ):
+            number += 1
         name = f"{base}{number}"
-    metadata = read_metadata(storage, name) or {
-        "process_name": name,
-        "deployment_id": int(deployment_id),
-        "dag_run_id": dag_run_id,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "steps": {},
-    }
+    metadata = read_metadata(storage, name)
     metadata.update(
         status="running", params=params, prefix=process_prefix(name), uri=storage.uri(process_prefix(name))
     )

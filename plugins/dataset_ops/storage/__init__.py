@@ -106,6 +106,10 @@ class Storage(Protocol):
     def children(self, folder: str = "") -> set[str]:
         """Names of the files and sub-folders directly in ``folder`` (no deeper listing)."""
 
+    def create(self, key: str, data: bytes) -> bool:
+        """Write ``data`` at ``key`` only if nothing is there, atomically (of two concurrent
+        callers exactly one wins); returns whether this call created it."""
+
 
 def read_json(storage: Storage, key: str) -> dict | None:
     """The JSON object stored at ``key``, or None when there is none."""
@@ -318,6 +322,21 @@ class LocalStorage:
             )
         )
 
+    def create(self, key: str, data: bytes) -> bool:
+        """A temporary file hard-linked to the key: ``link`` fails when the key exists."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
     def children(self, folder: str = "") -> set[str]:
         base = self._path(folder) if folder else self.root
         return {p.name for p in base.iterdir() if not p.name.endswith(".partial")} if base.is_dir() else set()
@@ -437,6 +456,21 @@ class S3Storage:
         keys = self.hook.list_keys(self.bucket, prefix=self._key(prefix)) or []
         cut = len(self.prefix) + 1 if self.prefix else 0
         return iter(sorted(k[cut:] for k in keys))
+
+    def create(self, key: str, data: bytes) -> bool:
+        """``PutObject`` with ``If-None-Match: *`` (S3 conditional writes): 412 when it exists."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            ):
+                return False
+            raise
 
     def children(self, folder: str = "") -> set[str]:
         """``ListObjectsV2`` with ``Delimiter="/"``: common prefixes are the sub-folders."""
