@@ -76,6 +76,7 @@ def test_a_run_lays_out_the_dataset_and_a_second_run_fetches_nothing(apify, root
     folder = root / PREFIX
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["completeness"] == "complete", manifest["problems"]
+    assert not (folder / ".download.lock").exists()  # the claim ends with the download
 
     # items: every served item, in order, in both files
     lines = (folder / f"{RUN_ID}.jsonl").read_bytes().splitlines()
@@ -245,6 +246,27 @@ def test_a_second_download_of_the_same_run_waits_for_the_first(apify, root):
         prepare(storage, run, params | {"frame_interval_seconds": 1.0}, "manual__second")
     # the same DAG run (a retry of its prepare task) goes on
     assert prepare(storage, run, params | {"frame_interval_seconds": 1.0}, "manual__first")["skip"] is False
+
+
+def test_racing_downloads_of_one_dataset_let_exactly_one_through(apify, root):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dataset_ops.apify.pipeline import DownloadInProgress, prepare
+
+    storage = open_storage(str(root))
+    params = {"download_media": True, "force_download": False, "extract_video_frames": True}
+    run = {"run_id": RUN_ID, "dataset_id": "WkzbQMuFYuamGv3YF", "status": "SUCCEEDED"}
+
+    def start(i: int) -> str:
+        try:
+            prepare(storage, run, params | {"frame_interval_seconds": 1.0}, f"manual__{i}")
+            return "started"
+        except DownloadInProgress:
+            return "refused"
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(start, range(6)))
+    assert outcomes.count("started") == 1 and outcomes.count("refused") == 5
 
 
 def test_a_new_frame_interval_replaces_the_old_frames(apify, root):

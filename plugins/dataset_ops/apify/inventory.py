@@ -43,7 +43,7 @@ COMPLETE, PARTIAL, IN_PROGRESS = "complete", "partial", "in_progress"
 STALE_IN_PROGRESS = timedelta(hours=24)
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 _VIDEO_EXTS = (".mp4", ".mov", ".webm")
-_TEMP_SUFFIXES = (".part", ".partial")
+_TEMP_SUFFIXES = (".part", ".partial", ".download.lock")
 
 
 class DatasetNotFound(LookupError):

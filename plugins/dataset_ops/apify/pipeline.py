@@ -101,17 +101,38 @@ class DownloadInProgress(RuntimeError):
     """Another DAG run is downloading the same dataset right now."""
 
 
-def _other_download(manifest: dict | None, dag_run_id: str) -> str | None:
-    """The DAG run id of a live download of this dataset by another DAG run, else None (a
-    manifest ``in_progress`` but untouched for :data:`STALE_IN_PROGRESS` is a dead download)."""
-    if not manifest or manifest.get("completeness") != IN_PROGRESS:
-        return None
-    owner = (manifest.get("download") or {}).get("dag_run_id")
-    touched = manifest.get("last_modified")
-    if owner == dag_run_id or not touched:
-        return None
-    age = datetime.now(UTC) - datetime.fromisoformat(touched)
-    return owner if age < STALE_IN_PROGRESS else None
+#: The claim a download holds on its dataset folder (created only if absent, removed at the end).
+LOCK = ".download.lock"
+
+
+def claim_download(storage: Storage, run_id: str, dag_run_id: str) -> None:
+    """Take the dataset for ``dag_run_id`` with a create-only write of ``.download.lock``; a
+    retry of the same DAG run keeps its claim; a claim untouched for :data:`STALE_IN_PROGRESS`
+    (its worker was lost) is taken over.
+
+    :raises DownloadInProgress: another DAG run holds a live claim."""
+    key = f"{dataset_prefix(run_id)}/{LOCK}"
+    body = orjson.dumps({"dag_run_id": dag_run_id, "claimed_at": _now()})
+    if storage.create(key, body):
+        return
+    held = read_json(storage, key) or {}
+    owner = held.get("dag_run_id")
+    claimed = held.get("claimed_at")
+    age = datetime.now(UTC) - datetime.fromisoformat(claimed) if claimed else STALE_IN_PROGRESS
+    if owner == dag_run_id:
+        return
+    if age < STALE_IN_PROGRESS:
+        raise DownloadInProgress(
+            f"dataset {run_id} is being downloaded by DAG run {owner} (since {claimed}); wait for it, "
+            f"or after {STALE_IN_PROGRESS} take over"
+        )
+    log.warning("dataset %s: taking over the stale claim of DAG run %s (%s)", run_id, owner, claimed)
+    storage.write_stream(key, io.BytesIO(body))
+
+
+def release_download(storage: Storage, run_id: str) -> None:
+    """Remove the claim (end of a download, whatever its outcome)."""
+    storage.delete(f"{dataset_prefix(run_id)}/{LOCK}")
 
 
 def prepare(storage: Storage, run: dict, params: dict, dag_run_id: str) -> dict:
@@ -138,12 +159,8 @@ def prepare(storage: Storage, run: dict, params: dict, dag_run_id: str) -> dict:
             "reason": "complete",
             "force": False,
         }
-    busy = _other_download(previous, dag_run_id)
-    if busy:
-        raise DownloadInProgress(
-            f"dataset {run_id} is being downloaded by DAG run {busy} (manifest updated "
-            f"{previous.get('last_modified')}); wait for it, or after {STALE_IN_PROGRESS} take over"
-        )
+    claim_download(storage, run_id, dag_run_id)
+    previous = read_manifest(storage, run_id)  # as it is now that the dataset is ours
     base = {} if force or previous is None else previous
     manifest = {
         **base,
@@ -434,6 +451,7 @@ def finalize(storage: Storage, plan: dict, steps: dict[str, dict | None]) -> dic
     sizes += [f["bytes"] for v in manifest["video_frames"] for f in v["frames"]]
     manifest["total_size_bytes"] = sum(sizes)
     save_manifest(storage, run_id, manifest)
+    release_download(storage, run_id)
     log.info("dataset %s: %s, %d problems", run_id, manifest["completeness"], len(problems))
     return {
         "run_id": run_id,
