@@ -21,8 +21,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 
 from dataset_ops.dag_defaults import DEFAULT_ARGS, START_DATE
-
-PROCESS_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+from dataset_ops.inference.process import PROCESS_NAME_PATTERN as PROCESS_NAME
 
 
 @dag(

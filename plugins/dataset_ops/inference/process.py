@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 PROCESSES_PREFIX = "processes"
 METADATA = "process_metadata.json"
 FOLDERS = ("reports", "images/productos", "images/devices", "data", "logs")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+#: A process name, as the DAGs' Params check it (JSON Schema); :func:`check_process_name` too.
+PROCESS_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+_NAME = re.compile(PROCESS_NAME_PATTERN[1:-1])
 
 
 class ProcessExists(RuntimeError):
