@@ -33,7 +33,7 @@ class EsMapping:
     fields: dict[str, str]
     top_labels: tuple[tuple[str, str], ...]
     ok_results: frozenset[str]
-    page_size: int = 5000
+    page_size: int = 10000
     keep_alive: str = "2m"
 
     def source_paths(self) -> list[str]:
@@ -68,7 +68,7 @@ def load_mapping(deployment_id: int, path: Path = MAPPING_PATH) -> EsMapping:
         fields={name: str(fields[name]) for name in _SCALAR_FIELDS},
         top_labels=tuple((str(a), str(b)) for a, b in top),
         ok_results=frozenset(str(v) for v in merged.get("ok_results") or ["ok"]),
-        page_size=int(merged.get("page_size", 5000)),
+        page_size=int(merged.get("page_size", 10000)),
         keep_alive=str(merged.get("keep_alive", "2m")),
     )
 
