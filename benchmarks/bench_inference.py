@@ -2,7 +2,7 @@
 ``dataset_ops.inference`` against the straightforward pandas path.
 
 Run: ``make bench-inference`` or ``.venv/bin/python benchmarks/bench_inference.py [--records 100000]
-[--repeat 3] [--methods ours pandas-openpyxl pandas-xlsxwriter [ours-page10k ours-2tasks]]
+[--repeat 3] [--methods ours pandas-openpyxl pandas-xlsxwriter [ours-sequential]]
 [--reference-data mysql|world] [--profile METHOD] [--keep DIR]``. Prints figures only; never asserts.
 
 Setup (untimed, once): the inference test world of ``tests/helpers/inference_data.py``
@@ -37,12 +37,9 @@ reported:
   consistency tables), each written with ``to_excel``; same sheet names and order, no chart.
 * ``pandas-xlsxwriter``: the same code with ``engine="xlsxwriter"`` (informational, no target).
 
-Diagnostics (only with ``--methods``): ``ours-page10k`` is ours reading 10,000 hits a page (the
-largest page ``max_result_window`` allows) whatever the mapping says (the mapping has 10,000
-since session 3, so it equals ours); ``ours-2tasks`` runs
-ours in two processes as the DAG's ``extract_records`` and ``build_report`` tasks do (reference
-data + records to Parquet and JSON, then the report; seconds added, peak = the larger one; the
-report process imports ``airflow.sdk`` as a stand-in for the task runner).
+Diagnostic (only with ``--methods``): ``ours-sequential`` is ours without the overlap: the whole
+extraction to the Parquet file first, then the report from the file (what the DAG did until
+session 4, in two tasks).
 
 Timed (``time.perf_counter`` in the worker): reference data + Elasticsearch read + analysis +
 workbook closed on disk. Before the clock, for every method alike: its imports (every method:
@@ -58,7 +55,7 @@ elements, header excluded), checking Datos_Elasticsearch against the number of r
 Reported: a table (method, median seconds, the runs, the ES read phase, noida CPU, peak RSS MiB,
 RSS after imports, workbook bytes, sheets, rows in Datos_Elasticsearch), the phases, and the ratio
 pandas-openpyxl / ours with the issue's targets (>= 2x faster; peak RSS < 300 MB, i.e. 286 MiB),
-plus informational ratios (pandas-xlsxwriter; everything but the ES read phase; diagnostics).
+plus informational ratios (pandas-xlsxwriter; diagnostics).
 ``--profile METHOD`` runs that method once more under cProfile and prints the top functions.
 """
 
@@ -82,11 +79,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("ours", "pandas-openpyxl", "pandas-xlsxwriter")
-#: Diagnostic variants of ours (not run by default): ``ours-page10k`` reads 10,000 hits a page
-#: whatever the mapping says (10,000 there too since session 3); ``ours-2tasks`` runs the
-#: extraction and the report in two processes, as the DAG's ``extract_records`` and
-#: ``build_report`` tasks do.
-DIAGNOSTICS = ("ours-page10k", "ours-2tasks")
+#: Diagnostic variant of ours (not run by default): extraction, then the report from the file.
+DIAGNOSTICS = ("ours-sequential",)
 DATA_SHEET = "Datos_Elasticsearch"
 SHEETS = ("Resumen", DATA_SHEET, "References", "Devices", "Labels", "Model_Data", "Consistencia")
 DB_NAME = "dataset_ops_bench_inference"
@@ -143,14 +137,7 @@ def _imports(method: str, reference_json: str) -> None:
     """What the method uses, imported before the clock. Every method reading Elasticsearch:
     ``elasticsearch``; every method reading MySQL: the Airflow MySQL hook of
     ``read_reference_data``; ours: ``dataset_ops.inference`` (pandas, pyarrow, xlsxwriter);
-    pandas: pandas, ``elasticsearch.helpers`` and the engine. ``ours-report`` (the DAG's report
-    task) imports ``airflow.sdk`` as a stand-in for the task runner, and no Elasticsearch."""
-    if method == "ours-report":
-        import airflow.sdk  # noqa: F401
-
-        import dataset_ops.inference.report  # noqa: F401
-
-        return
+    pandas: pandas, ``elasticsearch.helpers`` and the engine."""
     import elasticsearch  # noqa: F401
 
     import dataset_ops.inference.config  # noqa: F401
@@ -164,7 +151,6 @@ def _imports(method: str, reference_json: str) -> None:
         import pyarrow.parquet  # noqa: F401
 
         import dataset_ops.inference.extract  # noqa: F401, F811
-    if method in ("ours", "ours-page10k"):
         import dataset_ops.inference.report  # noqa: F401
     if method.startswith("pandas"):
         import elasticsearch.helpers  # noqa: F401
@@ -186,34 +172,16 @@ def _reference_data(cfg: dict) -> dict:
     return read_reference_data(cfg["deployment_id"])
 
 
-def _mapping(cfg: dict):
-    from dataclasses import replace
-
-    from dataset_ops.inference.config import load_mapping
-
-    mapping = load_mapping(cfg["deployment_id"])
-    return replace(mapping, page_size=10_000) if cfg["method"] == "ours-page10k" else mapping
-
-
-def _extract(cfg: dict, es, phases: Phases, parquet: Path) -> tuple[dict, dict]:
-    from dataset_ops.inference.extract import extract_records
-
-    since, until = datetime.fromisoformat(cfg["since"]), datetime.fromisoformat(cfg["until"])
-    mapping = _mapping(cfg)
-    phases.mark("setup")
-    reference_data = _reference_data(cfg)
-    phases.mark("reference data")
-    summary = extract_records(es, mapping, cfg["deployment_id"], since, until, parquet)
-    phases.mark("es read")
-    return reference_data, summary
-
-
-def _report(cfg: dict, phases: Phases, parquet: Path, reference_data: dict) -> None:
+def _report(cfg: dict, phases: Phases, parquet: Path, reference_data: dict, batches=None) -> None:
+    """``write_report``, its data sheet from ``batches`` (as they are extracted) or the file;
+    phases split at the analysis (data sheet | analysis | the other sheets)."""
     from dataset_ops.inference import report
+    from dataset_ops.inference.config import load_mapping
 
     analyse = report.analyse
 
-    def timed_analyse(*args, **kwargs):  # splits write_report into analysis and workbook
+    def timed_analyse(*args, **kwargs):
+        phases.mark("es read + data sheet" if batches is not None else "workbook: data sheet")
         result = analyse(*args, **kwargs)
         phases.mark("analysis")
         return result
@@ -225,35 +193,37 @@ def _report(cfg: dict, phases: Phases, parquet: Path, reference_data: dict) -> N
         reference_data,
         confidence=CONFIDENCE,
         min_appearances=MIN_APPEARANCES,
-        ok_results=_mapping(cfg).ok_results,
+        ok_results=load_mapping(cfg["deployment_id"]).ok_results,
         window=(cfg["since"], cfg["until"]),
+        record_batches=batches,
     )
-    phases.mark("workbook")
+    phases.mark("workbook: other sheets")
 
 
 def work_ours(cfg: dict, es, phases: Phases) -> dict:
-    """``ours`` and ``ours-page10k``: extraction and report in this one process."""
+    """``ours``: what the DAG's ``extract_and_report`` task does (the data sheet written while
+    the next page is fetched); ``ours-sequential``: the whole extraction to Parquet first, then
+    the report from the file."""
+    from dataset_ops.inference.config import load_mapping
+    from dataset_ops.inference.extract import RecordExtraction
+
+    since, until = datetime.fromisoformat(cfg["since"]), datetime.fromisoformat(cfg["until"])
+    mapping = load_mapping(cfg["deployment_id"])
     parquet = Path(cfg["out"]).with_suffix(".parquet")
-    reference_data, summary = _extract(cfg, es, phases, parquet)
-    _report(cfg, phases, parquet, reference_data)
+    phases.mark("setup")
+    reference_data = _reference_data(cfg)
+    phases.mark("reference data")
+    with RecordExtraction(es, mapping, cfg["deployment_id"], since, until, parquet) as extraction:
+        if cfg["method"] == "ours":
+            _report(cfg, phases, parquet, reference_data, extraction.batches())
+        else:
+            for _ in extraction.batches():
+                pass
+            phases.mark("es read")
+            _report(cfg, phases, parquet, reference_data)
+    summary = extraction.summary
     parquet.unlink()
     return {"records": summary["records"], "pages": summary["pages"], "parquet_bytes": summary["bytes"]}
-
-
-def work_ours_extract(cfg: dict, es, phases: Phases) -> dict:
-    """``ours-2tasks``, first process: reference data and records to files, as the DAG's tasks."""
-    reference_data, summary = _extract(cfg, es, phases, Path(cfg["parquet"]))
-    Path(cfg["reference_out"]).write_text(json.dumps(reference_data))
-    phases.mark("es read")
-    return {"records": summary["records"], "pages": summary["pages"], "parquet_bytes": summary["bytes"]}
-
-
-def work_ours_report(cfg: dict, phases: Phases) -> dict:
-    """``ours-2tasks``, second process: the report task (reference data from the JSON file)."""
-    reference_data = json.loads(Path(cfg["reference_out"]).read_text())
-    phases.mark("reference data")
-    _report(cfg, phases, Path(cfg["parquet"]), reference_data)
-    return {}
 
 
 def work_pandas(cfg: dict, es, phases: Phases, engine: str) -> dict:
@@ -382,12 +352,10 @@ def worker(cfg: dict) -> dict:
     sys.path.insert(0, str(REPO / "plugins"))
     method = cfg["method"]
     _imports(method, cfg["reference_json"])
-    es = None
-    if method != "ours-report":
-        from elasticsearch import Elasticsearch
+    from elasticsearch import Elasticsearch
 
-        es = Elasticsearch(cfg["es_url"], request_timeout=300)
-        es.info()
+    es = Elasticsearch(cfg["es_url"], request_timeout=300)
+    es.info()
     rss_after_imports = _status_mib("VmRSS")
     peak_imports = _status_mib("VmHWM")
     profiler = None
@@ -397,19 +365,14 @@ def worker(cfg: dict) -> dict:
         profiler = cProfile.Profile()
         profiler.enable()
     phases = Phases()
-    if method in ("ours", "ours-page10k"):
+    if method.startswith("ours"):
         out = work_ours(cfg, es, phases)
-    elif method == "ours-extract":
-        out = work_ours_extract(cfg, es, phases)
-    elif method == "ours-report":
-        out = work_ours_report(cfg, phases)
     else:
         out = work_pandas(cfg, es, phases, method.split("-", 1)[1])
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(cfg["profile"])
-    if es is not None:
-        es.close()
+    es.close()
     return {
         **out,
         "seconds": phases.total,
@@ -554,7 +517,7 @@ def main(argv: list[str] | None = None) -> None:
         help="mysql: MariaDB on 127.0.0.1:3306 via read_reference_data (full path); world: a JSON file",
     )
     ap.add_argument(
-        "--profile", choices=METHODS + DIAGNOSTICS[:1], help="run this method once more under cProfile"
+        "--profile", choices=METHODS + DIAGNOSTICS, help="run this method once more under cProfile"
     )
     ap.add_argument("--profile-top", type=int, default=35)
     ap.add_argument("--keep", type=Path, help="keep the workbooks (and profile) in this folder")
@@ -622,32 +585,7 @@ def main(argv: list[str] | None = None) -> None:
         def run(method: str, label: str, profile: str | None = None) -> dict:
             out = work / f"{label}.xlsx"
             cfg = {**base, "method": method, "out": str(out), "profile": profile}
-            if method == "ours-2tasks":
-                cfg["parquet"] = str(work / f"{label}.parquet")
-                cfg["reference_out"] = str(work / f"{label}.json")
-                first = run_one({**cfg, "method": "ours-extract"})
-                r = first if "error" in first else run_one({**cfg, "method": "ours-report"})
-                Path(cfg["parquet"]).unlink(missing_ok=True)
-                Path(cfg["reference_out"]).unlink(missing_ok=True)
-                if "error" not in r:
-                    tasks = (("extract task", first), ("report task", r))
-                    r = {
-                        "method": method,
-                        "records": first["records"],
-                        "seconds": first["seconds"] + r["seconds"],
-                        "phases": {f"{t}: {p}": v for t, x in tasks for p, v in x["phases"].items()},
-                        "phase_peak_mib": {
-                            f"{t}: {p}": v for t, x in tasks for p, v in x["phase_peak_mib"].items()
-                        },
-                        "rss_after_imports_mib": max(
-                            first["rss_after_imports_mib"], r["rss_after_imports_mib"]
-                        ),
-                        "peak_rss_mib": max(first["peak_rss_mib"], r["peak_rss_mib"]),
-                        "task_peaks_mib": [first["peak_rss_mib"], r["peak_rss_mib"]],
-                        "server_cpu": first["server_cpu"] + r["server_cpu"],
-                    }
-            else:
-                r = run_one(cfg)
+            r = run_one(cfg)
             if "error" not in r:
                 r["bytes"] = out.stat().st_size
                 sheets = sheet_rows(out)
@@ -705,8 +643,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _es_read(m: dict) -> float:
-    """Median seconds of the method's Elasticsearch read phase(s)."""
-    return sum(v for p, v in m["phases"].items() if p.endswith("es read"))
+    """Median seconds of the method's Elasticsearch read phase (ours: with the data sheet written
+    meanwhile)."""
+    return sum(v for p, v in m["phases"].items() if p.startswith("es read"))
 
 
 def print_report(
@@ -737,8 +676,6 @@ def print_report(
             "phases": {p: statistics.median(r["phases"][p] for r in ok) for p in ok[0]["phases"]},
             "phase_peak": {p: max(r["phase_peak_mib"][p] for r in ok) for p in ok[0]["phase_peak_mib"]},
         }
-        if "task_peaks_mib" in ok[0]:
-            m["task_peaks"] = [max(r["task_peaks_mib"][i] for r in ok) for i in (0, 1)]
         rows = {r["data_rows"] for r in ok}
         rows_text = ", ".join(f"{n:,}" for n in sorted(rows)) + (" ok" if rows == {expected} else " MISMATCH")
         sheets_ok = all(r["sheet_order_ok"] for r in ok)
@@ -752,7 +689,8 @@ def print_report(
         if failed:
             print(f"  ({method}: {failed} failed runs)")
     print(
-        "\n(ES read: the method's Elasticsearch phase, JSON decoding and conversion included; noida CPU: "
+        "\n(ES read: the method's Elasticsearch phase, JSON decoding and conversion included; for ours "
+        "it includes the data sheet, written while the next page is fetched; noida CPU: "
         "CPU seconds of the noida-db server during the run)"
     )
 
@@ -772,16 +710,6 @@ def print_report(
             print(
                 f"{name} / ours: {medians[name]['seconds'] / ours['seconds']:.2f}x (informational, no target)"
             )
-    if ours:
-        for name in ("pandas-openpyxl", "pandas-xlsxwriter"):
-            if name in medians:
-                other = medians[name]
-                after = (other["seconds"] - _es_read(other)) / (ours["seconds"] - _es_read(ours))
-                print(
-                    f"{name} / ours without the ES read phase (reference data + analysis + workbook): "
-                    f"{after:.2f}x "
-                    "(informational)"
-                )
     for name in DIAGNOSTICS:
         if base and name in medians:
             print(
@@ -792,14 +720,9 @@ def print_report(
         if name in medians:
             m = medians[name]
             mb = m["peak"] * 1.048576
-            tasks = ""
-            if "task_peaks" in m:
-                tasks = (
-                    f"; extract task {m['task_peaks'][0]:.0f} MiB, report task {m['task_peaks'][1]:.0f} MiB"
-                )
             print(
                 f"{name} peak RSS: {m['peak']:.0f} MiB = {mb:.0f} MB (peak RSS < 300 MB: "
-                f"{'met' if mb < 300 else 'NOT met'}){tasks}"
+                f"{'met' if mb < 300 else 'NOT met'})"
             )
     for name in ("pandas-openpyxl", "pandas-xlsxwriter"):
         if name in medians:

@@ -92,23 +92,15 @@ def inference_report():
             return start_report(_storage(), params, ctx["run_id"], ctx["dag_run"])
 
     @task
-    def extract_records(process: dict) -> dict:
-        """All records of the deployment in the window -> data/records.parquet."""
-        from dataset_ops.inference.pipeline import NoRecords
-        from dataset_ops.inference.pipeline import extract_records as extract
+    def extract_and_report(process: dict, params=None) -> dict:
+        """All records of the deployment in the window -> data/records.parquet and the workbook
+        in reports/ (the data sheet written while the next page is fetched), then the analysis."""
+        from dataset_ops.inference.pipeline import NoRecords, extract_and_report
 
         with fail_without_retry(NoRecords):
-            return extract(_storage(), process)
+            return extract_and_report(_storage(), process, params)
 
-    @task
-    def build_report(process: dict, extracted: dict, params=None) -> dict:
-        """Analysis and the multi-sheet workbook in reports/."""
-        from dataset_ops.inference.pipeline import build_report as build
-
-        return build(_storage(), process, params)
-
-    process = start()
-    build_report(process, extract_records(process))
+    extract_and_report(start())
 
 
 inference_report()

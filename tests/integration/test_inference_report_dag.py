@@ -52,11 +52,10 @@ def test_the_report_matches_the_records(root, inference_env):
     metadata = json.loads((folder / "process_metadata.json").read_text())
     assert metadata["status"] == "report_ready" and set(metadata["steps"]) == {
         "start",
-        "extract_records",
-        "build_report",
+        "extract_and_report",
     }
     truth = world.window_records
-    assert metadata["steps"]["extract_records"]["records"] == len(truth) == 30_000
+    assert metadata["steps"]["extract_and_report"]["records"] == len(truth) == 30_000
     assert pq.read_metadata(folder / "data" / "records.parquet").num_rows == len(truth)
 
     workbook = folder / "reports" / f"dataset_{world.deployment_id}_{NOW:%Y%m%d_%H%M%S}.xlsx"
@@ -141,7 +140,7 @@ def test_a_window_without_records_writes_no_workbook(root, inference_env, capfd)
     later = NOW + timedelta(days=60)  # (a logical date before the DAG's start_date runs no task)
     conf = {"deployment_id": inference_env.world.deployment_id, "days_back": 7}
     run = dag.test(logical_date=later, run_conf=conf)
-    assert str(run.state) == "failed" and _states(run)["extract_records"] == "failed"
+    assert str(run.state) == "failed" and _states(run)["extract_and_report"] == "failed"
     assert "has no inference records" in capfd.readouterr().out
     assert not any((root / "processes").rglob("*.xlsx"))
     [metadata] = list((root / "processes").rglob("process_metadata.json"))
@@ -158,6 +157,6 @@ def test_an_unreachable_elasticsearch_is_named(root, inference_env, monkeypatch,
     monkeypatch.setenv("AIRFLOW_CONN_INFERENCE_ES", json.dumps(conn))
     dag = load_dag("inference_report", retries=0)
     run = dag.test(logical_date=NOW, run_conf={"deployment_id": inference_env.world.deployment_id})
-    assert str(run.state) == "failed" and _states(run)["extract_records"] == "failed"
+    assert str(run.state) == "failed" and _states(run)["extract_and_report"] == "failed"
     assert "Connection inference_es, index inferences-*) is unreachable" in capfd.readouterr().out
     assert WINDOW_DAYS == 30

@@ -14,12 +14,12 @@ mapped to references through MySQL ``labels.reference_id``):
 Percentages are fractions 0..1 (the workbook formats them). The records are read from the
 Parquet file of :func:`dataset_ops.inference.extract.extract_records` with the needed columns
 only; the per-record rows of the ``Datos_Elasticsearch`` sheet are streamed batch by batch by
-:func:`record_rows`.
+:func:`sheet_batches` (from the file or from batches as they are extracted).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -276,21 +276,24 @@ RECORD_COLUMNS = [
 ]
 
 
-def record_rows(
-    records: Path, label_refs: dict[int, int], *, confidence: float, batch_rows: int = 20_000
-) -> Iterator[tuple]:
-    """The ``Datos_Elasticsearch`` rows (:data:`RECORD_COLUMNS`), read batch by batch from the
-    Parquet file: memory holds one batch. Timestamps are naive UTC datetimes."""
-    import pyarrow.parquet as pq
+def sheet_batches(batches: Iterable, label_refs: dict[int, int], *, confidence: float) -> Iterator:
+    """The ``Datos_Elasticsearch`` sheet's record batches (:data:`RECORD_COLUMNS`, in order) from
+    record batches of :func:`dataset_ops.inference.extract.record_schema`, one at a time: the
+    derived columns computed with ``pyarrow.compute`` (``top1_reference_id``: the top-1 label's
+    reference, null when the label has none; ``model_ok``; ``below_threshold``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    source = pq.ParquetFile(records)
-    for batch in source.iter_batches(batch_size=batch_rows):
-        df = batch.to_pandas()
-        top1 = df["label_1"].map(label_refs)
-        df["top1_reference_id"] = top1.astype("Int64")
-        df["model_ok"] = top1.eq(df["reference_id"]).fillna(False)
-        df["below_threshold"] = df["conf_1"].lt(confidence) & df["conf_1"].notna()
-        df["timestamp"] = df["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None)
-        frame = df[[name for name, _ in RECORD_COLUMNS]].astype(object)
-        frame = frame.where(frame.notna(), None)
-        yield from frame.itertuples(index=False, name=None)
+    keys = pa.array(list(label_refs), pa.int64())
+    values = pa.array(list(label_refs.values()), pa.int64())
+    for batch in batches:
+        top1 = pc.take(values, pc.index_in(batch.column("label_1"), value_set=keys))
+        derived = {
+            "top1_reference_id": top1,
+            "model_ok": pc.fill_null(pc.equal(top1, batch.column("reference_id")), False),
+            "below_threshold": pc.fill_null(pc.less(batch.column("conf_1"), confidence), False),
+        }
+        yield pa.RecordBatch.from_arrays(
+            [derived[name] if name in derived else batch.column(name) for name, _ in RECORD_COLUMNS],
+            names=[name for name, _ in RECORD_COLUMNS],
+        )

@@ -4,9 +4,10 @@ Elasticsearch (Connection ``inference_es``, through the elasticsearch provider's
 ``ElasticsearchPythonHook``): every record of one deployment in a time window, read with a
 point in time and ``search_after`` (https://www.elastic.co/guide/en/elasticsearch/reference/current/paginate-search-results.html):
 no 10,000-hit limit, no scroll context, a consistent view while paging. Only the mapped
-``_source`` fields are fetched, ``page_size`` hits per request, sorted by timestamp then
-``_shard_doc`` (a total order). Each page becomes one Arrow record batch of
-:data:`RECORD_SCHEMA` appended to a Parquet file, so memory holds one page at a time.
+``_source`` fields are fetched, ``page_size`` hits per request, sorted by ``_shard_doc`` (a total
+order, the cheapest one). Each page becomes one Arrow record batch of :func:`record_schema`
+appended to a Parquet file (:class:`RecordExtraction`, which fetches the next page while the
+caller uses the current one), so memory holds a few pages at a time.
 A field missing in a record becomes null and is counted per field.
 
 MySQL (Connection ``inference_mysql``, through the mysql provider's ``MySqlHook``, in a
@@ -16,6 +17,10 @@ MySQL (Connection ``inference_mysql``, through the mysql provider's ``MySqlHook`
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -176,6 +181,206 @@ def _page_batch(hits: list[dict], mapping: EsMapping, schema, missing: dict[str,
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+class RecordExtraction:
+    """One pass over a deployment's records: Elasticsearch pages -> Arrow record batches, each
+    appended to a Parquet file and handed to the caller as it comes.
+
+    The searches run in a background thread one page ahead of the caller (a queue of
+    ``prefetch`` converted batches), so the time Elasticsearch takes to answer a page overlaps
+    with what the caller does with the previous one (the report writes its data sheet).
+    Pages are sorted by ``_shard_doc`` alone, the cheapest total order of a point in time
+    (Elasticsearch docs, "Paginate search results": search_after with ``_shard_doc``), so
+    records come in index order, which for append-only inference indices is arrival order.
+    A page shorter than ``page_size`` is the last one (no empty closing search).
+
+    Use as a context manager; iterate :meth:`batches` once::
+
+        with RecordExtraction(es, mapping, 7, since, until, out) as extraction:
+            for batch in extraction.batches():   # pyarrow.RecordBatch of record_schema()
+                ...
+        extraction.summary  # {"records", "pages", "missing", "bytes", "first", "last"}
+
+    The Parquet file is written as ``out.partial`` and renamed to ``out`` when the last batch
+    has been handed out (before :meth:`batches` returns); on any error it is removed, and the
+    point in time is closed on exit either way.
+
+    :raises ExtractError: (from :meth:`batches`) Elasticsearch unreachable, access denied, no such
+        index, a page incomplete (timed out or failed shards), or a value of the wrong type (names
+        the record and field).
+    """
+
+    def __init__(
+        self,
+        es,
+        mapping: EsMapping,
+        deployment_id: int,
+        since: datetime,
+        until: datetime,
+        out: Path,
+        *,
+        conn_id: str = ES_CONN_ID,
+        prefetch: int = 2,
+    ):
+        self.es, self.mapping, self.out = es, mapping, Path(out)
+        self.deployment_id = deployment_id
+        self.where = f"Elasticsearch (Connection {conn_id}, index {mapping.index})"
+        self.query = {
+            "bool": {
+                "filter": [
+                    {"term": {mapping.fields["deployment"]: deployment_id}},
+                    {
+                        "range": {
+                            mapping.fields["timestamp"]: {"gte": since.isoformat(), "lt": until.isoformat()}
+                        }
+                    },
+                ]
+            }
+        }
+        self.prefetch = max(1, prefetch)
+        self.schema = record_schema()
+        self.missing: dict[str, int] = {}
+        self.records = self.pages = 0
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self.summary: dict | None = None
+        self._partial = self.out.with_name(self.out.name + ".partial")
+        self._pit: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> RecordExtraction:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._partial.unlink(missing_ok=True)
+        self._close_pit()
+
+    def batches(self) -> Iterator:
+        """The records as Arrow record batches of :func:`record_schema`, one per page, in order."""
+        import pyarrow.parquet as pq
+
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        with self._errors():
+            self._pit = self.es.open_point_in_time(
+                index=self.mapping.index, keep_alive=self.mapping.keep_alive
+            )["id"]
+        pages: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        self._thread = threading.Thread(target=self._fetch, args=(pages,), name="es-pages", daemon=True)
+        self._thread.start()
+        with pq.ParquetWriter(self._partial, self.schema, compression="zstd") as writer:
+            while True:
+                item = pages.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                writer.write_batch(item)
+                self.records += item.num_rows
+                self.pages += 1
+                self._stamps(item)
+                if self.pages % 20 == 0:
+                    log.info("%s: %d records so far", self.where, self.records)
+                yield item
+        self._partial.replace(self.out)
+        log.info(
+            "%s: %d records of deployment %s in %d pages; missing fields %s",
+            self.where,
+            self.records,
+            self.deployment_id,
+            self.pages,
+            self.missing,
+        )
+        self.summary = {
+            "records": self.records,
+            "pages": self.pages,
+            "missing": dict(self.missing),
+            "bytes": self.out.stat().st_size,
+            "first": self.first.isoformat() if self.first else None,
+            "last": self.last.isoformat() if self.last else None,
+        }
+
+    def _stamps(self, batch) -> None:
+        import pyarrow.compute as pc
+
+        low, high = pc.min_max(batch.column("timestamp")).values()
+        low, high = low.as_py(), high.as_py()
+        if low is not None:
+            self.first = low if self.first is None else min(self.first, low)
+            self.last = high if self.last is None else max(self.last, high)
+
+    def _fetch(self, pages: queue.Queue) -> None:
+        """The search loop (background thread): converted pages, then None, or the error."""
+
+        def put(item) -> bool:
+            while not self._stop.is_set():
+                try:
+                    pages.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            search_after = None
+            size = self.mapping.page_size
+            page = 0
+            while not self._stop.is_set():
+                page += 1
+                with self._errors():
+                    response = self.es.search(
+                        query=self.query,
+                        pit={"id": self._pit, "keep_alive": self.mapping.keep_alive},
+                        sort=[{"_shard_doc": "asc"}],
+                        size=size,
+                        source_includes=self.mapping.source_paths(),
+                        search_after=search_after,
+                        track_total_hits=False,
+                    )
+                shards = response.get("_shards") or {}
+                if response.get("timed_out") or shards.get("failed"):
+                    raise ExtractError(
+                        f"{self.where}: page {page} incomplete "
+                        f"(timed_out={response.get('timed_out')}, failed shards {shards.get('failed')}: "
+                        f"{shards.get('failures')})"
+                    )
+                hits = response["hits"]["hits"]
+                self._pit = response.get("pit_id", self._pit)
+                if hits and not put(_page_batch(hits, self.mapping, self.schema, self.missing)):
+                    return
+                if len(hits) < size:
+                    break
+                search_after = hits[-1]["sort"]
+            put(None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+
+    @contextmanager
+    def _errors(self):
+        import elasticsearch
+
+        try:
+            yield
+        except elasticsearch.ConnectionError as exc:
+            raise ExtractError(f"{self.where} is unreachable: {exc}") from None
+        except (elasticsearch.AuthenticationException, elasticsearch.AuthorizationException) as exc:
+            raise ExtractError(f"{self.where} denied access: {exc}") from None
+        except elasticsearch.NotFoundError as exc:
+            raise ExtractError(f"{self.where}: not found: {exc}") from None
+
+    def _close_pit(self) -> None:
+        import elasticsearch
+
+        pit, self._pit = self._pit, None
+        if pit:
+            try:
+                self.es.close_point_in_time(id=pit)
+            except elasticsearch.ApiError:  # it expires anyway
+                pass
+
+
 def extract_records(
     es,
     mapping: EsMapping,
@@ -187,97 +392,18 @@ def extract_records(
     conn_id: str = ES_CONN_ID,
 ) -> dict:
     """Every record of ``deployment_id`` with ``since <= timestamp < until`` into the Parquet
-    file ``out`` (written as ``out.partial``, renamed when complete).
+    file ``out`` (written as ``out.partial``, renamed when complete), with :class:`RecordExtraction`.
 
     :returns: ``{"records", "pages", "missing": {column: count}, "bytes", "first", "last"}``
-        (``first``/``last``: ISO timestamps, None when there are no records).
+        (``first``/``last``: ISO timestamps of the earliest and latest record, None when there
+        are no records).
     :raises ExtractError: Elasticsearch unreachable, access denied, no such index, or a value
         of the wrong type (names the record and field).
     """
-    import elasticsearch
-    import pyarrow.parquet as pq
-
-    schema = record_schema()
-    ts = mapping.fields["timestamp"]
-    query = {
-        "bool": {
-            "filter": [
-                {"term": {mapping.fields["deployment"]: deployment_id}},
-                {"range": {ts: {"gte": since.isoformat(), "lt": until.isoformat()}}},
-            ]
-        }
-    }
-    where = f"Elasticsearch (Connection {conn_id}, index {mapping.index})"
-    missing: dict[str, int] = {}
-    records = pages = 0
-    first = last = None
-    tmp = out.with_name(out.name + ".partial")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pit = None
-    try:
-        pit = es.open_point_in_time(index=mapping.index, keep_alive=mapping.keep_alive)["id"]
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            search_after = None
-            while True:
-                response = es.search(
-                    query=query,
-                    pit={"id": pit, "keep_alive": mapping.keep_alive},
-                    sort=[{ts: "asc"}, {"_shard_doc": "asc"}],
-                    size=mapping.page_size,
-                    source_includes=mapping.source_paths(),
-                    search_after=search_after,
-                    track_total_hits=False,
-                )
-                shards = response.get("_shards") or {}
-                if response.get("timed_out") or shards.get("failed"):
-                    raise ExtractError(
-                        f"{where}: page {pages + 1} incomplete (timed_out={response.get('timed_out')}, "
-                        f"failed shards {shards.get('failed')}: {shards.get('failures')})"
-                    )
-                hits = response["hits"]["hits"]
-                if not hits:
-                    break
-                pit = response.get("pit_id", pit)
-                batch = _page_batch(hits, mapping, schema, missing)
-                writer.write_batch(batch)
-                records += len(hits)
-                pages += 1
-                search_after = hits[-1]["sort"]
-                stamps = batch.column("timestamp")
-                first = first or stamps[0].as_py()
-                last = stamps[len(hits) - 1].as_py() or last
-                if pages % 20 == 0:
-                    log.info("%s: %d records so far", where, records)
-        tmp.replace(out)
-    except elasticsearch.ConnectionError as exc:
-        raise ExtractError(f"{where} is unreachable: {exc}") from None
-    except (elasticsearch.AuthenticationException, elasticsearch.AuthorizationException) as exc:
-        raise ExtractError(f"{where} denied access: {exc}") from None
-    except elasticsearch.NotFoundError as exc:
-        raise ExtractError(f"{where}: not found: {exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-        if pit:
-            try:
-                es.close_point_in_time(id=pit)
-            except elasticsearch.ApiError:  # it expires anyway
-                pass
-    log.info(
-        "%s: %d records of deployment %s in %d pages; missing fields %s",
-        where,
-        records,
-        deployment_id,
-        pages,
-        missing,
-    )
-    return {
-        "records": records,
-        "pages": pages,
-        "missing": missing,
-        "bytes": out.stat().st_size,
-        "first": first.isoformat() if first else None,
-        "last": last.isoformat() if last else None,
-    }
+    with RecordExtraction(es, mapping, deployment_id, since, until, out, conn_id=conn_id) as extraction:
+        for _ in extraction.batches():
+            pass
+    return extraction.summary
 
 
 def _plain(value: Any) -> Any:

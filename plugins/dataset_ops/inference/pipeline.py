@@ -89,71 +89,77 @@ def start_report(storage: Storage, params: dict, dag_run_id: str, dag_run) -> di
     }
 
 
-def extract_records(storage: Storage, process: dict) -> dict:
-    """All the deployment's records in the window -> ``data/records.parquet``.
+def extract_and_report(storage: Storage, process: dict, params: dict) -> dict:
+    """All the deployment's records in the window -> ``data/records.parquet`` and the workbook in
+    ``reports/``, in one pass: the data sheet is written while the next Elasticsearch page is
+    being fetched (:class:`~dataset_ops.inference.extract.RecordExtraction` feeding
+    :func:`~dataset_ops.inference.report.write_report`), then the analysis of the Parquet file
+    and the other sheets.
 
-    :raises NoRecords: none in the window (the process is marked failed; no workbook).
-    :raises dataset_ops.inference.extract.ExtractError: Elasticsearch unreachable or denied.
+    :returns: ``{"records", "pages", "missing", "first", "last", "parquet_bytes", "workbook"
+        (storage key), "bytes", "sheets": {name: rows}, "figures": {...}, "seconds"}``.
+    :raises NoRecords: none in the window (the process is marked failed; no workbook, no Parquet).
+    :raises dataset_ops.inference.extract.ExtractError: Elasticsearch unreachable or denied, or a
+        bad value (names the record and field); nothing is published.
     """
     from dataset_ops.inference.config import load_mapping
-    from dataset_ops.inference.extract import es_client
-    from dataset_ops.inference.extract import extract_records as extract
-
-    started = time.monotonic()
-    mapping = load_mapping(process["deployment_id"])
-    since, until = datetime.fromisoformat(process["since"]), datetime.fromisoformat(process["until"])
-    with FolderWorkspace(storage, process["prefix"]) as ws:
-        summary = extract(es_client(), mapping, process["deployment_id"], since, until, ws.path / RECORDS)
-        if summary["records"] == 0:
-            (ws.path / RECORDS).unlink(missing_ok=True)
-            record_step(
-                storage, process["process_name"], "extract_records", summary, status="failed: no records"
-            )
-            raise NoRecords(
-                f"deployment {process['deployment_id']} has no inference records in {mapping.index} between "
-                f"{process['since']} and {process['until']}: no workbook written"
-            )
-        ws.publish(RECORDS)
-    summary["seconds"] = round(time.monotonic() - started, 3)
-    record_step(storage, process["process_name"], "extract_records", summary)
-    return summary
-
-
-def build_report(storage: Storage, process: dict, params: dict) -> dict:
-    """Analysis (:mod:`dataset_ops.inference.analysis`) and the workbook
-    (:mod:`dataset_ops.inference.report`) in ``reports/``.
-
-    :returns: ``{"workbook": key, "bytes", "sheets": {name: rows}, "figures": {...}}``.
-    """
-    from dataset_ops.inference.config import load_mapping
+    from dataset_ops.inference.extract import RecordExtraction, es_client
     from dataset_ops.inference.report import write_report
 
     started = time.monotonic()
     mapping = load_mapping(process["deployment_id"])
+    since, until = datetime.fromisoformat(process["since"]), datetime.fromisoformat(process["until"])
+    name = f"reports/dataset_{process['deployment_id']}_{until:%Y%m%d_%H%M%S}.xlsx"
     with FolderWorkspace(storage, process["prefix"]) as ws:
-        records = ws.local(RECORDS)
         reference_data = orjson.loads(ws.local(REFERENCE_DATA).read_bytes())
-        until = datetime.fromisoformat(process["until"])
-        name = f"reports/dataset_{process['deployment_id']}_{until:%Y%m%d_%H%M%S}.xlsx"
-        result = write_report(
-            ws.path / name,
-            records,
-            reference_data,
-            confidence=float(params["confidence"]),
-            min_appearances=int(params["min_appearances"]),
-            ok_results=mapping.ok_results,
-            window=(process["since"], process["until"]),
-        )
+        records = ws.path / RECORDS
+        extraction = RecordExtraction(es_client(), mapping, process["deployment_id"], since, until, records)
+        try:
+            with extraction:
+                result = write_report(
+                    ws.path / name,
+                    records,
+                    reference_data,
+                    confidence=float(params["confidence"]),
+                    min_appearances=int(params["min_appearances"]),
+                    ok_results=mapping.ok_results,
+                    window=(process["since"], process["until"]),
+                    record_batches=extraction.batches(),
+                )
+        except ValueError:
+            if extraction.summary is None or extraction.summary["records"]:
+                raise
+            records.unlink(missing_ok=True)
+            record_step(
+                storage,
+                process["process_name"],
+                "extract_and_report",
+                extraction.summary,
+                status="failed: no records",
+            )
+            raise NoRecords(
+                f"deployment {process['deployment_id']} has no inference records in {mapping.index} between "
+                f"{process['since']} and {process['until']}: no workbook written"
+            ) from None
+        ws.publish(RECORDS)
         ws.publish(name)
-    summary = {
-        "workbook": f"{process['prefix']}/{name}",
-        "bytes": result["bytes"],
-        "sheets": result["sheets"],
-        "figures": result["figures"],
-        "seconds": round(time.monotonic() - started, 3),
-    }
-    record_step(storage, process["process_name"], "build_report", summary, status="report_ready")
-    log.info("process %s: workbook %s (%d bytes)", process["process_name"], name, result["bytes"])
+    summary = dict(extraction.summary)
+    summary["parquet_bytes"] = summary.pop("bytes")
+    summary.update(
+        workbook=f"{process['prefix']}/{name}",
+        bytes=result["bytes"],
+        sheets=result["sheets"],
+        figures=result["figures"],
+        seconds=round(time.monotonic() - started, 3),
+    )
+    record_step(storage, process["process_name"], "extract_and_report", summary, status="report_ready")
+    log.info(
+        "process %s: %d records, workbook %s (%d bytes)",
+        process["process_name"],
+        summary["records"],
+        name,
+        result["bytes"],
+    )
     return summary
 
 

@@ -8,11 +8,12 @@ mark), ``Labels``, ``Model_Data``, ``Consistencia``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from dataset_ops.inference.analysis import RECORD_COLUMNS, analyse, label_references, record_rows
+from dataset_ops.inference.analysis import RECORD_COLUMNS, analyse, label_references, sheet_batches
 from dataset_ops.inference.workbook import EXCEL_MAX_ROWS, Column, ReportWorkbook, SheetSpec
 
 #: Column kinds of the analysis tables (anything not listed: text; ``conf ...``: percent).
@@ -67,31 +68,41 @@ def write_report(
     ok_results: frozenset[str],
     window: tuple[str, str] | None = None,
     max_rows_per_sheet: int = EXCEL_MAX_ROWS,
+    record_batches: Iterable | None = None,
 ) -> dict:
     """Analyse ``records`` and write the workbook at ``path`` (atomically: nothing at ``path``
     if anything fails).
 
+    The data sheet comes first (``Resumen`` keeps its place in front, filled last), then the
+    analysis of the Parquet file and the other sheets. With ``record_batches`` (Arrow record
+    batches, e.g. :meth:`dataset_ops.inference.extract.RecordExtraction.batches`) the data sheet
+    is written from them as they arrive, overlapping the extraction; ``records`` must be the
+    complete Parquet file once they are exhausted.
+
     :returns: ``{"path", "bytes", "sheets": {name: data rows}, "figures": {...}}``.
     :raises ValueError: no records.
     """
-    analysis = analyse(
-        records,
-        reference_data,
-        confidence=confidence,
-        min_appearances=min_appearances,
-        ok_results=ok_results,
-        window=window,
-    )
     label_refs = label_references(reference_data["labels"])
     with ReportWorkbook(path, max_rows_per_sheet=max_rows_per_sheet) as book:
-        book.add_summary("Resumen", analysis.kpis, analysis.chart)
-        book.add_sheet(
-            SheetSpec(
-                "Datos_Elasticsearch",
-                [Column(name, kind) for name, kind in RECORD_COLUMNS],
-                record_rows(records, label_refs, confidence=confidence),
-            )
+        book.reserve_sheet("Resumen")
+        if record_batches is None:
+            import pyarrow.parquet as pq
+
+            record_batches = pq.ParquetFile(records).iter_batches(batch_size=20_000)
+        book.add_batches(
+            "Datos_Elasticsearch",
+            [Column(name, kind) for name, kind in RECORD_COLUMNS],
+            sheet_batches(record_batches, label_refs, confidence=confidence),
         )
+        analysis = analyse(
+            records,
+            reference_data,
+            confidence=confidence,
+            min_appearances=min_appearances,
+            ok_results=ok_results,
+            window=window,
+        )
+        book.add_summary("Resumen", analysis.kpis, analysis.chart)
         book.add_sheet(frame_sheet("References", analysis.references))
         book.add_sheet(frame_sheet("Devices", analysis.devices))
         book.add_sheet(frame_sheet("Labels", analysis.labels))

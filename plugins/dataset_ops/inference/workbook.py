@@ -278,8 +278,18 @@ class ReportWorkbook:
             },
         )
         self._formats: dict[tuple, Any] = {}
+        self._reserved: dict[str, Any] = {}
 
     # -- public API -------------------------------------------------------------------------------
+
+    def reserve_sheet(self, name: str) -> None:
+        """Create sheet ``name`` now, at this place in the sheet order, to be filled later by the
+        :meth:`add_summary` or :meth:`add_sheet` call of that name (e.g. a summary shown first but
+        computed after the data sheets). :meth:`close` refuses a reserved sheet never filled.
+
+        :raises ValueError: a bad or duplicate sheet name.
+        """
+        self._reserved[name] = self._new_sheet(name)
 
     def add_summary(
         self, name: str, kpis: Sequence[tuple[str, Any, str]], chart: dict[str, Any] | None = None
@@ -304,7 +314,7 @@ class ReportWorkbook:
         ws = self._new_sheet(name)
         label_fmt = self._format(bold=True)
         for row, (label, value, kind) in enumerate(kpis):
-            ws.write_string(row, 0, self._text(label), label_fmt)
+            _write_literal(ws, row, 0, self._text(label), label_fmt)
             self._writer(ws, Column("", kind))(row, 1, value)
         widths = [max([12] + [len(str(kpi[0])) + 2 for kpi in kpis]), 16]
         if table is not None:
@@ -335,24 +345,15 @@ class ReportWorkbook:
         names: list[str] = []
 
         def start(part: int):
-            ws = self._new_sheet(spec.name if part == 1 else continuation_name(spec.name, part))
+            ws = self._start_part(spec.name, part, columns, widths)
             names.append(ws.name)
-            header = self._format(**_HEADER_FORMAT)
-            for col, (column, width) in enumerate(zip(columns, widths, strict=True)):
-                ws.set_column(col, col, width)
-                ws.write_string(0, col, column.name, header)
-            ws.freeze_panes(1, 0)
             return ws, [self._writer(ws, c) for c in columns]
-
-        def finish(ws, written: int) -> None:
-            ws.autofilter(0, 0, written, ncols - 1)
-            self.sheets[ws.name] = written
 
         ws, writers = start(1)
         written = 0
         for number, row in enumerate(chain(sample, rows), start=1):
             if written == cap:
-                finish(ws, written)
+                self._finish_part(ws, written, ncols)
                 ws, writers = start(len(names) + 1)
                 written = 0
             if len(row) != ncols:
@@ -362,7 +363,54 @@ class ReportWorkbook:
             written += 1
             for col, value in enumerate(row):
                 writers[col](written, col, value)
-        finish(ws, written)
+        self._finish_part(ws, written, ncols)
+        return names
+
+    def add_batches(self, name: str, columns: Sequence[Column], batches: Iterable) -> list[str]:
+        """Write Arrow record batches as one or more sheets, as :meth:`add_sheet` does with rows,
+        but building each batch's row XML column by column with ``pyarrow.compute`` and writing it
+        straight into XlsxWriter's ``constant_memory`` row file (about 4x faster than cell by cell
+        on 100,000 rows x 15 columns; same cells, formats and blanks).
+
+        Each batch holds the columns in ``columns`` order (matched by position). Per column kind the
+        fast path takes: text (any type cast to string; null and ``""`` are blank), int/float/percent
+        (numbers; null blank), datetime (Arrow timestamps, converted to UTC serial days), bool
+        (booleans). A batch with anything else (another type, NaN or infinity, text with XML
+        control characters or longer than 16,383 characters, dates before 1900-03-01, a ``mark``
+        column) is written cell by cell instead, so the result is the same.
+
+        :raises ValueError: as :meth:`add_sheet`, or a batch with the wrong number of columns.
+        """
+        columns = list(columns)
+        if not columns or len(columns) > EXCEL_MAX_COLS:
+            raise ValueError(f"sheet {name!r}: needs 1..{EXCEL_MAX_COLS} columns, has {len(columns)}")
+        check_sheet_name(name)
+        ncols, cap = len(columns), self.max_rows_per_sheet - 1
+        batches = iter(batches)
+        first = next(batches, None)
+        sample = _batch_rows(first.slice(0, WIDTH_SAMPLE_ROWS)) if first is not None else []
+        widths = [column_width(c, sample, i) for i, c in enumerate(columns)]
+        names: list[str] = []
+        ws = self._start_part(name, 1, columns, widths)
+        names.append(ws.name)
+        fast = _ArrowRows(self, ws, columns)
+        written = 0
+        for batch in chain([first] if first is not None else [], batches):
+            if batch.num_columns != ncols:
+                raise ValueError(f"sheet {name!r}: a batch has {batch.num_columns} columns for {ncols}")
+            offset = 0
+            while offset < batch.num_rows:
+                if written == cap:
+                    self._finish_part(ws, written, ncols)
+                    ws = self._start_part(name, len(names) + 1, columns, widths)
+                    names.append(ws.name)
+                    fast = _ArrowRows(self, ws, columns)
+                    written = 0
+                part = batch.slice(offset, cap - written)
+                fast.write(part, written + 1)
+                written += part.num_rows
+                offset += part.num_rows
+        self._finish_part(ws, written, ncols)
         return names
 
     def close(self) -> dict[str, Any]:
@@ -377,6 +425,9 @@ class ReportWorkbook:
         if not self.sheets:
             self.abort()
             raise ValueError(f"{self.path}: no sheet added")
+        if self._reserved:
+            self.abort()
+            raise ValueError(f"{self.path}: reserved sheets never filled: {', '.join(self._reserved)}")
         try:
             self._book.close()
             with open(self._partial, "rb") as fh:
@@ -427,10 +478,26 @@ class ReportWorkbook:
 
     def _new_sheet(self, name: str):
         self._check_open()
+        if name in self._reserved:
+            return self._reserved.pop(name)
         check_sheet_name(name)
         if any(name.lower() == ws.name.lower() for ws in self._book.worksheets()):
             raise ValueError(f"sheet name {name!r}: already used in this workbook (case ignored)")
         return self._book.add_worksheet(name)
+
+    def _start_part(self, name: str, part: int, columns: list[Column], widths: list[float]):
+        """Sheet ``part`` of a data sheet: header (bold, wrapped, shaded), widths, frozen header."""
+        ws = self._new_sheet(name if part == 1 else continuation_name(name, part))
+        header = self._format(**_HEADER_FORMAT)
+        for col, (column, width) in enumerate(zip(columns, widths, strict=True)):
+            ws.set_column(col, col, width)
+            _write_literal(ws, 0, col, column.name, header)
+        ws.freeze_panes(1, 0)
+        return ws
+
+    def _finish_part(self, ws, written: int, ncols: int) -> None:
+        ws.autofilter(0, 0, written, ncols - 1)
+        self.sheets[ws.name] = written
 
     def _format(self, **props):
         key = tuple(sorted(props.items()))
@@ -459,7 +526,11 @@ class ReportWorkbook:
         conversion, falling back to text.
         """
         fmt = self._column_format(column)
-        write_string, write_number = ws.write_string, ws.write_number
+        write_number = ws.write_number
+
+        def write_string(row: int, col: int, value: str, cell_format) -> None:
+            _write_literal(ws, row, col, value, cell_format)
+
         text = self._text
         kind = column.kind
 
@@ -541,12 +612,12 @@ class ReportWorkbook:
     def _write_chart(self, ws, table: dict[str, Any], top: int) -> int:
         """Write the chart's table from row ``top`` and the chart at D1; return the longest category."""
         header = self._format(**_HEADER_FORMAT)
-        ws.write_string(top, 0, table["title"] or "Categoría", header)
-        ws.write_string(top, 1, table["series_name"] or "Valor", header)
+        _write_literal(ws, top, 0, table["title"] or "Categoría", header)
+        _write_literal(ws, top, 1, table["series_name"] or "Valor", header)
         for offset, (category, value) in enumerate(
             zip(table["categories"], table["values"], strict=True), start=1
         ):
-            ws.write_string(top + offset, 0, self._text(category))
+            _write_literal(ws, top + offset, 0, self._text(category))
             if value is not None:
                 ws.write_number(top + offset, 1, value)  # General format: shown as given
         count = len(table["categories"])
@@ -566,6 +637,146 @@ class ReportWorkbook:
             graph.set_legend({"none": True})
         ws.insert_chart(0, 3, graph, {"x_scale": 1.5, "y_scale": 1.5})
         return max(len(category) for category in table["categories"])
+
+
+def _write_literal(ws, row: int, col: int, text: str, cell_format=None) -> None:
+    """``ws.write_string``, except for text that starts with ``<r>`` and ends with ``</r>``: in
+    ``constant_memory`` mode XlsxWriter takes such a string for rich-string XML and copies it
+    into the file unescaped; it is written as a rich string of plain fragments instead, which reads
+    back as the same text."""
+    if text.startswith("<r>") and text.endswith("</r>"):
+        fragments = (text[:1], text[1:2], text[2:])  # XlsxWriter wants more than two
+        ws.write_rich_string(row, col, *fragments, *([cell_format] if cell_format else []))
+    else:
+        ws.write_string(row, col, text, cell_format)
+
+
+def _batch_rows(batch) -> list[tuple]:
+    """The rows of an Arrow record batch as tuples of Python values."""
+    return list(zip(*(column.to_pylist() for column in batch.columns), strict=True))
+
+
+#: XML 1.0 characters XlsxWriter escapes as ``_xHHHH_`` (such text goes cell by cell).
+_CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+#: 1900-03-01 as Unix epoch milliseconds, and the Excel serial day of the Unix epoch.
+_FIRST_PLAIN_MS = int((_EXCEL_FIRST_PLAIN_DAY - datetime(1970, 1, 1)).total_seconds() * 1000)
+_EPOCH_SERIAL = 25569
+#: Rows whose XML is built at once by :class:`_ArrowRows` (about 1 KiB each for 15 columns).
+_XML_ROWS = 4096
+
+
+class _ArrowRows:
+    """Rows of Arrow record batches as XlsxWriter's ``constant_memory`` row XML (``<row r=...>``
+    with ``<c r= s= t=>`` cells, inline strings), built with ``pyarrow.compute`` and written to
+    the worksheet's row file. This uses XlsxWriter internals (``fh``, ``previous_row``,
+    ``_write_single_row``, ``_check_dimensions``, ``Format._get_xf_index``, checked here; without
+    them every batch goes cell by cell)."""
+
+    def __init__(self, book: ReportWorkbook, ws, columns: list[Column]):
+        from xlsxwriter.utility import xl_col_to_name
+
+        self.book, self.ws, self.columns = book, ws, columns
+        self.letters = [xl_col_to_name(col) for col in range(len(columns))]
+        self.styles = []
+        for column in columns:
+            fmt = book._column_format(column)
+            self.styles.append(f' s="{fmt._get_xf_index()}"' if fmt is not None else "")
+        self.enabled = bool(getattr(ws, "constant_memory", False)) and all(
+            hasattr(ws, attr) for attr in ("fh", "previous_row", "_write_single_row", "_check_dimensions")
+        )
+        self._writers = None
+
+    def write(self, batch, first_row: int) -> None:
+        """Write ``batch`` as sheet rows ``first_row``.. (0-based; the header is row 0), in slices
+        of :data:`_XML_ROWS` rows (the memory of one slice's XML)."""
+        for offset in range(0, batch.num_rows, _XML_ROWS):
+            part = batch.slice(offset, _XML_ROWS)
+            row = first_row + offset
+            xml = self._xml(part, row) if self.enabled else None
+            if xml is None:
+                self._write_cells(part, row)
+                continue
+            ws = self.ws
+            last_row = row + part.num_rows - 1
+            ws._write_single_row(row)  # flush the pending row (the header) as XlsxWriter does
+            ws._check_dimensions(row, 0)
+            ws._check_dimensions(last_row, len(self.columns) - 1)
+            offsets = memoryview(xml.buffers()[1]).cast("i")  # int32 offsets of a string array
+            start, end = offsets[xml.offset], offsets[xml.offset + len(xml)]
+            ws.fh.flush()  # the text layer is empty; the bytes go below it, in order
+            ws.fh.buffer.write(memoryview(xml.buffers()[2])[start:end])
+            ws.previous_row = last_row
+
+    def _write_cells(self, batch, first_row: int) -> None:
+        if self._writers is None:
+            self._writers = [self.book._writer(self.ws, c) for c in self.columns]
+        for row, values in enumerate(_batch_rows(batch), start=first_row):
+            for col, value in enumerate(values):
+                self._writers[col](row, col, value)
+
+    def _xml(self, batch, first_row: int):
+        """One Arrow string per row (``<row>...</row>``, UTF-8), or None: cell by cell."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        numbers = pa.array(range(first_row + 1, first_row + 1 + batch.num_rows), pa.int64()).cast(pa.string())
+        cells = []
+        for col, (column, array) in enumerate(zip(self.columns, batch.columns, strict=True)):
+            cell = self._cells(column, array, f'<c r="{self.letters[col]}', numbers, self.styles[col], pa, pc)
+            if cell is None:
+                return None
+            cells.append(cell)
+        return pc.binary_join_element_wise(
+            '<row r="', numbers, '">', *cells, "</row>", "", null_handling="replace", null_replacement=""
+        )
+
+    def _cells(self, column: Column, array, ref: str, numbers, style: str, pa, pc):
+        """The column's cell XML, null for blank cells; None when it needs the cell-by-cell path."""
+        kind, kind_type = column.kind, array.type
+        if kind == "text":
+            try:
+                text = array if pa.types.is_string(kind_type) else array.cast(pa.string())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None
+            if text.null_count < len(text) and (
+                pc.any(pc.match_substring_regex(text, _CONTROL_CHARS)).as_py()
+                or pc.max(pc.utf8_length(text)).as_py() > EXCEL_MAX_CELL_CHARS // 2
+            ):
+                return None
+            text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+            escaped = pc.replace_substring(
+                pc.replace_substring(pc.replace_substring(text, "&", "&amp;"), "<", "&lt;"), ">", "&gt;"
+            )
+            opening = pc.if_else(
+                pc.match_substring_regex(text, r"^\s|\s$"), '<t xml:space="preserve">', "<t>"
+            )
+            return pc.binary_join_element_wise(
+                ref, numbers, f'"{style} t="inlineStr"><is>', opening, escaped, "</t></is></c>", ""
+            )
+        if kind in ("int", "float", "percent"):
+            if pa.types.is_integer(kind_type):
+                values = array.cast(pa.string())
+            elif pa.types.is_floating(kind_type):
+                if pc.all(pc.is_finite(array)).as_py() not in (True, None):
+                    return None
+                values = array.cast(pa.float64()).cast(pa.string())
+            else:
+                return None
+            return pc.binary_join_element_wise(ref, numbers, f'"{style}><v>', values, "</v></c>", "")
+        if kind == "datetime":
+            if not pa.types.is_timestamp(kind_type):
+                return None
+            millis = array.cast(pa.timestamp("ms", tz=kind_type.tz)).cast(pa.int64())
+            if millis.null_count < len(millis) and pc.min(millis).as_py() < _FIRST_PLAIN_MS:
+                return None
+            serial = pc.add(pc.divide(millis.cast(pa.float64()), 86_400_000.0), float(_EPOCH_SERIAL))
+            return pc.binary_join_element_wise(
+                ref, numbers, f'"{style}><v>', serial.cast(pa.string()), "</v></c>", ""
+            )
+        if kind == "bool" and pa.types.is_boolean(kind_type):
+            flags = pc.if_else(array, "1", "0")
+            return pc.binary_join_element_wise(ref, numbers, f'"{style} t="b"><v>', flags, "</v></c>", "")
+        return None
 
 
 def _chart_table(sheet: str, chart: dict[str, Any]) -> dict[str, Any]:

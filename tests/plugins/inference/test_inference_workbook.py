@@ -395,3 +395,104 @@ def test_utc_conversion_of_aware_datetimes(tmp_path):
     _write(path, SheetSpec("Datos", [Column("t", "datetime")], rows))
     ws = openpyxl.load_workbook(path)["Datos"]
     assert ws["A2"].value == ws["A3"].value == datetime(2024, 3, 31, 1, 30)
+
+
+# -- Arrow batches (add_batches): the same cells as add_sheet, cell by cell ----------------------
+ARROW_COLUMNS = [
+    Column("name", "text"),
+    Column("count", "int"),
+    Column("score", "float"),
+    Column("share", "percent"),
+    Column("seen", "datetime"),
+    Column("flag", "bool"),
+]
+
+
+def _arrow_batch(rows: list[tuple]):
+    import pyarrow as pa
+
+    names, count, score, share, seen, flag = zip(*rows, strict=True)
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(names, pa.string()),
+            pa.array(count, pa.int64()),
+            pa.array(score, pa.float64()),
+            pa.array(share, pa.float64()),
+            pa.array(seen, pa.timestamp("ms", tz="UTC")),
+            pa.array(flag, pa.bool_()),
+        ],
+        names=[c.name for c in ARROW_COLUMNS],
+    )
+
+
+T0 = datetime(2026, 11, 20, 12, 0, 0, 123000, tzinfo=UTC)
+PLAIN = [
+    ("a&<b>\"'", 1, 0.1, 0.25, T0, True),
+    ("", None, None, None, None, None),
+    (None, -5, 1e20, 1.0, T0 + timedelta(days=3, seconds=7), False),
+    ("  leading and trailing  ", 2**40, 0.30000000000000004, 0.0, T0 - timedelta(days=400), True),
+    ("ünïcødé ✓ 漢字", 0, -2.5, 0.999, T0, None),
+    ("<r>not rich</r>", 7, 3.0, 0.5, T0, False),
+]
+#: Each needs the cell-by-cell path: a control character, NaN, a date before 1900-03-01.
+ODD = [
+    [("ctrl\x01char", 1, 0.5, 0.5, T0, True)],
+    [("nan", 1, math.nan, 0.5, T0, True)],
+    [("old", 1, 0.5, 0.5, datetime(1899, 12, 31, tzinfo=UTC), True)],
+]
+
+
+def _cells(path: Path) -> dict[str, list[list[tuple]]]:
+    """Every sheet's cells as (value, number_format, data_type), read back with openpyxl."""
+    book = openpyxl.load_workbook(path)
+    out = {}
+    for ws in book.worksheets:
+        out[ws.title] = [[(c.value, c.number_format, c.data_type) for c in row] for row in ws.iter_rows()]
+    book.close()
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-12)
+    if isinstance(a, datetime) and isinstance(b, datetime):
+        return abs(a - b) < timedelta(milliseconds=1)
+    return a == b
+
+
+@pytest.mark.parametrize("cap", [None, 4])
+def test_arrow_batches_give_the_cells_of_the_cell_by_cell_path(tmp_path, cap, monkeypatch):
+    from dataset_ops.inference import workbook
+
+    batches = [_arrow_batch(PLAIN), _arrow_batch(PLAIN[:2])] + [_arrow_batch(rows) for rows in ODD]
+    kwargs = {"max_rows_per_sheet": cap} if cap else {}
+    by_cell = []
+    original = workbook._ArrowRows._write_cells
+
+    def counting(self, batch, first_row):
+        by_cell.append(batch.num_rows)
+        return original(self, batch, first_row)
+
+    monkeypatch.setattr(workbook._ArrowRows, "_write_cells", counting)
+    with ReportWorkbook(tmp_path / "arrow.xlsx", **kwargs) as book:
+        names = book.add_batches("Data", ARROW_COLUMNS, batches)
+    rows = [row for batch in batches for row in zip(*(c.to_pylist() for c in batch.columns), strict=True)]
+    _write(tmp_path / "cells.xlsx", SheetSpec("Data", ARROW_COLUMNS, rows), **kwargs)
+
+    assert by_cell == [1, 1, 1]  # only the three odd batches went cell by cell
+    fast, slow = _cells(tmp_path / "arrow.xlsx"), _cells(tmp_path / "cells.xlsx")
+    assert list(fast) == list(slow) == names
+    assert len(names) == (1 if cap is None else math.ceil(len(rows) / 3))
+    for name in names:
+        assert len(fast[name]) == len(slow[name])
+        for fast_row, slow_row in zip(fast[name], slow[name], strict=True):
+            for f, s in zip(fast_row, slow_row, strict=True):
+                assert _same(f[0], s[0]) and f[1:] == s[1:], (name, fast_row, slow_row)
+    first = fast[names[0]]
+    assert first[1][0] == ("a&<b>\"'", "General", "s") and first[2][0][0] is None  # "" is blank
+    assert first[1][4][0] == datetime(2026, 11, 20, 12, 0, 0, 123000)
+    assert first[1][4][1] == "yyyy-mm-dd hh:mm:ss" and first[1][5] == (True, "General", "b")
+    if cap is None:
+        assert first[4][0][0] == "  leading and trailing  " and first[6][0][0] == "<r>not rich</r>"
+        xml = _sheet_xml(tmp_path / "arrow.xlsx", 1)
+        assert '<dimension ref="A1:F12"/>' in xml and '<autoFilter ref="A1:F12"/>' in xml
