@@ -178,15 +178,15 @@ def _report(cfg: dict, phases: Phases, parquet: Path, reference_data: dict, batc
     from dataset_ops.inference import report
     from dataset_ops.inference.config import load_mapping
 
-    analyse = report.analyse
+    result = report.Analyser.result
 
-    def timed_analyse(*args, **kwargs):
+    def timed_result(self, *args, **kwargs):  # the records are analysed and written by then
         phases.mark("es read + data sheet" if batches is not None else "workbook: data sheet")
-        result = analyse(*args, **kwargs)
-        phases.mark("analysis")
-        return result
+        out = result(self, *args, **kwargs)
+        phases.mark("analysis tables")
+        return out
 
-    report.analyse = timed_analyse
+    report.Analyser.result = timed_result
     report.write_report(
         Path(cfg["out"]),
         parquet,
@@ -206,7 +206,9 @@ def work_ours(cfg: dict, es, phases: Phases) -> dict:
     the report from the file."""
     from dataset_ops.inference.config import load_mapping
     from dataset_ops.inference.extract import RecordExtraction
+    from dataset_ops.inference.report import use_system_allocator
 
+    use_system_allocator()  # as the DAG's extract_and_report task does
     since, until = datetime.fromisoformat(cfg["since"]), datetime.fromisoformat(cfg["until"])
     mapping = load_mapping(cfg["deployment_id"])
     parquet = Path(cfg["out"]).with_suffix(".parquet")
@@ -354,7 +356,12 @@ def worker(cfg: dict) -> dict:
     _imports(method, cfg["reference_json"])
     from elasticsearch import Elasticsearch
 
-    es = Elasticsearch(cfg["es_url"], request_timeout=300)
+    options = {}
+    if method.startswith("ours"):  # the client of extract.es_client(): pages stay bytes
+        from dataset_ops.inference.extract import search_serializers
+
+        options["serializers"] = search_serializers()
+    es = Elasticsearch(cfg["es_url"], request_timeout=300, **options)
     es.info()
     rss_after_imports = _status_mib("VmRSS")
     peak_imports = _status_mib("VmHWM")

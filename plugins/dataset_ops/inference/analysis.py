@@ -9,26 +9,41 @@ mapped to references through MySQL ``labels.reference_id``):
 * ``model_ok`` / top-1 hit: the top-1 label's reference is the record's reference; top-2 and
   top-3 hits: the reference is among the first 2 or 3 labels' references;
 * ``appearances`` of a reference: records whose top-3 labels propose it (right or wrong);
-* confidence: of the top-1 label, 0..1; ``below_threshold``: top-1 confidence < ``confidence``.
+* confidence: of the top-1 label, 0..1; ``below_threshold``: top-1 confidence < ``confidence``;
+  the confidence buckets are cut at 0.50, the threshold and 0.90 (:func:`bucket_edges`).
 
-Percentages are fractions 0..1 (the workbook formats them). The records are read from the
-Parquet file of :func:`dataset_ops.inference.extract.extract_records` with the needed columns
-only; the per-record rows of the ``Datos_Elasticsearch`` sheet are streamed batch by batch by
-:func:`sheet_batches` (from the file or from batches as they are extracted).
+Percentages are fractions 0..1 (the workbook formats them). :class:`Analyser` computes
+everything in one pass over Arrow record batches of
+:func:`dataset_ops.inference.extract.record_schema` (``pyarrow.compute`` group-bys per batch,
+merged into per-reference, per-device and per-label sums), so memory grows with the number of
+references, devices and labels, not records; the report feeds it the batches it writes to the
+``Datos_Elasticsearch`` sheet (:func:`sheet_batches`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
-import numpy as np
-import pandas as pd
-
-#: Upper edges of the confidence buckets below and above the threshold.
+#: Confidence bucket edges besides the threshold.
 _LOW = 0.5
 _HIGH = 0.9
+#: Sums kept per reference, device and label (see :meth:`Analyser.add`).
+_SUMS = ("n", "ok", "ok_n", "model_ok", "top2", "top3", "conf", "conf_n", "below")
+
+
+@dataclass
+class Table:
+    """A small table of the report: column names and rows (tuples; None is a blank cell)."""
+
+    columns: list[str]
+    rows: list[tuple]
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as dicts by column name."""
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
 
 @dataclass
@@ -37,22 +52,25 @@ class Analysis:
 
     kpis: list[tuple[str, object, str]]
     chart: dict
-    references: pd.DataFrame
-    devices: pd.DataFrame
-    labels: pd.DataFrame
+    references: Table
+    devices: Table
+    labels: Table
     model: list[tuple[str, object]]
-    consistency: pd.DataFrame
+    consistency: Table
     figures: dict = field(default_factory=dict)
 
 
+def bucket_edges(confidence: float) -> list[float]:
+    """The confidence bucket edges: 0.50, the threshold and 0.90, sorted, without repeats
+    (a threshold of 0.50 or 0.90 gives three buckets)."""
+    return sorted({_LOW, round(float(confidence), 6), _HIGH})
+
+
 def bucket_names(confidence: float) -> list[str]:
-    """Confidence bucket labels: ``<0.50``, ``0.50-<thr>``, ``<thr>-0.90``, ``>=0.90``."""
-    return [f"<{_LOW:.2f}", f"{_LOW:.2f}-{confidence:.2f}", f"{confidence:.2f}-{_HIGH:.2f}", f">={_HIGH:.2f}"]
-
-
-def _bucket(conf: pd.Series, confidence: float) -> pd.Series:
-    edges = [-np.inf, _LOW, confidence, _HIGH, np.inf]
-    return pd.cut(conf, bins=edges, right=False, labels=bucket_names(confidence))
+    """Bucket labels, e.g. ``<0.50``, ``0.50-0.78``, ``0.78-0.90``, ``>=0.90`` (lower edge included)."""
+    edges = bucket_edges(confidence)
+    inner = [f"{a:.2f}-{b:.2f}" for a, b in zip(edges, edges[1:], strict=False)]
+    return [f"<{edges[0]:.2f}", *inner, f">={edges[-1]:.2f}"]
 
 
 def label_references(labels: list[dict]) -> dict[int, int]:
@@ -60,200 +78,349 @@ def label_references(labels: list[dict]) -> dict[int, int]:
     return {int(r["label_id"]): int(r["reference_id"]) for r in labels if r.get("reference_id") is not None}
 
 
-def _derive(df: pd.DataFrame, label_refs: dict[int, int], ok_results: frozenset[str], confidence: float):
-    refs = [df[f"label_{k}"].map(label_refs) for k in (1, 2, 3)]
-    truth = df["reference_id"]
-    df["top1_reference_id"] = refs[0].astype("Int64")
-    df["model_ok"] = refs[0].eq(truth).fillna(False).astype(bool)
-    df["top2_hit"] = df["model_ok"] | refs[1].eq(truth).fillna(False)
-    df["top3_hit"] = df["top2_hit"] | refs[2].eq(truth).fillna(False)
-    ok = df["result"].isin(list(ok_results)).astype(float)
-    df["ok"] = ok.where(df["result"].notna())
-    df["below_threshold"] = df["conf_1"].lt(confidence) & df["conf_1"].notna()
-    return df
+def _ratio(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
 
 
-def _rate_table(df: pd.DataFrame, key: str, confidence: float) -> pd.DataFrame:
-    grouped = df.groupby(key, dropna=False)
-    table = pd.DataFrame(
-        {
-            "transactions": grouped.size(),
-            "ok_pct": grouped["ok"].mean(),
-            "model_ok_pct": grouped["model_ok"].mean(),
-            "top1_hit_rate": grouped["model_ok"].mean(),
-            "top2_hit_rate": grouped["top2_hit"].mean(),
-            "top3_hit_rate": grouped["top3_hit"].mean(),
-            "confidence_mean": grouped["conf_1"].mean(),
-            "below_threshold": grouped["below_threshold"].sum().astype("int64"),
-        }
-    )
-    buckets = pd.crosstab(df[key], _bucket(df["conf_1"], confidence), normalize="index")
-    buckets = buckets.reindex(columns=bucket_names(confidence), fill_value=0.0)
-    buckets.columns = [f"conf {name}" for name in buckets.columns]
-    return table.join(buckets, how="left").fillna({c: 0.0 for c in buckets.columns})
+class Analyser:
+    """The report's figures, accumulated batch by batch (see the module docstring).
 
-
-def analyse(
-    records: Path,
-    reference_data: dict[str, list[dict]],
-    *,
-    confidence: float,
-    min_appearances: int,
-    ok_results: frozenset[str],
-    window: tuple[str, str] | None = None,
-) -> Analysis:
-    """The report's figures (see the module docstring).
-
-    :param records: the Parquet file of the records. :param reference_data: the dict of
-        :func:`dataset_ops.inference.extract.read_reference_data`.
+    :param reference_data: the dict of :func:`dataset_ops.inference.extract.read_reference_data`.
     :param confidence: the threshold (0..1). :param min_appearances: references proposed fewer
-        times are flagged. :param window: (from, to) ISO dates for the KPIs.
-    :raises ValueError: no records.
+        times are flagged. :param ok_results: the ``result`` values that count as ok.
     """
-    import pyarrow.parquet as pq
 
-    cols = ["transaction_id", "device_id", "reference_id", "result", "timestamp"]
-    cols += [f"{p}_{k}" for k in (1, 2, 3) for p in ("label", "conf")]
-    df = pq.read_table(records, columns=cols).to_pandas()
-    if df.empty:
-        raise ValueError(f"{records}: no records to analyse")
-    label_refs = label_references(reference_data["labels"])
-    df = _derive(df, label_refs, ok_results, confidence)
-    refs_db = (
-        pd.DataFrame(reference_data["references"]).set_index("reference_id")
-        if reference_data["references"]
-        else None
-    )
-    dev_db = (
-        pd.DataFrame(reference_data["devices"]).set_index("device_id") if reference_data["devices"] else None
-    )
+    def __init__(
+        self,
+        reference_data: dict[str, list[dict]],
+        *,
+        confidence: float,
+        min_appearances: int,
+        ok_results: frozenset[str],
+    ):
+        import pyarrow as pa
 
-    # --- references
-    by_ref = _rate_table(df.dropna(subset=["reference_id"]), "reference_id", confidence)
-    proposed = pd.concat([df[f"label_{k}"].map(label_refs) for k in (1, 2, 3)], ignore_index=True)
-    appearances = proposed.dropna().astype("int64").value_counts()
-    by_ref.insert(1, "appearances", appearances.reindex(by_ref.index).fillna(0).astype("int64"))
-    by_ref["meets_min_appearances"] = by_ref["appearances"] >= min_appearances
-    if refs_db is not None:
-        by_ref = refs_db[["reference_code", "reference_name", "category"]].join(by_ref, how="right")
-    else:
-        by_ref.insert(0, "reference_code", None)
-    by_ref["known_in_mysql"] = by_ref.index.isin(refs_db.index if refs_db is not None else [])
-    by_ref["revisar_imagenes"] = ""
-    references = by_ref.reset_index().sort_values("transactions", ascending=False, kind="stable")
+        self.reference_data = reference_data
+        self.confidence = float(confidence)
+        self.min_appearances = int(min_appearances)
+        self.ok_results = pa.array(sorted(ok_results), pa.string())
+        self.edges = bucket_edges(confidence)
+        self.buckets = [f"b{i}" for i in range(len(self.edges) + 1)]
+        label_refs = label_references(reference_data["labels"])
+        self._label_keys = pa.array(list(label_refs), pa.int64())
+        self._label_refs = pa.array(list(label_refs.values()), pa.int64())
+        self.records = 0
+        self.missing: Counter = Counter()
+        self.totals: Counter = Counter()
+        self.by_reference: dict[int, Counter] = {}
+        self.by_device: dict[int, Counter] = {}
+        self.device_references: dict[int, set] = {}
+        self.device_seen: dict[int, list] = {}
+        self.top1_by_label: dict[int, Counter] = {}
+        self.appearances: Counter = Counter()
+        self.predicted_labels: Counter = Counter()
 
-    # --- devices (MySQL devices without data included, with 0 transactions)
-    by_dev = _rate_table(df.dropna(subset=["device_id"]), "device_id", confidence)
-    grouped = df.groupby("device_id")
-    by_dev["references"] = grouped["reference_id"].nunique()
-    by_dev["first_seen"] = grouped["timestamp"].min()
-    by_dev["last_seen"] = grouped["timestamp"].max()
-    if dev_db is not None:
-        by_dev = dev_db[["device_code", "shop", "location"]].join(by_dev, how="outer")
-    by_dev["transactions"] = by_dev["transactions"].fillna(0).astype("int64")
-    by_dev["below_threshold"] = by_dev["below_threshold"].fillna(0).astype("int64")
-    by_dev["revisar_imagenes"] = ""
-    devices = by_dev.reset_index().rename(columns={"index": "device_id"})
+    def add(self, batch) -> None:
+        """Add a record batch of :func:`dataset_ops.inference.extract.record_schema`."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-    # --- labels
-    top1 = df.groupby("label_1").agg(predicted_top1=("model_ok", "size"), top1_correct=("model_ok", "sum"))
-    labels = pd.DataFrame(reference_data["labels"])
-    if labels.empty:
-        labels = pd.DataFrame(columns=["label_id", "label_name", "reference_id"])
-    labels = labels.set_index("label_id").join(top1, how="left")
-    labels["predicted_top1"] = labels["predicted_top1"].fillna(0).astype("int64")
-    labels["top1_correct"] = labels["top1_correct"].fillna(0).astype("int64")
-    labels["precision"] = (labels["top1_correct"] / labels["predicted_top1"]).where(
-        labels["predicted_top1"] > 0
-    )
-    if refs_db is not None:
-        labels = labels.join(refs_db[["reference_name"]], on="reference_id")
-    labels = labels.reset_index()
-
-    # --- consistency
-    checks: list[tuple[str, str, str, int]] = []
-    counts = df["reference_id"].value_counts()
-    for ref_id, n in counts.items():
-        if refs_db is None or ref_id not in refs_db.index:
-            checks.append(
-                ("reference in Elasticsearch unknown to MySQL", str(ref_id), f"{n} records", int(n))
+        if batch.num_rows == 0:
+            return
+        self.records += batch.num_rows
+        for name in RECORD_FIELDS:
+            self.missing[name] += batch.column(name).null_count
+        truth = batch.column("reference_id")
+        refs = [
+            pc.take(self._label_refs, pc.index_in(batch.column(f"label_{k}"), value_set=self._label_keys))
+            for k in (1, 2, 3)
+        ]
+        hits = [pc.fill_null(pc.equal(ref, truth), False) for ref in refs]
+        model_ok = hits[0]
+        top2 = pc.or_(model_ok, hits[1])
+        top3 = pc.or_(top2, hits[2])
+        result = batch.column("result")
+        ok = pc.if_else(
+            pc.is_null(result),
+            pa.scalar(None, pa.int64()),
+            pc.is_in(result, value_set=self.ok_results).cast(pa.int64()),
+        )
+        conf = batch.column("conf_1")
+        bucket = None
+        for edge in self.edges:
+            step = pc.greater_equal(conf, edge).cast(pa.int64())
+            bucket = step if bucket is None else pc.add(bucket, step)
+        columns = {
+            "reference_id": truth,
+            "device_id": batch.column("device_id"),
+            "label_1": batch.column("label_1"),
+            "timestamp": batch.column("timestamp"),
+            "n": pa.array([1] * batch.num_rows, pa.int64()),
+            "ok": ok,
+            "ok_n": pc.is_valid(ok).cast(pa.int64()),
+            "model_ok": model_ok.cast(pa.int64()),
+            "top2": top2.cast(pa.int64()),
+            "top3": top3.cast(pa.int64()),
+            "conf": conf,
+            "conf_n": pc.is_valid(conf).cast(pa.int64()),
+            "below": pc.fill_null(pc.less(conf, self.confidence), False).cast(pa.int64()),
+        }
+        for i, name in enumerate(self.buckets):
+            columns[name] = pc.fill_null(pc.equal(bucket, i), False).cast(pa.int64())
+        table = pa.table(columns)
+        sums = [*_SUMS, *self.buckets]
+        for name in sums:
+            self.totals[name] += pc.sum(table.column(name)).as_py() or 0
+        self._merge(table, "reference_id", sums, self.by_reference)
+        extra = [("reference_id", "distinct"), ("timestamp", "min"), ("timestamp", "max")]
+        for key, row in self._merge(table, "device_id", sums, self.by_device, extra):
+            self.device_references.setdefault(key, set()).update(
+                v for v in row["reference_id_distinct"] if v is not None
             )
-    for row in reference_data["labels"]:
-        if row.get("reference_id") is None:
-            checks.append(("label without reference", str(row["label_id"]), str(row["label_name"]), 1))
-    known_labels = set(labels["label_id"].astype("int64")) if not labels.empty else set()
-    unknown_labels = pd.concat([df[f"label_{k}"] for k in (1, 2, 3)]).dropna().astype("int64")
-    for label_id, n in unknown_labels[~unknown_labels.isin(known_labels)].value_counts().items():
-        checks.append(("predicted label unknown to the model", str(label_id), f"{n} predictions", int(n)))
-    for row in devices[devices["transactions"] == 0].itertuples():
-        checks.append(("device without data", str(row.device_id), f"{getattr(row, 'device_code', '')}", 0))
-    below = int(df["below_threshold"].sum())
-    checks.append(
-        ("records below the confidence threshold", f"< {confidence:.2f}", f"{below / len(df):.1%}", below)
-    )
-    for column in cols:
-        n_missing = int(df[column].isna().sum())
-        if n_missing:
-            checks.append(("field missing in records", column, f"{n_missing / len(df):.2%}", n_missing))
-    for row in references[~references["meets_min_appearances"]].itertuples():
+            seen = self.device_seen.setdefault(key, [None, None])
+            low, high = row["timestamp_min"], row["timestamp_max"]
+            if low is not None:
+                seen[0] = low if seen[0] is None else min(seen[0], low)
+                seen[1] = high if seen[1] is None else max(seen[1], high)
+        self._merge(table, "label_1", ["n", "model_ok"], self.top1_by_label)
+        for ref in refs:
+            self.appearances.update(_value_counts(ref))
+        for k in (1, 2, 3):
+            self.predicted_labels.update(_value_counts(batch.column(f"label_{k}")))
+
+    @staticmethod
+    def _merge(table, key: str, sums: list[str], into: dict, extra=()) -> list[tuple[Any, dict]]:
+        """Group ``table`` by ``key`` (null keys left out), add the sums into ``into[key]``;
+        return the groups' rows (with the ``extra`` aggregates) for the caller."""
+        grouped = table.group_by(key).aggregate([(name, "sum") for name in sums] + list(extra)).to_pylist()
+        rows = []
+        for row in grouped:
+            value = row[key]
+            if value is None:
+                continue
+            acc = into.setdefault(value, Counter())
+            for name in sums:
+                acc[name] += row[f"{name}_sum"] or 0
+            rows.append((value, row))
+        return rows
+
+    # -- the tables ---------------------------------------------------------------------------------
+
+    def _rates(self, acc: Counter | None) -> list:
+        """transactions, ok_pct, model_ok_pct, top1..3 hit rates, confidence_mean, below_threshold."""
+        if acc is None:
+            return [0, None, None, None, None, None, None, 0]
+        n = acc["n"]
+        return [
+            n,
+            _ratio(acc["ok"], acc["ok_n"]),
+            _ratio(acc["model_ok"], n),
+            _ratio(acc["model_ok"], n),
+            _ratio(acc["top2"], n),
+            _ratio(acc["top3"], n),
+            _ratio(acc["conf"], acc["conf_n"]),
+            acc["below"],
+        ]
+
+    def _bucket_shares(self, acc: Counter | None) -> list:
+        if acc is None:
+            return [None] * len(self.buckets)
+        return [acc[name] / acc["conf_n"] if acc["conf_n"] else 0.0 for name in self.buckets]
+
+    def result(self, window: tuple[str, str] | None = None) -> Analysis:
+        """The report's tables, KPIs, chart and figures.
+
+        :param window: (from, to) ISO dates for the KPIs.
+        :raises ValueError: no records were added.
+        """
+        if not self.records:
+            raise ValueError("no records to analyse")
+        data = self.reference_data
+        names = bucket_names(self.confidence)
+        rates = [
+            "transactions", "ok_pct", "model_ok_pct", "top1_hit_rate", "top2_hit_rate", "top3_hit_rate",
+            "confidence_mean", "below_threshold",
+        ]  # fmt: skip
+        bucket_columns = [f"conf {name}" for name in names]
+        refs_db = {row["reference_id"]: row for row in data["references"]}
+        devs_db = {row["device_id"]: row for row in data["devices"]}
+
+        # --- references, most transactions first
+        ref_rows = []
+        for ref_id in sorted(self.by_reference, key=lambda r: (-self.by_reference[r]["n"], r)):
+            acc, known = self.by_reference[ref_id], refs_db.get(ref_id, {})
+            rate = self._rates(acc)
+            appearances = self.appearances.get(ref_id, 0)
+            ref_rows.append(
+                (
+                    ref_id, known.get("reference_code"), known.get("reference_name"), known.get("category"),
+                    rate[0], appearances, *rate[1:], *self._bucket_shares(acc),
+                    appearances >= self.min_appearances, ref_id in refs_db, "",
+                )
+            )  # fmt: skip
+        references = Table(
+            [
+                "reference_id", "reference_code", "reference_name", "category", "transactions", "appearances",
+                *rates[1:], *bucket_columns, "meets_min_appearances", "known_in_mysql", "revisar_imagenes",
+            ],
+            ref_rows,
+        )  # fmt: skip
+
+        # --- devices: MySQL's and those with data, by id (MySQL devices without data at 0)
+        dev_rows = []
+        for device_id in sorted(set(devs_db) | set(self.by_device)):
+            acc, known = self.by_device.get(device_id), devs_db.get(device_id, {})
+            seen = self.device_seen.get(device_id, [None, None])
+            refs = self.device_references.get(device_id)
+            dev_rows.append(
+                (
+                    device_id, known.get("device_code"), known.get("shop"), known.get("location"),
+                    *self._rates(acc), *self._bucket_shares(acc),
+                    len(refs) if acc is not None else None, seen[0], seen[1], "",
+                )
+            )  # fmt: skip
+        devices = Table(
+            [
+                "device_id", "device_code", "shop", "location", *rates, *bucket_columns,
+                "references", "first_seen", "last_seen", "revisar_imagenes",
+            ],
+            dev_rows,
+        )  # fmt: skip
+
+        # --- labels, in MySQL's order
+        label_extra = [c for c in (data["labels"][0] if data["labels"] else {}) if c != "label_id"] or [
+            "label_name",
+            "reference_id",
+        ]
+        label_rows = []
+        for row in data["labels"]:
+            acc = self.top1_by_label.get(row["label_id"], Counter())
+            predicted, correct = acc["n"], acc["model_ok"]
+            reference = refs_db.get(row.get("reference_id"), {})
+            label_rows.append(
+                (
+                    row["label_id"],
+                    *(row.get(c) for c in label_extra),
+                    predicted,
+                    correct,
+                    _ratio(correct, predicted),
+                    reference.get("reference_name"),
+                )
+            )
+        labels = Table(
+            ["label_id", *label_extra, "predicted_top1", "top1_correct", "precision", "reference_name"],
+            label_rows,
+        )
+
+        # --- consistency
+        checks: list[tuple[str, str, str, int]] = []
+        counts = sorted(
+            ((acc["n"], ref) for ref, acc in self.by_reference.items()), key=lambda x: (-x[0], x[1])
+        )
+        unknown_refs = 0
+        for n, ref_id in counts:
+            if ref_id not in refs_db:
+                unknown_refs += n
+                checks.append(("reference in Elasticsearch unknown to MySQL", str(ref_id), f"{n} records", n))
+        for row in data["labels"]:
+            if row.get("reference_id") is None:
+                checks.append(("label without reference", str(row["label_id"]), str(row["label_name"]), 1))
+        known_labels = {row["label_id"] for row in data["labels"]}
+        unknown_labels = [
+            (n, label) for label, n in self.predicted_labels.items() if label not in known_labels
+        ]
+        for n, label_id in sorted(unknown_labels, key=lambda x: (-x[0], x[1])):
+            checks.append(("predicted label unknown to the model", str(label_id), f"{n} predictions", n))
+        for row in dev_rows:
+            if row[4] == 0:
+                checks.append(("device without data", str(row[0]), row[1] or "", 0))
+        below = self.totals["below"]
         checks.append(
             (
-                "reference below min_appearances",
-                str(row.reference_id),
-                f"{row.appearances} < {min_appearances}",
-                int(row.appearances),
+                "records below the confidence threshold",
+                f"< {self.confidence:.2f}",
+                f"{below / self.records:.1%}",
+                below,
             )
         )
-    consistency = pd.DataFrame(checks, columns=["check", "item", "detail", "count"])
+        for column in RECORD_FIELDS:
+            n_missing = self.missing[column]
+            if n_missing:
+                checks.append(
+                    ("field missing in records", column, f"{n_missing / self.records:.2%}", n_missing)
+                )
+        for row in references.records():
+            if not row["meets_min_appearances"]:
+                checks.append(
+                    (
+                        "reference below min_appearances",
+                        str(row["reference_id"]),
+                        f"{row['appearances']} < {self.min_appearances}",
+                        int(row["appearances"]),
+                    )
+                )
+        consistency = Table(["check", "item", "detail", "count"], checks)
 
-    # --- model and KPIs
-    model_row = reference_data["model"][0]
-    model = [(key, value) for key, value in model_row.items()]
-    known_devices = int((devices["transactions"] > 0).sum())
-    unknown_refs = int(sum(n for ref, n in counts.items() if refs_db is None or ref not in refs_db.index))
-    figures = {
-        "records": len(df),
-        "devices_with_data": known_devices,
-        "devices_total": len(devices),
-        "references_seen": int(df["reference_id"].nunique()),
-        "ok_pct": float(df["ok"].mean()),
-        "model_ok_pct": float(df["model_ok"].mean()),
-        "top3_hit_rate": float(df["top3_hit"].mean()),
-        "below_threshold": below,
-        "unknown_reference_records": unknown_refs,
-        "consistency_issues": len(consistency),
-    }
-    figures = {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in figures.items()}
-    kpis: list[tuple[str, object, str]] = [
-        (
-            "Deployment",
-            f"{model_row['deployment_id']} {model_row.get('deployment_name') or ''}".strip(),
-            "text",
-        ),
-        ("Model", f"{model_row.get('model_name')} {model_row.get('model_version')}", "text"),
-    ]
-    if window:
-        kpis += [("From (UTC)", window[0], "text"), ("To (UTC)", window[1], "text")]
-    kpis += [
-        ("Records", figures["records"], "int"),
-        ("Devices with data / in MySQL", f"{known_devices} / {len(devices)}", "text"),
-        ("References seen", figures["references_seen"], "int"),
-        ("OK transactions", figures["ok_pct"], "percent"),
-        ("Model OK (top-1)", figures["model_ok_pct"], "percent"),
-        ("Top-3 hit rate", figures["top3_hit_rate"], "percent"),
-        (f"Below confidence {confidence:.2f}", below / len(df), "percent"),
-        ("Records of references unknown to MySQL", unknown_refs, "int"),
-        ("Consistency findings", len(consistency), "int"),
-    ]
-    dist = _bucket(df["conf_1"], confidence).value_counts().reindex(bucket_names(confidence), fill_value=0)
-    chart = {
-        "type": "column",
-        "title": "Top-1 confidence",
-        "categories": list(dist.index.astype(str)),
-        "values": [int(v) for v in dist.to_numpy()],
-        "series_name": "records",
-    }
-    return Analysis(kpis, chart, references, devices, labels, model, consistency, figures)
+        # --- model and KPIs
+        model_row = data["model"][0]
+        model = list(model_row.items())
+        known_devices = sum(1 for row in dev_rows if row[4] > 0)
+        figures = {
+            "records": self.records,
+            "devices_with_data": known_devices,
+            "devices_total": len(dev_rows),
+            "references_seen": len(self.by_reference),
+            "ok_pct": _ratio(self.totals["ok"], self.totals["ok_n"]),
+            "model_ok_pct": self.totals["model_ok"] / self.records,
+            "top3_hit_rate": self.totals["top3"] / self.records,
+            "below_threshold": below,
+            "unknown_reference_records": unknown_refs,
+            "consistency_issues": len(consistency.rows),
+        }
+        kpis: list[tuple[str, object, str]] = [
+            (
+                "Deployment",
+                f"{model_row['deployment_id']} {model_row.get('deployment_name') or ''}".strip(),
+                "text",
+            ),
+            ("Model", f"{model_row.get('model_name')} {model_row.get('model_version')}", "text"),
+        ]
+        if window:
+            kpis += [("From (UTC)", window[0], "text"), ("To (UTC)", window[1], "text")]
+        kpis += [
+            ("Records", figures["records"], "int"),
+            ("Devices with data / in MySQL", f"{known_devices} / {len(dev_rows)}", "text"),
+            ("References seen", figures["references_seen"], "int"),
+            ("OK transactions", figures["ok_pct"], "percent"),
+            ("Model OK (top-1)", figures["model_ok_pct"], "percent"),
+            ("Top-3 hit rate", figures["top3_hit_rate"], "percent"),
+            (f"Below confidence {self.confidence:.2f}", below / self.records, "percent"),
+            ("Records of references unknown to MySQL", unknown_refs, "int"),
+            ("Consistency findings", len(consistency.rows), "int"),
+        ]
+        chart = {
+            "type": "column",
+            "title": "Top-1 confidence",
+            "categories": names,
+            "values": [int(self.totals[name]) for name in self.buckets],
+            "series_name": "records",
+        }
+        return Analysis(kpis, chart, references, devices, labels, model, consistency, figures)
+
+
+def _value_counts(array) -> dict:
+    """``{value: count}`` of an Arrow array's non-null values."""
+    import pyarrow.compute as pc
+
+    counts = pc.value_counts(array.drop_null() if array.null_count else array)
+    return {item["values"].as_py(): item["counts"].as_py() for item in counts}
+
+
+#: Record fields whose missing values are counted (Consistencia's "field missing in records").
+RECORD_FIELDS = [
+    "transaction_id", "device_id", "reference_id", "result", "timestamp",
+    "label_1", "conf_1", "label_2", "conf_2", "label_3", "conf_3",
+]  # fmt: skip
 
 
 #: Columns of the ``Datos_Elasticsearch`` sheet, in order, with their kinds.

@@ -24,7 +24,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from dataset_ops.inference.config import EsMapping, sql
 
@@ -75,10 +77,30 @@ class UnknownDeployment(LookupError):
     """The deployment id is not in the reference database."""
 
 
+#: Response bodies at least this long (bytes) are kept undecoded by :func:`search_serializers`.
+RAW_BODY_BYTES = 1 << 20
+
+
+def search_serializers() -> dict:
+    """The client's ``serializers`` argument for :class:`RecordExtraction`: JSON as usual, except
+    that response bodies of :data:`RAW_BODY_BYTES` or more (pages of hits) stay ``bytes``, which
+    :class:`RecordExtraction` parses straight into Arrow (``pyarrow.json``) instead of into a
+    Python dict per hit (elasticsearch-py "Serializers": a mapping of mimetype to serializer;
+    the compatibility mimetype ``application/vnd.elasticsearch+json`` follows ``application/json``)."""
+    from elasticsearch.serializer import JsonSerializer
+
+    class LargeBodiesAsBytes(JsonSerializer):
+        def loads(self, data: bytes) -> Any:
+            return bytes(data) if len(data) >= RAW_BODY_BYTES else super().loads(data)
+
+    return {"application/json": LargeBodiesAsBytes()}
+
+
 def es_client(conn_id: str = ES_CONN_ID):
     """The ``elasticsearch.Elasticsearch`` client of ``ElasticsearchPythonHook`` for the
     Connection ``conn_id``: host, port (9200), schema (``http``/``https``); login/password as
-    basic auth; the extra as client arguments (e.g. ``ca_certs``, ``api_key``)."""
+    basic auth; the extra as client arguments (e.g. ``ca_certs``, ``api_key``); large response
+    bodies left as bytes (:func:`search_serializers`)."""
     from airflow.providers.elasticsearch.hooks.elasticsearch import ElasticsearchPythonHook
     from airflow.sdk import BaseHook
 
@@ -89,6 +111,7 @@ def es_client(conn_id: str = ES_CONN_ID):
     if conn.login:
         args["basic_auth"] = (conn.login, conn.password or "")
     args.setdefault("request_timeout", 60)
+    args.setdefault("serializers", search_serializers())
     return ElasticsearchPythonHook(hosts=[host], es_conn_args=args).get_conn
 
 
@@ -119,9 +142,7 @@ def _page_batch_rows(hits: list[dict], mapping: EsMapping, schema, missing: dict
     """Value by value, converting and naming the record and field of a bad value."""
     import pyarrow as pa
 
-    paths = {COLUMNS[name]: mapping.fields[name] for name in COLUMNS}
-    for k, (label, conf) in enumerate(mapping.top_labels[:TOP_K], 1):
-        paths[f"label_{k}"], paths[f"conf_{k}"] = label, conf
+    paths = _column_paths(mapping)
     columns: dict[str, list] = {name: [] for name in schema.names}
     for hit in hits:
         source = hit.get("_source") or {}
@@ -148,14 +169,111 @@ def _page_batch_rows(hits: list[dict], mapping: EsMapping, schema, missing: dict
     return pa.RecordBatch.from_pydict(columns, schema=schema)
 
 
+class _Page(NamedTuple):
+    """One search response: its record batch (None without hits), number of hits, the last
+    hit's sort values, the point in time id, and whether every shard answered in time."""
+
+    batch: Any
+    hits: int
+    search_after: list | None
+    pit_id: str | None
+    complete: bool
+
+
+def _response_schema(mapping: EsMapping, schema):
+    """The ``pyarrow.json`` explicit schema of a search response for :func:`_arrow_page` (flat
+    ``_source`` paths only: None when a mapped path has a dot)."""
+    import pyarrow as pa
+
+    paths = _column_paths(mapping)
+    if any("." in path for path in paths.values()):
+        return None
+    source: dict[str, Any] = {}
+    for name, path in paths.items():
+        kind = schema.field(name).type
+        source.setdefault(path, pa.string() if name == "timestamp" else kind)
+    hit = pa.struct(
+        [
+            ("_index", pa.string()),
+            ("_id", pa.string()),
+            ("_source", pa.struct(list(source.items()))),
+            ("sort", pa.list_(pa.int64())),
+        ]
+    )
+    return pa.schema(
+        [
+            ("pit_id", pa.string()),
+            ("timed_out", pa.bool_()),
+            ("_shards", pa.struct([("failed", pa.int64())])),
+            ("hits", pa.struct([("hits", pa.list_(hit))])),
+        ]
+    )
+
+
+def _column_paths(mapping: EsMapping) -> dict[str, str]:
+    """Parquet column -> ``_source`` path."""
+    paths = {COLUMNS[name]: mapping.fields[name] for name in COLUMNS}
+    for k, (label, conf) in enumerate(mapping.top_labels[:TOP_K], 1):
+        paths[f"label_{k}"], paths[f"conf_{k}"] = label, conf
+    return paths
+
+
+def _arrow_page(body: bytes, response_schema, mapping: EsMapping, schema, missing: dict[str, int]):
+    """A raw search response parsed with ``pyarrow.json`` into a :class:`_Page`, or None when a
+    value does not have its schema type (the caller then decodes the page as JSON and converts
+    it value by value, naming a bad record)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    try:
+        table = pj.read_json(
+            io.BytesIO(body),
+            read_options=pj.ReadOptions(block_size=len(body) + 1, use_threads=False),
+            parse_options=pj.ParseOptions(
+                explicit_schema=response_schema, unexpected_field_behavior="ignore"
+            ),
+        )
+        if table.num_rows != 1:
+            return None
+        top = table.to_batches()[0]
+        hits = top.column("hits").field("hits")  # list<hit> of the one response
+        items = hits.flatten()
+        if items.null_count:
+            return None
+        sources = {
+            field.name: column
+            for field, column in zip(
+                items.type.field("_source").type, items.field("_source").flatten(), strict=True
+            )
+        }
+        arrays = []
+        for field, path in zip(schema, (_column_paths(mapping)[name] for name in schema.names), strict=True):
+            column = sources[path]
+            arrays.append(column.cast(field.type) if column.type != field.type else column)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError):
+        return None
+    for field, array in zip(schema, arrays, strict=True):
+        if array.null_count:
+            missing[field.name] = missing.get(field.name, 0) + array.null_count
+    batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+    count = len(items)
+    return _Page(
+        batch if count else None,
+        count,
+        items.field("sort")[count - 1].as_py() if count else None,
+        top.column("pit_id")[0].as_py(),
+        not top.column("timed_out")[0].as_py() and not top.column("_shards").field("failed")[0].as_py(),
+    )
+
+
 def _page_batch(hits: list[dict], mapping: EsMapping, schema, missing: dict[str, int]):
     """One page as a record batch, column by column (Arrow converts each column at once); a
     page with a value Arrow does not take as is goes through :func:`_page_batch_rows`."""
     import pyarrow as pa
 
-    paths = {COLUMNS[name]: mapping.fields[name] for name in COLUMNS}
-    for k, (label, conf) in enumerate(mapping.top_labels[:TOP_K], 1):
-        paths[f"label_{k}"], paths[f"conf_{k}"] = label, conf
+    paths = _column_paths(mapping)
     sources = [hit.get("_source") or {} for hit in hits]
     arrays = []
     try:
@@ -326,6 +444,7 @@ class RecordExtraction:
         try:
             search_after = None
             size = self.mapping.page_size
+            response_schema = _response_schema(self.mapping, self.schema)
             page = 0
             while not self._stop.is_set():
                 page += 1
@@ -339,23 +458,43 @@ class RecordExtraction:
                         search_after=search_after,
                         track_total_hits=False,
                     )
-                shards = response.get("_shards") or {}
-                if response.get("timed_out") or shards.get("failed"):
-                    raise ExtractError(
-                        f"{self.where}: page {page} incomplete "
-                        f"(timed_out={response.get('timed_out')}, failed shards {shards.get('failed')}: "
-                        f"{shards.get('failures')})"
-                    )
-                hits = response["hits"]["hits"]
-                self._pit = response.get("pit_id", self._pit)
-                if hits and not put(_page_batch(hits, self.mapping, self.schema, self.missing)):
+                body = response.body
+                del response
+                parsed = None
+                if isinstance(body, bytes):  # a page left undecoded by search_serializers()
+                    if response_schema is not None:
+                        parsed = _arrow_page(body, response_schema, self.mapping, self.schema, self.missing)
+                    if parsed is None or not parsed.complete:  # a bad value or an incomplete page
+                        body = orjson.loads(body)
+                if parsed is None or not parsed.complete:
+                    parsed = self._dict_page(body, page)
+                del body
+                batch, count, search_after = parsed.batch, parsed.hits, parsed.search_after
+                self._pit = parsed.pit_id or self._pit
+                del parsed
+                if count and not put(batch):
                     return
-                if len(hits) < size:
+                del batch
+                if count < size:
                     break
-                search_after = hits[-1]["sort"]
             put(None)
         except BaseException as exc:  # handed to the consumer, raised there
             put(exc)
+
+    def _dict_page(self, response: dict, page: int) -> _Page:
+        """A decoded search response as a :class:`_Page`.
+
+        :raises ExtractError: the page timed out or has failed shards, or a bad value.
+        """
+        shards = response.get("_shards") or {}
+        if response.get("timed_out") or shards.get("failed"):
+            raise ExtractError(
+                f"{self.where}: page {page} incomplete (timed_out={response.get('timed_out')}, "
+                f"failed shards {shards.get('failed')}: {shards.get('failures')})"
+            )
+        hits = response["hits"]["hits"]
+        batch = _page_batch(hits, self.mapping, self.schema, self.missing) if hits else None
+        return _Page(batch, len(hits), hits[-1]["sort"] if hits else None, response.get("pit_id"), True)
 
     @contextmanager
     def _errors(self):

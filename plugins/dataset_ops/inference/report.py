@@ -8,12 +8,10 @@ mark), ``Labels``, ``Model_Data``, ``Consistencia``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import pandas as pd
-
-from dataset_ops.inference.analysis import RECORD_COLUMNS, analyse, label_references, sheet_batches
+from dataset_ops.inference.analysis import RECORD_COLUMNS, Analyser, Table, label_references, sheet_batches
 from dataset_ops.inference.workbook import EXCEL_MAX_ROWS, Column, ReportWorkbook, SheetSpec
 
 #: Column kinds of the analysis tables (anything not listed: text; ``conf ...``: percent).
@@ -48,14 +46,19 @@ def _kind(name: str) -> str:
     return "percent" if name.startswith("conf ") else KINDS.get(name, "text")
 
 
-def frame_sheet(name: str, frame: pd.DataFrame) -> SheetSpec:
-    """A sheet of ``frame``'s columns and rows (NaN/NaT become blank cells)."""
-    columns = [Column(str(c), _kind(str(c))) for c in frame.columns]
-    for column in frame.columns:
-        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
-            frame[column] = frame[column].dt.tz_convert("UTC").dt.tz_localize(None)
-    rows = frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None)
-    return SheetSpec(name, columns, rows)
+def use_system_allocator() -> None:
+    """Make Arrow allocate with the system ``malloc`` in this process (``pyarrow.set_memory_pool``,
+    the runtime form of ``ARROW_DEFAULT_MEMORY_POOL=system``). The default pool (mimalloc here)
+    keeps freed pages per thread; with the fetch thread and the writing thread of the report task
+    it held about 70 MiB more at the peak (``benchmarks/bench_inference.py``: 383 -> 315 MiB)."""
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
+def table_sheet(name: str, table: Table) -> SheetSpec:
+    """A sheet of an analysis :class:`~dataset_ops.inference.analysis.Table` (None: blank cells)."""
+    return SheetSpec(name, [Column(str(c), _kind(str(c))) for c in table.columns], table.rows)
 
 
 def write_report(
@@ -73,47 +76,46 @@ def write_report(
     """Analyse ``records`` and write the workbook at ``path`` (atomically: nothing at ``path``
     if anything fails).
 
-    The data sheet comes first (``Resumen`` keeps its place in front, filled last), then the
-    analysis of the Parquet file and the other sheets. With ``record_batches`` (Arrow record
-    batches, e.g. :meth:`dataset_ops.inference.extract.RecordExtraction.batches`) the data sheet
-    is written from them as they arrive, overlapping the extraction; ``records`` must be the
-    complete Parquet file once they are exhausted.
+    One pass over the records: each batch is added to the :class:`~.analysis.Analyser` and written
+    to the data sheet; then the ``Resumen`` sheet (kept in front, filled last) and the small
+    sheets. The batches come from ``record_batches`` (Arrow record batches, e.g.
+    :meth:`dataset_ops.inference.extract.RecordExtraction.batches`, written as they arrive,
+    overlapping the extraction) or else from the Parquet file ``records``.
 
     :returns: ``{"path", "bytes", "sheets": {name: data rows}, "figures": {...}}``.
     :raises ValueError: no records.
     """
     label_refs = label_references(reference_data["labels"])
+    analyser = Analyser(
+        reference_data, confidence=confidence, min_appearances=min_appearances, ok_results=ok_results
+    )
+    if record_batches is None:
+        import pyarrow.parquet as pq
+
+        record_batches = pq.ParquetFile(records).iter_batches(batch_size=20_000)
+
+    def analysed(batches: Iterable) -> Iterator:
+        for batch in batches:
+            analyser.add(batch)
+            yield batch
+
     with ReportWorkbook(path, max_rows_per_sheet=max_rows_per_sheet) as book:
         book.reserve_sheet("Resumen")
-        if record_batches is None:
-            import pyarrow.parquet as pq
-
-            record_batches = pq.ParquetFile(records).iter_batches(batch_size=20_000)
         book.add_batches(
             "Datos_Elasticsearch",
             [Column(name, kind) for name, kind in RECORD_COLUMNS],
-            sheet_batches(record_batches, label_refs, confidence=confidence),
+            sheet_batches(analysed(record_batches), label_refs, confidence=confidence),
         )
-        analysis = analyse(
-            records,
-            reference_data,
-            confidence=confidence,
-            min_appearances=min_appearances,
-            ok_results=ok_results,
-            window=window,
-        )
+        try:
+            analysis = analyser.result(window)
+        except ValueError:
+            raise ValueError(f"{records}: no records to analyse") from None
         book.add_summary("Resumen", analysis.kpis, analysis.chart)
-        book.add_sheet(frame_sheet("References", analysis.references))
-        book.add_sheet(frame_sheet("Devices", analysis.devices))
-        book.add_sheet(frame_sheet("Labels", analysis.labels))
-        book.add_sheet(
-            SheetSpec(
-                "Model_Data",
-                [Column("field"), Column("value", width=40)],
-                analysis.model,
-            )
-        )
-        book.add_sheet(frame_sheet("Consistencia", analysis.consistency))
+        book.add_sheet(table_sheet("References", analysis.references))
+        book.add_sheet(table_sheet("Devices", analysis.devices))
+        book.add_sheet(table_sheet("Labels", analysis.labels))
+        book.add_sheet(SheetSpec("Model_Data", [Column("field"), Column("value", width=40)], analysis.model))
+        book.add_sheet(table_sheet("Consistencia", analysis.consistency))
     result = dict(book.result)
     result["figures"] = analysis.figures
     return result
