@@ -206,9 +206,9 @@ def work_ours(cfg: dict, es, phases: Phases) -> dict:
     the report from the file."""
     from dataset_ops.inference.config import load_mapping
     from dataset_ops.inference.extract import RecordExtraction
-    from dataset_ops.inference.report import use_system_allocator
+    from dataset_ops.inference.report import use_lean_allocators
 
-    use_system_allocator()  # as the DAG's extract_and_report task does
+    use_lean_allocators()  # as the DAG's extract_and_report task does
     since, until = datetime.fromisoformat(cfg["since"]), datetime.fromisoformat(cfg["until"])
     mapping = load_mapping(cfg["deployment_id"])
     parquet = Path(cfg["out"]).with_suffix(".parquet")

@@ -104,10 +104,10 @@ def extract_and_report(storage: Storage, process: dict, params: dict) -> dict:
     """
     from dataset_ops.inference.config import load_mapping
     from dataset_ops.inference.extract import RecordExtraction, es_client
-    from dataset_ops.inference.report import use_system_allocator, write_report
+    from dataset_ops.inference.report import use_lean_allocators, write_report
 
     started = time.monotonic()
-    use_system_allocator()
+    use_lean_allocators()
     mapping = load_mapping(process["deployment_id"])
     since, until = datetime.fromisoformat(process["since"]), datetime.fromisoformat(process["until"])
     name = f"reports/dataset_{process['deployment_id']}_{until:%Y%m%d_%H%M%S}.xlsx"
