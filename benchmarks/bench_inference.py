@@ -20,12 +20,16 @@ same dict (``World.reference_data()``) is read from a JSON file (no MySQL needed
 Methods, each run in its own subprocess, ``--repeat`` rounds in rotating order; the median is
 reported:
 
-* ``ours``: ``read_reference_data`` + :func:`~dataset_ops.inference.extract.extract_records` (point
-  in time + ``search_after``, the mapping's page size, to a temporary Parquet file) +
-  :func:`~dataset_ops.inference.report.write_report` (analysis and the streaming XlsxWriter
-  workbook, all seven sheets: Resumen with its chart, Datos_Elasticsearch (one row per record x 15
-  columns), References, Devices, Labels, Model_Data, Consistencia), with the DAG's defaults
-  (confidence 0.78, min_appearances 20) and the mapping's ``ok_results``.
+* ``ours``: what the DAG's ``extract_and_report`` task does, after ``read_reference_data``:
+  :class:`~dataset_ops.inference.extract.RecordExtraction` (point in time + ``search_after`` on
+  ``_shard_doc``, the mapping's page size, the next page fetched while the current one is
+  written, pages parsed into Arrow with ``pyarrow.json``: the client has
+  ``extract.search_serializers()``, as ``extract.es_client()`` gives it) feeding
+  :func:`~dataset_ops.inference.report.write_report` (each batch to the Parquet file, the
+  one-pass ``Analyser`` and the data sheet, then all seven sheets: Resumen with its chart,
+  Datos_Elasticsearch (one row per record x 15 columns), References, Devices, Labels,
+  Model_Data, Consistencia), with the DAG's defaults (confidence 0.78, min_appearances 20), the
+  mapping's ``ok_results`` and ``report.use_lean_allocators()``.
 * ``pandas-openpyxl``: what one writes by hand: the same ``read_reference_data``;
   ``elasticsearch.helpers.scan(es, index="inferences-*", query=<the same filter: term deployment_id
   + range @timestamp>, _source=<the same fields>, size=5000)`` (scroll; it works against noida) into
@@ -40,6 +44,9 @@ reported:
 Diagnostic (only with ``--methods``): ``ours-sequential`` is ours without the overlap: the whole
 extraction to the Parquet file first, then the report from the file (what the DAG did until
 session 4, in two tasks).
+
+Every worker runs with ``ARROW_DEFAULT_MEMORY_POOL=system`` (unless the caller's environment
+sets it otherwise), the setting README gives for the workers that run ``inference_report``.
 
 Timed (``time.perf_counter`` in the worker): reference data + Elasticsearch read + analysis +
 workbook closed on disk. Before the clock, for every method alike: its imports (every method:
@@ -552,6 +559,10 @@ def main(argv: list[str] | None = None) -> None:
     if keep:
         keep.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    # the deployment setting README recommends for the workers that run inference_report (Arrow's
+    # C++ default pool is chosen when pyarrow loads; set_memory_pool later does not reach it)
+    env.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    print(f"workers: ARROW_DEFAULT_MEMORY_POOL={env['ARROW_DEFAULT_MEMORY_POOL']} (every method)")
     server = NoidaElasticsearch()
     mysql_loaded = False
     results: dict[str, list[dict]] = {m: [] for m in args.methods}

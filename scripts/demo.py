@@ -78,8 +78,7 @@ class DemoError(RuntimeError):
 def _terminal():
     """A handle on the original stdout that stays there while fd 1 is redirected to the log."""
     try:
-        return os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8",
-                         errors="replace")
+        return os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8", errors="replace")
     except (OSError, ValueError, AttributeError):
         return sys.stdout
 
@@ -102,6 +101,9 @@ def airflow_env() -> dict[str, str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME}/airflow.db",
+        # Arrow's C++ default pool is chosen when pyarrow loads: the inference report's memory
+        # figures (benchmarks/README.md) are with the system allocator
+        "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "system"),
     }
 
 
@@ -111,7 +113,7 @@ def write_env_file(env: dict[str, str]) -> None:
         "# Written by scripts/demo.py: `source .data/demo.env`, then the airflow CLI uses the demo's",
         "# home, DAGs, Connection and Variables. The bundled sample's HTTP server only runs while",
         "# `make demo` / `make airflow` run, so without IMDB_BASE_URL the real host is the default.",
-        f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\"",
+        f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"',
     ]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     ENV_FILE.write_text("\n".join(lines) + "\n")
@@ -137,7 +139,10 @@ def migrate_airflow_db() -> float:
         log.flush()
         proc = subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=os.environ.copy(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=os.environ.copy(),
             check=False,
         )
     if proc.returncode != 0:
@@ -181,8 +186,7 @@ def check_base_url(url: str) -> None:
             "IMDB_BASE_URL=https://datasets.imdbws.com/ (or unset it for the bundled sample)"
         )
     probe = urljoin(url if url.endswith("/") else url + "/", "title.ratings.tsv.gz")
-    request = urllib.request.Request(probe, method="HEAD",
-                                     headers={"User-Agent": "dataset-ops demo"})
+    request = urllib.request.Request(probe, method="HEAD", headers={"User-Agent": "dataset-ops demo"})
     try:
         with urllib.request.urlopen(request, timeout=15):
             pass
@@ -262,8 +266,11 @@ class TaskEvents:
         elif m := self._NEW_STATE.search(text):
             self.tries[self.task] = self.tries.get(self.task, 0) + 1
             self.errors[self.task] = self.error
-            what = ("failed; Airflow retries it after the DAG's retry delay (30 s, then longer)"
-                    if m.group(1) == "up_for_retry" else "failed for good")
+            what = (
+                "failed; Airflow retries it after the DAG's retry delay (30 s, then longer)"
+                if m.group(1) == "up_for_retry"
+                else "failed for good"
+            )
             out(f"    {self.task} try {self.tries[self.task]} {what}")
             if self.error:
                 out(f"      {self.error[:300]}")
@@ -355,8 +362,14 @@ def task_states(run) -> list[tuple[str, str, str]]:
 
     with create_session() as session:
         tis = run.get_task_instances(session=session)
-        rows = [(ti.task_id, ti.rendered_map_index or (str(ti.map_index) if ti.map_index >= 0 else ""),
-                 str(ti.state)) for ti in tis]
+        rows = [
+            (
+                ti.task_id,
+                ti.rendered_map_index or (str(ti.map_index) if ti.map_index >= 0 else ""),
+                str(ti.state),
+            )
+            for ti in tis
+        ]
     return sorted(rows)
 
 
@@ -365,8 +378,11 @@ def check_run(run, elapsed: float, events: TaskEvents) -> list[tuple[str, str, s
     states = task_states(run)
     if str(run.state) == "success":
         return states
-    bad = [(f"{task}[{label}]" if label else task, state) for task, label, state in states
-           if state not in ("success", "skipped")]
+    bad = [
+        (f"{task}[{label}]" if label else task, state)
+        for task, label, state in states
+        if state not in ("success", "skipped")
+    ]
     lines = [f"{run.dag_id} ended {run.state} after {elapsed:.1f} s."]
     for label, state in bad:
         lines.append(f"  {label}: {state}")
@@ -377,9 +393,9 @@ def check_run(run, elapsed: float, events: TaskEvents) -> list[tuple[str, str, s
         lines.append(log_tail(LOG_FILE, 30))
     hint = {
         "imdb_download": "the IMDb source (the sample server, or IMDB_BASE_URL) and the storage "
-                         f"folder {STORAGE_ROOT}",
+        f"folder {STORAGE_ROOT}",
         "imdb_load": f"PostgreSQL ({os.environ.get('AIRFLOW_CONN_IMDB_POSTGRES', '?')}) and the "
-                     f"downloaded files in {STORAGE_ROOT}",
+        f"downloaded files in {STORAGE_ROOT}",
     }.get(run.dag_id, "the error above")
     lines.append(
         f"Task logs with the full tracebacks: {LOG_FILE}\n"
@@ -401,8 +417,10 @@ def report_download(states, elapsed: float) -> int:
             manifest = json.loads(path.read_text())
         if state == "success":
             downloaded += 1
-            out(f"  {label:<17} downloaded  {manifest.get('bytes', 0):>13,} bytes "
-                f"{manifest.get('rows', 0):>12,} rows")
+            out(
+                f"  {label:<17} downloaded  {manifest.get('bytes', 0):>13,} bytes "
+                f"{manifest.get('rows', 0):>12,} rows"
+            )
         else:
             out(f"  {label:<17} unchanged   (304 Not Modified: nothing transferred, stored copy kept)")
     unchanged = sum(1 for t, _, s in states if t == "download" and s == "skipped")
@@ -417,16 +435,15 @@ def report_load(states, elapsed: float, conn) -> int:
     for label in loaded:
         row = conn.execute(
             "SELECT rows, seconds FROM imdb.load_history WHERE file = %s AND status = 'published' "
-            "ORDER BY id DESC LIMIT 1", (label,),
+            "ORDER BY id DESC LIMIT 1",
+            (label,),
         ).fetchone()
         rows, seconds = row if row else (0, 0.0)
-        out(f"  {label:<17} loaded {rows:>12,} rows into imdb.{label.replace('.', '_')} "
-            f"({seconds:.2f} s)")
+        out(f"  {label:<17} loaded {rows:>12,} rows into imdb.{label.replace('.', '_')} ({seconds:.2f} s)")
     if loaded:
         out(f"  imdb_load: {len(loaded)} table(s) published in {elapsed:.1f} s")
     else:
-        out(f"  imdb_load: nothing new to load; every table already holds this content "
-            f"({elapsed:.1f} s)")
+        out(f"  imdb_load: nothing new to load; every table already holds this content ({elapsed:.1f} s)")
     return len(loaded)
 
 
@@ -454,8 +471,12 @@ def report_tables(conn) -> None:
     if row:
         cols = [d.name for d in cur.description]
         out("Sample row (imdb.title_basics):")
-        out("  " + ", ".join(f"{c}={v!r}" if isinstance(v, str) else f"{c}={v}"
-                             for c, v in zip(cols, row, strict=True)))
+        out(
+            "  "
+            + ", ".join(
+                f"{c}={v!r}" if isinstance(v, str) else f"{c}={v}" for c, v in zip(cols, row, strict=True)
+            )
+        )
 
 
 # --- the two modes ------------------------------------------------------------------------------
@@ -527,8 +548,10 @@ def run_demo(args) -> int:
     out()
     if not downloaded and not loaded:
         out("Nothing new: every file was unchanged (304) and every table already current.")
-    out(f"Total: download {download_seconds:.1f} s + load {load_seconds:.1f} s = "
-        f"{download_seconds + load_seconds:.1f} s")
+    out(
+        f"Total: download {download_seconds:.1f} s + load {load_seconds:.1f} s = "
+        f"{download_seconds + load_seconds:.1f} s"
+    )
     out()
     out("Next:")
     out("  Airflow UI on http://localhost:8080 (this home, these DAGs and runs):")
@@ -582,8 +605,7 @@ def stop_standalone(proc: subprocess.Popen) -> None:
     SIGTERM to the parent alone leaves its children running. Whatever is left of the process
     group after ``UI_STOP_TIMEOUT`` gets SIGTERM, then SIGKILL; a second Ctrl-C kills at once.
     """
-    steps = ((signal.SIGINT, UI_STOP_TIMEOUT, False), (signal.SIGTERM, 10, True),
-             (signal.SIGKILL, 5, True))
+    steps = ((signal.SIGINT, UI_STOP_TIMEOUT, False), (signal.SIGTERM, 10, True), (signal.SIGKILL, 5, True))
     try:
         for sig, grace, whole_group in steps:
             with contextlib.suppress(ProcessLookupError):
@@ -599,8 +621,10 @@ def stop_standalone(proc: subprocess.Popen) -> None:
                 time.sleep(0.2)
             if sig != signal.SIGKILL:
                 left = ", ".join(map(str, live_group_members(proc.pid)))
-                out(f"  processes {left} still there {grace} s after {signal.Signals(sig).name}; "
-                    f"sending {'SIGTERM' if sig == signal.SIGINT else 'SIGKILL'}")
+                out(
+                    f"  processes {left} still there {grace} s after {signal.Signals(sig).name}; "
+                    f"sending {'SIGTERM' if sig == signal.SIGINT else 'SIGKILL'}"
+                )
     except KeyboardInterrupt:
         out("  interrupted again: killing Airflow's processes")
         with contextlib.suppress(ProcessLookupError):
@@ -638,12 +662,17 @@ def run_ui(args) -> int:
         # then stops Airflow in order (stop_standalone). SIGINT is handled (not ignored) here,
         # so the launched processes start with its default disposition.
         proc = subprocess.Popen(
-            [sys.executable, "-m", "airflow", "standalone"], env=ui_env, stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-m", "airflow", "standalone"],
+            env=ui_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     try:
-        health = wait_healthy(f"http://127.0.0.1:{port}/api/v2/monitor/health", proc,
-                              timeout=UI_READY_TIMEOUT)
+        health = wait_healthy(
+            f"http://127.0.0.1:{port}/api/v2/monitor/health", proc, timeout=UI_READY_TIMEOUT
+        )
         if health is None:
             code = proc.poll()
             stop_standalone(proc)
@@ -652,16 +681,20 @@ def run_ui(args) -> int:
                 f"`airflow standalone` {what} (health check http://127.0.0.1:{port}/api/v2/monitor/health)."
                 f"\n{log_tail(STANDALONE_LOG, 30)}"
             )
-        out(f"  the API answers after {time.monotonic() - started:.1f} s "
-            f"(scheduler: {health.get('scheduler', {}).get('status', '?')})")
+        out(
+            f"  the API answers after {time.monotonic() - started:.1f} s "
+            f"(scheduler: {health.get('scheduler', {}).get('status', '?')})"
+        )
         out()
         out(f"Airflow UI:  http://localhost:{port}")
         password = ""
         with contextlib.suppress(OSError, ValueError, AttributeError):
             password = json.loads(password_file.read_text()).get("admin", "")
         out(f"  user admin, password {password or '(not generated yet)'}  (from {password_file})")
-        out("  The DAGs start paused: unpause them, then trigger imdb_download (▶); imdb_load follows"
-            " when a file changed.")
+        out(
+            "  The DAGs start paused: unpause them, then trigger imdb_download (▶); imdb_load follows"
+            " when a file changed."
+        )
         out(f"  psql {uri}")
         out("Press Ctrl-C to stop.")
         while proc.poll() is None:
@@ -689,11 +722,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 error, 130 interrupted)."""
     parser = argparse.ArgumentParser(
         description="Run the IMDb DAGs locally on the bundled sample (make demo), or the Airflow UI "
-                    "on the same home (make airflow). IMDB_BASE_URL=<folder URL> uses other dumps.")
+        "on the same home (make airflow). IMDB_BASE_URL=<folder URL> uses other dumps."
+    )
     parser.add_argument("--ui", action="store_true", help="run `airflow standalone` on the demo home")
     parser.add_argument("--port", type=int, default=8080, help="UI/API port for --ui (default 8080)")
-    parser.add_argument("--embedded-postgres", action="store_true",
-                        help="use the embedded PostgreSQL even if 127.0.0.1:5432 answers")
+    parser.add_argument(
+        "--embedded-postgres",
+        action="store_true",
+        help="use the embedded PostgreSQL even if 127.0.0.1:5432 answers",
+    )
     args = parser.parse_args(argv)
     for folder in ("scripts", "plugins", "tests"):  # local_postgres, dataset_ops, helpers
         if str(REPO / folder) not in sys.path:

@@ -160,3 +160,32 @@ def test_an_unreachable_elasticsearch_is_named(root, inference_env, monkeypatch,
     assert str(run.state) == "failed" and _states(run)["extract_and_report"] == "failed"
     assert "Connection inference_es, index inferences-*) is unreachable" in capfd.readouterr().out
     assert WINDOW_DAYS == 30
+
+
+def test_the_report_on_an_s3_root(tmp_path, monkeypatch, inference_env):
+    import io
+
+    import boto3
+
+    world, bucket = inference_env.world, inference_env.bucket
+    prefix = f"root-{tmp_path.name[-10:]}/"
+    monkeypatch.setenv("AIRFLOW_VAR_DATASET_OPS_STORAGE_ROOT", f"s3://{bucket}/{prefix}")
+    dag = load_dag("inference_report", retries=0)
+    run = dag.test(logical_date=NOW, run_conf={"deployment_id": world.deployment_id, "days_back": 3})
+    assert str(run.state) == "success", _states(run)
+
+    s3 = boto3.client("s3", endpoint_url=inference_env.s3_endpoint, region_name="us-east-1")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}
+    folder = f"{prefix}processes/dataset_{world.deployment_id}_{NOW:%d%m%y}_v1/"
+    book_key = f"{folder}reports/dataset_{world.deployment_id}_{NOW:%Y%m%d_%H%M%S}.xlsx"
+    assert {f"{folder}data/records.parquet", book_key, f"{folder}process_metadata.json"} <= keys
+    assert not any(".partial" in key or "/." in key for key in keys)  # no work files published
+
+    truth = [r for r in world.window_records if r.timestamp >= NOW - timedelta(days=3)]
+    parquet = s3.get_object(Bucket=bucket, Key=f"{folder}data/records.parquet")["Body"].read()
+    assert pq.read_table(io.BytesIO(parquet)).num_rows == len(truth) > 0
+    body = s3.get_object(Bucket=bucket, Key=book_key)["Body"].read()
+    book = openpyxl.load_workbook(io.BytesIO(body), read_only=True)
+    kpis = {row[0]: row[1] for row in book["Resumen"].iter_rows(values_only=True) if row and row[0]}
+    assert book.sheetnames == SHEETS and kpis["Records"] == len(truth)
+    book.close()

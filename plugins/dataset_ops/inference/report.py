@@ -1,18 +1,21 @@
 """The inference report workbook: :mod:`.analysis` figures written with :mod:`.workbook`.
 
 Sheets, in order: ``Resumen`` (KPIs and the top-1 confidence chart), ``Datos_Elasticsearch``
-(every record, streamed from the Parquet file; continued on ``Datos_Elasticsearch_2``... past
-Excel's row limit), ``References`` and ``Devices`` (with the ``revisar_imagenes`` column users
-mark), ``Labels``, ``Model_Data``, ``Consistencia``.
+(every record, streamed as Arrow batches while they are extracted, or from the Parquet file;
+continued on ``Datos_Elasticsearch_2``... past Excel's row limit), ``References`` and ``Devices``
+(with the ``revisar_imagenes`` column users mark), ``Labels``, ``Model_Data``, ``Consistencia``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from dataset_ops.inference.analysis import RECORD_COLUMNS, Analyser, Table, label_references, sheet_batches
 from dataset_ops.inference.workbook import EXCEL_MAX_ROWS, Column, ReportWorkbook, SheetSpec
+
+log = logging.getLogger(__name__)
 
 #: Column kinds of the analysis tables (anything not listed: text; ``conf ...``: percent).
 KINDS = {
@@ -58,13 +61,20 @@ def use_lean_allocators() -> None:
       fragment it; fixed, every allocation above 128 KiB is its own mapping, returned on free.
       Without glibc (another libc) this part does nothing.
 
-    Measured with ``benchmarks/bench_inference.py`` (100,000 records): peak RSS 383 MiB with
-    neither, 303 MiB with the system pool, 284 MiB with both.
+    ``set_memory_pool`` reaches what pyarrow allocates from Python; the C++ default pool (used
+    inside the Parquet writer, for one) is chosen when pyarrow loads, so the workers that run
+    ``inference_report`` should also have ``ARROW_DEFAULT_MEMORY_POOL=system`` in their
+    environment (logged when missing). Measured with ``benchmarks/bench_inference.py`` (100,000
+    records): peak RSS 383 MiB with none of this, 303 MiB with the system pool set here, 291 MiB
+    with the mmap threshold too, 263 MiB with the environment variable as well.
     """
     import ctypes
+    import os
 
     import pyarrow as pa
 
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL") != "system":
+        log.info("ARROW_DEFAULT_MEMORY_POOL is not 'system': Arrow's C++ default pool keeps freed memory")
     pa.set_memory_pool(pa.system_memory_pool())
     try:
         ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD (glibc malloc.h)

@@ -33,12 +33,10 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -457,69 +455,47 @@ def download_images(
 
 
 # --- the workbook ---------------------------------------------------------------------------------
-def _cell(name: str, value: Any) -> Any:
-    if name == "timestamp" and isinstance(value, str):
-        try:
-            stamp = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-        return stamp.astimezone(UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
-    return value
+#: Kinds and widths of the log sheets' columns (others: text, width from the values).
+_LOG_KINDS = {"item_id": "int", "timestamp": "datetime", "reference_id": "int", "device_id": "int",
+              "top1_label": "int", "conf_1": "percent", "bytes": "int"}  # fmt: skip
+_LOG_WIDTHS = {
+    "transaction_id": 38,
+    "image_key": 60,
+    "target": 70,
+    "sha256": 66,
+    "error": 50,
+    "timestamp": 20,
+}
 
 
 def append_log_sheets(workbook: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     """Add (or replace, on a second review) the sheets ``revisar_imagenes_bajadas`` (the
     reference rows) and ``devices_imagenes_bajadas`` (the device rows) at the end of the
     workbook: a header of :data:`LOG_COLUMNS` (bold, frozen, autofilter) and one row per image
-    (``timestamp`` as a naive UTC date-time, ``conf_1`` as 0..1; text is never a formula).
+    (``timestamp`` as a UTC date-time, ``conf_1`` as a percentage; text is never a formula).
 
-    The workbook is loaded with openpyxl (everything in memory: about 60 times its size on disk),
-    saved to a temporary file in its folder, then moved over it with ``os.replace``: the file is
-    never half written.
+    The workbook is not loaded: the two sheets are spliced into its zip package
+    (:func:`dataset_ops.inference.xlsx_append.append_sheets`), written next to it and moved over
+    it with ``os.replace``, so memory stays small and the file is never half written.
 
     :raises FileNotFoundError: no such workbook.
+    :raises dataset_ops.inference.xlsx_append.UnsupportedPackage: a workbook laid out in a way
+        the splice does not handle (names the file and why).
     """
-    import openpyxl
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
+    from dataset_ops.inference.workbook import Column, SheetSpec
+    from dataset_ops.inference.xlsx_append import append_sheets
 
-    path = Path(workbook)
     rows = list(rows)
-    book = openpyxl.load_workbook(path)
-    widths = {"transaction_id": 38, "image_key": 60, "target": 70, "sha256": 66, "error": 50, "timestamp": 20}
-    for sheet, scope in ((REFERENCE_LOG_SHEET, "reference"), (DEVICE_LOG_SHEET, "device")):
-        if sheet in book.sheetnames:
-            del book[sheet]
-        ws = book.create_sheet(sheet)
-        ws.append(list(LOG_COLUMNS))
-        for cell in ws[1]:
-            cell.font = Font(bold=True)
-        n = 0
-        for row in rows:
-            if row.get("scope") == scope:
-                ws.append([_cell(c, row.get(c)) for c in LOG_COLUMNS])
-                n += 1
-                for cell in ws[n + 1]:
-                    if cell.data_type == "f":  # text starting with "=" stays text, never a formula
-                        cell.data_type = "s"
-        for i, name in enumerate(LOG_COLUMNS, 1):
-            letter = get_column_letter(i)
-            ws.column_dimensions[letter].width = widths.get(name, max(10, len(name) + 2))
-            if name == "timestamp":
-                for (cell,) in ws.iter_rows(min_row=2, min_col=i, max_col=i):
-                    cell.number_format = "yyyy-mm-dd hh:mm:ss"
-            elif name == "conf_1":
-                for (cell,) in ws.iter_rows(min_row=2, min_col=i, max_col=i):
-                    cell.number_format = "0.0%"
-        ws.freeze_panes = "A2"
-        ws.auto_filter.ref = f"A1:{get_column_letter(len(LOG_COLUMNS))}{n + 1}"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        book.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    columns = [
+        Column(name, _LOG_KINDS.get(name, "text"), width=_LOG_WIDTHS.get(name)) for name in LOG_COLUMNS
+    ]
+    specs = [
+        SheetSpec(
+            sheet, columns, [[row.get(c) for c in LOG_COLUMNS] for row in rows if row.get("scope") == scope]
+        )
+        for sheet, scope in ((REFERENCE_LOG_SHEET, "reference"), (DEVICE_LOG_SHEET, "device"))
+    ]
+    append_sheets(workbook, specs)
 
 
 # --- the step --------------------------------------------------------------------------------------
