@@ -1,4 +1,5 @@
-"""Defaults every dataset-ops DAG shares (owner, retries with exponential backoff)."""
+"""Defaults every dataset-ops DAG shares (owner, retries with exponential backoff, the failure
+notification of :mod:`dataset_ops.notify`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from datetime import timedelta
 
 import pendulum
 
+from dataset_ops.notify import task_failure_callback
+
 #: ``default_args`` for every DAG of the suite.
 DEFAULT_ARGS: dict = {
     "owner": "dataset-ops",
@@ -14,6 +17,7 @@ DEFAULT_ARGS: dict = {
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
+    "on_failure_callback": task_failure_callback,
 }
 
 #: First logical date of the suite's schedules.

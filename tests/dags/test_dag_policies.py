@@ -61,6 +61,16 @@ def test_every_dag_has_owner_tags_retries_and_docs(dagbag):
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
 
 
+def test_every_task_has_the_suites_failure_callback(dagbag):
+    from dataset_ops.notify import task_failure_callback
+
+    for dag_id, dag in dagbag.dags.items():
+        for task in dag.tasks:
+            callbacks = task.on_failure_callback
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            assert callbacks == [task_failure_callback], f"{dag_id}.{task.task_id}: {callbacks}"
+
+
 def test_every_param_has_a_title_and_description(dagbag):
     for dag_id, dag in dagbag.dags.items():
         for name in dag.params:
