@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from dataset_ops.storage import open_storage, read_json, write_json
+from dataset_ops.storage import LocalStorage, open_storage, read_json, write_json
 
 
 class Broken(io.RawIOBase):
@@ -197,3 +197,12 @@ def test_create_writes_only_once_even_when_raced(storage):
         assert fh.read() == str(won.index(True)).encode()
     assert storage.create("claims/x.json", b"again") is False
     assert list(storage.list("claims")) == ["claims/x.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("root", ["http://host/data", "gs://bucket/x", "HTTPS://user:pw@host/"])
+def test_a_root_with_another_scheme_is_refused_not_taken_for_a_folder(root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"scheme '\w+' is not supported"):
+        open_storage(root)
+    assert list(tmp_path.iterdir()) == []
+    assert isinstance(open_storage(f"file://{tmp_path}/root"), LocalStorage)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -506,15 +507,21 @@ class _CountingReader:
 
 
 def open_storage(root: str, aws_conn_id: str = AWS_CONN_ID) -> Storage:
-    """Storage for ``root``: ``s3://bucket[/prefix]`` or a local folder path.
+    """Storage for ``root``: ``s3://bucket[/prefix]``, ``file:///path`` or a local folder path.
 
-    :raises ValueError: an ``s3://`` root without a bucket.
+    :raises ValueError: an ``s3://`` root without a bucket, or another URL scheme (``http://``,
+        ``gs://``...), which would otherwise be taken for a local folder name.
     """
     if root.startswith("s3://"):
         bucket, _, prefix = root[5:].partition("/")
         if not bucket:
             raise ValueError(f"storage root {root!r} names no bucket")
         return S3Storage(bucket, prefix, aws_conn_id)
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", root)
+    if scheme and scheme[1].lower() != "file":
+        raise ValueError(
+            f"storage root {root!r}: scheme {scheme[1]!r} is not supported (s3:// or a local path)"
+        )
     return LocalStorage(root.removeprefix("file://"))
 
 
