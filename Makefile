@@ -7,15 +7,16 @@ UV_VERSION := 0.13.8
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := pkg-config libmariadb-dev
+APT_PACKAGES := pkg-config libmariadb-dev chromium chromium-driver
 BENCH_APT_PACKAGES := pgloader postgresql-client
 
-.PHONY: help install services lint test demo airflow bench bench-validation bench-upload bench-ingest bench-media bench-inference lock clean
+.PHONY: help install services lint test demo airflow distributed screenshots bench bench-validation bench-upload bench-ingest bench-media bench-inference lock clean
 
 help:
 	@echo "make demo    run the IMDb download + COPY load on the bundled sample (embedded services)"
 	@echo "make test    install what is missing, start services, lint, run all tests"
 	@echo "make airflow open the Airflow UI on the demo's home (http://localhost:8080)"
+	@echo "make distributed  IMDb, staged-upload and ingest DAGs on CeleryExecutor with two workers"
 	@echo "make bench   COPY load benchmark (needs pgloader; installed from Debian packages)"
 	@echo "make bench-validation / bench-upload   staged-upload benchmarks"
 	@echo "make bench-ingest   microservice ingest vs dlt (dlt in its own venv)"
@@ -63,6 +64,14 @@ demo: install
 
 airflow: install
 	$(PY) scripts/demo.py --ui
+
+# the trigger-form pictures in docs/ (the browser tests, saving their screenshots there)
+screenshots: install services
+	DATASET_OPS_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest tests/browser -q
+
+# CeleryExecutor on the machine's PostgreSQL + Redis, two workers, S3 on a moto server
+distributed: install services
+	$(PY) scripts/distributed.py $(DISTRIBUTED_ARGS)
 
 bench: install
 	$(call apt_ensure,$(BENCH_APT_PACKAGES))
