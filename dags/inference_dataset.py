@@ -98,7 +98,7 @@ def inference_dataset():
         return folder_structure_step(created)
 
     @task
-    def register_dataset(created: dict, params=None) -> dict:
+    def register_dataset(created: dict, params=None, dag_run=None) -> dict:
         """ZIP, upload and one row in the registry."""
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -106,7 +106,7 @@ def inference_dataset():
 
         if not params["register"]:
             raise AirflowSkipException("register is off")
-        return register_step(created, params["dataset_name"] or params["process_name"])
+        return register_step(created, params["dataset_name"] or params["process_name"], dag_run.run_id)
 
     created = create_dataset()
     [summary_dataset(created), folder_structure(created)] >> register_dataset(created)

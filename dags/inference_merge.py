@@ -66,7 +66,7 @@ def inference_merge():
         return folder_structure_step(merged)
 
     @task
-    def register_dataset(merged: dict, params=None) -> dict:
+    def register_dataset(merged: dict, params=None, dag_run=None) -> dict:
         """ZIP, upload and one row in the registry."""
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -74,7 +74,7 @@ def inference_merge():
 
         if not params["register"]:
             raise AirflowSkipException("register is off")
-        return register_step(merged, params["dataset_name"] or params["target_process_name"])
+        return register_step(merged, params["dataset_name"] or params["target_process_name"], dag_run.run_id)
 
     merged = merge_datasets()
     folder_structure(merged) >> register_dataset(merged)

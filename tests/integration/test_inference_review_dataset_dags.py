@@ -89,6 +89,9 @@ def test_review_then_dataset_then_register(setup):
 
     rows = read_registry(registry)
     assert [r["name"] for r in rows] == [name] and rows[0]["images"] == sum(expected.values())
+    assert rows[0]["dag_run_id"] == dataset.run_id and str(rows[0]["deployment_id"]) == str(
+        world.deployment_id
+    )
     storage = open_storage(registry)
     with storage.open_read(f"datasets/{name}.zip") as fh:
         members = zipfile.ZipFile(io.BytesIO(fh.read())).namelist()
@@ -130,7 +133,9 @@ def test_merge_two_processes_datasets(setup):
     assert report["duplicates"] == count[second] and report["conflicts"] == []
     from dataset_ops.inference.register import read_registry
 
-    assert [r["name"] for r in read_registry(registry)] == ["merged_1"]
+    rows = read_registry(registry)
+    assert [r["name"] for r in rows] == ["merged_1"] and rows[0]["dag_run_id"] == merge.run_id
+    assert str(rows[0]["deployment_id"]) == str(world.deployment_id)  # both sources are of it
 
 
 def _key(world, transaction_id: str) -> str:

@@ -111,17 +111,19 @@ def folder_structure_step(created: dict) -> dict:
     return result
 
 
-def register_step(created: dict, dataset_name: str) -> dict:
-    """ZIP, upload and one registry row (see :func:`.register.register_dataset`)."""
+def register_step(created: dict, dataset_name: str, dag_run_id: str = "") -> dict:
+    """ZIP, upload and one registry row (see :func:`.register.register_dataset`); the row names
+    the process, its deployment (when ``created`` has one) and the DAG run that registered it."""
     from dataset_ops.inference.register import register_dataset
 
     storage = _storage()
+    metadata = {
+        "process_name": created["process_name"],
+        "deployment_id": created.get("deployment_id"),
+        "dag_run_id": dag_run_id,
+    }
     result = register_dataset(
-        storage,
-        created["prefix"],
-        registry_root(),
-        name=dataset_name,
-        metadata={"process_name": created["process_name"], "deployment_id": created.get("deployment_id")},
+        storage, created["prefix"], registry_root(), name=dataset_name, metadata=metadata
     )
     record_step(storage, created["process_name"], "register_dataset", result, status="registered")
     return result
@@ -152,5 +154,8 @@ def merge_step(process_names: list[str], target: str) -> dict:
     }
     small["classes"] = len(result["classes"])
     small["process_name"] = target
+    deployments = {(read_metadata(storage, n) or {}).get("deployment_id") for n in names}
+    if len(deployments) == 1:  # sources of one deployment: the merged dataset is of it too
+        small["deployment_id"] = deployments.pop()
     record_step(storage, target, "merge_datasets", small)
     return small
