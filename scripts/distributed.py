@@ -27,7 +27,7 @@ single-machine run.
 
 Prints a summary; exit status 0 when every run succeeded, both workers ran tasks and the results
 match, 1 otherwise. ``--keep`` leaves the stack running afterwards (URL and admin password
-printed) until Ctrl-C. Takes about 3 minutes on 2 cores.
+printed) until Ctrl-C. Took 4 min 12 s and 4 min 32 s here (2 cores, `make distributed`).
 """
 
 from __future__ import annotations
