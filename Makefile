@@ -10,17 +10,19 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := pkg-config libmariadb-dev chromium chromium-driver
 BENCH_APT_PACKAGES := pgloader postgresql-client
 
-.PHONY: help install services lint test demo airflow distributed screenshots bench bench-validation bench-upload bench-ingest bench-media bench-inference lock clean
+.PHONY: help install services lint test demo airflow distributed screenshots bench bench-validation bench-upload bench-ingest bench-media bench-inference bench-distributed lock clean
 
 help:
 	@echo "make demo    run the IMDb download + COPY load on the bundled sample (embedded services)"
 	@echo "make test    install what is missing, start services, lint, run all tests"
 	@echo "make airflow open the Airflow UI on the demo's home (http://localhost:8080)"
 	@echo "make distributed  IMDb, staged-upload and ingest DAGs on CeleryExecutor with two workers"
+	@echo "make screenshots  the browser test, saving the trigger-form pictures in docs/"
 	@echo "make bench   COPY load benchmark (needs pgloader; installed from Debian packages)"
 	@echo "make bench-validation / bench-upload   staged-upload benchmarks"
 	@echo "make bench-ingest   microservice ingest vs dlt (dlt in its own venv)"
 	@echo "make bench-media / bench-inference   Apify media downloads / inference report workbook"
+	@echo "make bench-distributed   one Celery worker against two (IMDb load, 20-file staged batch)"
 
 # --- installation ---------------------------------------------------------------------------
 define apt_ensure
@@ -95,6 +97,10 @@ bench-media: install
 
 bench-inference: install services
 	$(PY) benchmarks/bench_inference.py $(BENCH_ARGS)
+
+# 1 against 2 Celery workers (scripts/airflow_stack.py: PostgreSQL + Redis, moto S3 started by the script)
+bench-distributed: install services
+	$(PY) benchmarks/bench_distributed.py $(BENCH_ARGS)
 
 DLT := .data/bench/dlt
 bench-ingest: install $(DLT)/bin/python

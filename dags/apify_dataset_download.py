@@ -92,7 +92,7 @@ def apify_dataset_download():
         timeout=timedelta(hours=6).total_seconds(),
     )
 
-    @task
+    @task(multiple_outputs=False)
     def prepare(run: dict, params=None) -> dict:
         """Skip a complete dataset (unless forced); else mark it in_progress."""
         from dataset_ops.apify.pipeline import prepare as start
@@ -109,7 +109,7 @@ def apify_dataset_download():
         if not wanted:
             raise AirflowSkipException(why)
 
-    @task
+    @task(multiple_outputs=False)
     def download_items(plan: dict) -> dict:
         """All items -> {run_id}.jsonl and {run_id}.csv."""
         from dataset_ops.apify.pipeline import download_items as fetch
@@ -117,7 +117,7 @@ def apify_dataset_download():
         _skip_unless(plan)
         return fetch(_storage(), plan, conn_id=CONN_ID)
 
-    @task
+    @task(multiple_outputs=False)
     def download_media(plan: dict, items: dict, params=None) -> dict:
         """Images and videos into media/ (only what is missing)."""
         from dataset_ops.apify.pipeline import download_media as fetch
@@ -126,7 +126,7 @@ def apify_dataset_download():
         _skip_unless(plan, params["download_media"], "download_media is off")
         return fetch(_storage(), plan, **media_settings(CONN_ID))
 
-    @task
+    @task(multiple_outputs=False)
     def extract_video_frames(plan: dict, media: dict, params=None) -> dict:
         """One JPEG every frame_interval_seconds of each video into video_frames/."""
         from dataset_ops.apify.pipeline import extract_video_frames as extract
@@ -135,7 +135,7 @@ def apify_dataset_download():
         _skip_unless(plan, wanted, "extract_video_frames (or download_media) is off")
         return extract(_storage(), plan, params["frame_interval_seconds"])
 
-    @task(trigger_rule="all_done")
+    @task(multiple_outputs=False, trigger_rule="all_done")
     def finalize(plan: dict, params=None, ti=None) -> dict:
         """Completeness, report and final manifest; fails the run if a step failed."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException

@@ -80,7 +80,7 @@ def _dry_run(params) -> bool:
     },
 )
 def dataset_retention():
-    @task
+    @task(multiple_outputs=False)
     def apify_datasets(params=None) -> dict:
         """Old Apify datasets (keeping the newest and those in progress)."""
         from dataset_ops.apify.inventory import cleanup_datasets
@@ -93,7 +93,7 @@ def dataset_retention():
             dry_run=_dry_run(params),
         )
 
-    @task
+    @task(multiple_outputs=False)
     def staged_uploads(params=None) -> dict:
         """Old quarantined files and abandoned multipart uploads of the staging area."""
         from dataset_ops.staging.pipeline import cleanup
@@ -107,7 +107,7 @@ def dataset_retention():
             dry_run=_dry_run(params),
         )
 
-    @task
+    @task(multiple_outputs=False)
     def work_folders(params=None) -> dict:
         """Old working folders of the inference workflow."""
         from dataset_ops.retention import cleanup_work_folders
@@ -117,7 +117,7 @@ def dataset_retention():
             storage_from_variable(), older_than_days=params["work_older_than_days"], dry_run=_dry_run(params)
         )
 
-    @task(trigger_rule="all_done")
+    @task(multiple_outputs=False, trigger_rule="all_done")
     def report(params=None, ti=None) -> dict:
         """One report of the three parts; fails the run if a part failed."""
         import logging

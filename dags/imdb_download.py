@@ -60,7 +60,7 @@ def imdb_download():
         """The files to fetch, from the Param `files`."""
         return list(params["files"])
 
-    @task(outlets=[IMDB_RAW_ALIAS], map_index_template="{{ imdb_file }}")
+    @task(multiple_outputs=False, outlets=[IMDB_RAW_ALIAS], map_index_template="{{ imdb_file }}")
     def download(name: str, params=None, dag_run=None, outlet_events=None) -> dict:
         """Fetch one dump; skipped when unchanged, else an Asset event with its metadata."""
         from dataset_ops.imdb.pipeline import download as download_dump

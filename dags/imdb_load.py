@@ -68,7 +68,7 @@ def imdb_load():
         with connect() as conn:
             return plan_load(conn, storage_from_variable(), params["files"], params["force"])
 
-    @task(pool=IMDB_POOL, map_index_template="{{ imdb_file }}")
+    @task(multiple_outputs=False, pool=IMDB_POOL, map_index_template="{{ imdb_file }}")
     def stage(item: dict, params=None, dag_run=None) -> dict:
         """COPY one file into its staging table, then key, index and analyze it."""
         from dataset_ops.imdb.pipeline import connect

@@ -76,28 +76,28 @@ from dataset_ops.inference.process import PROCESS_NAME_PATTERN as PROCESS_NAME
     },
 )
 def inference_dataset():
-    @task
+    @task(multiple_outputs=False)
     def create_dataset(params=None) -> dict:
         """Class folders of images under dataset/."""
         from dataset_ops.inference.steps import create_dataset_step
 
         return create_dataset_step(params)
 
-    @task
+    @task(multiple_outputs=False)
     def summary_dataset(created: dict) -> dict:
         """reports/summary_dataset.csv: every image with its record's data."""
         from dataset_ops.inference.steps import summary_step
 
         return summary_step(created)
 
-    @task
+    @task(multiple_outputs=False)
     def folder_structure(created: dict) -> dict:
         """reports/folder_structure.csv: leaf folders and image counts."""
         from dataset_ops.inference.steps import folder_structure_step
 
         return folder_structure_step(created)
 
-    @task
+    @task(multiple_outputs=False)
     def register_dataset(created: dict, params=None, dag_run=None) -> dict:
         """ZIP, upload and one row in the registry."""
         from airflow.sdk.exceptions import AirflowSkipException

@@ -51,21 +51,21 @@ from dataset_ops.inference.process import PROCESS_NAME_PATTERN as PROCESS_NAME
     },
 )
 def inference_merge():
-    @task
+    @task(multiple_outputs=False)
     def merge_datasets(params=None) -> dict:
         """The sources' datasets into the target's dataset/."""
         from dataset_ops.inference.steps import merge_step
 
         return merge_step(list(params["process_names"]), params["target_process_name"])
 
-    @task
+    @task(multiple_outputs=False)
     def folder_structure(merged: dict) -> dict:
         """reports/folder_structure.csv of the merged dataset."""
         from dataset_ops.inference.steps import folder_structure_step
 
         return folder_structure_step(merged)
 
-    @task
+    @task(multiple_outputs=False)
     def register_dataset(merged: dict, params=None, dag_run=None) -> dict:
         """ZIP, upload and one row in the registry."""
         from airflow.sdk.exceptions import AirflowSkipException

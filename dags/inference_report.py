@@ -80,7 +80,7 @@ def _storage():
     },
 )
 def inference_report():
-    @task
+    @task(multiple_outputs=False)
     def start(params=None) -> dict:
         """Check the deployment in MySQL, create the process folder, save the reference data."""
         from dataset_ops.inference.extract import UnknownDeployment
@@ -91,7 +91,7 @@ def inference_report():
         with fail_without_retry(UnknownDeployment, ProcessExists, ValueError):
             return start_report(_storage(), params, ctx["run_id"], ctx["dag_run"])
 
-    @task
+    @task(multiple_outputs=False)
     def extract_and_report(process: dict, params=None) -> dict:
         """All records of the deployment in the window -> data/records.parquet and the workbook
         in reports/ (the data sheet written while the next page is fetched), then the analysis."""

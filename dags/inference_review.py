@@ -92,7 +92,7 @@ from dataset_ops.inference.process import PROCESS_NAME_PATTERN as PROCESS_NAME
     },
 )
 def inference_review():
-    @task
+    @task(multiple_outputs=False)
     def review_images(params=None) -> dict:
         """Choose, download and log the review images."""
         from dataset_ops.inference.review import review

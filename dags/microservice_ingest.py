@@ -122,7 +122,7 @@ def microservice_ingest():
         suffix = "_docker" if params["runner"] == "docker" else ""
         return [f"ingest_{service}{suffix}" for service, _, _, _ in SERVICES]
 
-    @task(map_index_template="{{ entity }}")
+    @task(multiple_outputs=False, map_index_template="{{ entity }}")
     def ingest(
         entity: str, params=None, data_interval_start=None, data_interval_end=None, dag_run=None
     ) -> dict:

@@ -66,7 +66,7 @@ def staged_upload_validation():
             return retry_targets(storage, params["retry_failed"])
         return find_uploads(storage)
 
-    @task(outlets=[FRESH_ALIAS], map_index_template="{{ upload_name }}")
+    @task(multiple_outputs=False, outlets=[FRESH_ALIAS], map_index_template="{{ upload_name }}")
     def validate(upload: dict, params=None, outlet_events=None) -> dict:
         """Validate one file as a stream; promote it to fresh/ or quarantine it in failed/."""
         from dataclasses import asdict
@@ -98,7 +98,7 @@ def staged_upload_validation():
             )
         return asdict(status)
 
-    @task(trigger_rule="all_done")
+    @task(multiple_outputs=False, trigger_rule="all_done")
     def summary(results: list[dict]) -> dict:
         """Counts by outcome and the first error of each quarantined file."""
         # len() then index: iterating the lazy sequence probes one past the end (a logged 404)

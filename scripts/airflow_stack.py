@@ -198,6 +198,9 @@ class AirflowStack:
             "AIRFLOW__CELERY__BROKER_URL": f"{self.redis_url}/{redis_db}",
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata_url}",
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            # the task supervisor waits up to this many seconds (default 5) between heartbeats,
+            # and a finished task's slot stays busy until the next one: up to 5 s idle per task
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
             "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": f"s3://{log_bucket}/airflow-logs",
             "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID": "aws_default",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Start the local services `make test` needs when they are down: PostgreSQL on 127.0.0.1:5432 and
-# MariaDB on 127.0.0.1:3306 (Debian packages, as on this machine kind). Says what is missing
-# when it cannot start them.
+# Start the local services `make test` needs when they are down: PostgreSQL on 127.0.0.1:5432,
+# MariaDB on 127.0.0.1:3306 and Redis on 127.0.0.1:6379 (the Celery broker of the distributed
+# stack); Debian packages, as on this machine kind. Says what is missing when it cannot start them.
 set -euo pipefail
 
 wait_for() { # name, check command...
@@ -35,4 +35,17 @@ if ! maria_up; then
     exit 1
   fi
 fi
-echo "services: PostgreSQL and MariaDB are up"
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG; }
+if ! redis_up; then
+  if command -v redis-server >/dev/null; then
+    echo "services: starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/dataset-ops.log
+    wait_for Redis redis_up
+  else
+    echo "services: Redis is needed on 127.0.0.1:6379 (Debian: apt-get install redis-server)" >&2
+    exit 1
+  fi
+fi
+echo "services: PostgreSQL, MariaDB and Redis are up"

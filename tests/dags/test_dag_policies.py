@@ -71,6 +71,14 @@ def test_every_task_has_the_suites_failure_callback(dagbag):
             assert callbacks == [task_failure_callback], f"{dag_id}.{task.task_id}: {callbacks}"
 
 
+def test_no_task_splits_its_result_into_one_xcom_per_key(dagbag):
+    """A ``@task`` annotated ``-> dict`` gets ``multiple_outputs`` and pushes every key as an XCom
+    of its own besides the whole result: one Execution API call each, never read here."""
+    for dag_id, dag in dagbag.dags.items():
+        for task in dag.tasks:
+            assert not getattr(task, "multiple_outputs", False), f"{dag_id}.{task.task_id}"
+
+
 def test_every_param_has_a_title_and_description(dagbag):
     for dag_id, dag in dagbag.dags.items():
         for name in dag.params:
