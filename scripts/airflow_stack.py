@@ -28,7 +28,7 @@ Used by ``make distributed`` (``scripts/distributed.py``), its benchmark and the
 
 Needs: PostgreSQL that lets the admin URL's user create databases, Redis, an S3 endpoint (the
 ``aws_default`` Connection in ``env``), and ``unshare`` (util-linux) with the right to create a
-UTS namespace (root, or CAP_SYS_ADMIN). Start-up takes about 30-60 s on 2 cores.
+UTS namespace (root, or CAP_SYS_ADMIN). Start-up took 19 to 41 s here (2 cores).
 """
 
 from __future__ import annotations
@@ -198,8 +198,8 @@ class AirflowStack:
             "AIRFLOW__CELERY__BROKER_URL": f"{self.redis_url}/{redis_db}",
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata_url}",
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-            # the task supervisor waits up to this many seconds (default 5) between heartbeats,
-            # and a finished task's slot stays busy until the next one: up to 5 s idle per task
+            # after a task the supervisor can sit in select() this long (default 5 s) before it
+            # sees the task process exit, the worker's slot idle meanwhile (bench_distributed.py)
             "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
             "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": f"s3://{log_bucket}/airflow-logs",

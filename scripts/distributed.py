@@ -219,7 +219,11 @@ def run_single(env: dict[str, str], home: Path) -> bool:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW__LOGGING__REMOTE_LOGGING": "False",
     }
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    migrated = subprocess.run(
+        [AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300
+    )
+    if migrated.returncode != 0:
+        raise StackError(f"airflow db migrate of the single-machine home failed:\n{migrated.stderr[-3000:]}")
     ok = True
     for dag_id, logical_date, conf in RUNS:
         started = time.monotonic()

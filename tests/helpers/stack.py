@@ -12,7 +12,7 @@ the world the DAGs it runs need, all reached over the network by the workers:
 * the three inventory microservices (:class:`helpers.inventory_server.InventoryServer`, seed 11,
   6,000 orders; Connections ``productos_service``, ``ordenes_service``, ``proveedores_service``).
 
-Start-up takes about 30 s; the fixture is session-scoped, so the tests that share it pay once.
+Start-up took 19 to 41 s here; the fixture is session-scoped, so the tests that share it pay once.
 """
 
 from __future__ import annotations
