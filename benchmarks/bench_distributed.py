@@ -76,10 +76,8 @@ import math
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,7 +88,7 @@ for _sub in ("plugins", "scripts", "tests", "benchmarks"):
     sys.path.insert(0, str(REPO / _sub))
 
 import psycopg  # noqa: E402
-from airflow_stack import AirflowStack, StackError, free_port  # noqa: E402
+from airflow_stack import AirflowStack, MotoServer, StackError, recreate_database  # noqa: E402
 from bench_imdb_copy import _read_meta, _write_meta, generate_basics  # noqa: E402
 from helpers.http_server import FileServer  # noqa: E402
 from helpers.imdb_data import SHARED_DATA, slice_path  # noqa: E402
@@ -197,40 +195,9 @@ def prepare_uploads(target_bytes: int) -> dict[str, bytes]:
 # --- services -----------------------------------------------------------------------------------
 
 
-class Moto:
-    """``python -m moto.server`` on a free port, in a session of its own; :attr:`pid` for CPU."""
-
-    def __init__(self, log: Path):
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.log = open(log, "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pid = self.proc.pid
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2):
-                    break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise SystemExit(f"the moto server did not start; see {log}") from None
-                time.sleep(0.3)
-        import boto3
-
-        self.s3 = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        )
+class Moto(MotoServer):
+    """The moto S3 server (:class:`airflow_stack.MotoServer`; :attr:`pid` for CPU accounting)
+    with the listing and clean-up the benchmark needs."""
 
     def delete_prefix(self, prefix: str) -> None:
         """Delete every object below ``prefix`` (keeps the server's memory and disk small)."""
@@ -247,24 +214,10 @@ class Moto:
                 out[o["Key"][len(prefix) :]] = o["Size"]
         return out
 
-    def stop(self) -> None:
-        """SIGTERM to the server's process group, SIGKILL after 15 s."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, 15)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, 9)
-            self.proc.wait(5)
-        self.log.close()
-
 
 def recreate_target_db() -> None:
     """A fresh, empty IMDb target database (before each stack; untimed)."""
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{TARGET_DB}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{TARGET_DB}"')
+    recreate_database(PG_ADMIN, TARGET_DB)
 
 
 def drop_databases() -> None:

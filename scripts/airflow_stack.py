@@ -81,6 +81,70 @@ def http_connection(base_url: str, **fields) -> str:
     return json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port, "schema": "http", **fields})
 
 
+def recreate_database(pg_admin_url: str, name: str) -> str:
+    """Drop (closing its sessions) and create the database ``name`` on ``pg_admin_url``'s server;
+    the new database's URL. :class:`StackError` when the server cannot be reached."""
+    import psycopg
+
+    try:
+        with psycopg.connect(pg_admin_url, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        raise StackError(f"PostgreSQL at {pg_admin_url} is needed: {exc}") from exc
+    return f"{pg_admin_url.rsplit('/', 1)[0]}/{name}"
+
+
+class MotoServer:
+    """``python -m moto.server`` (an S3 API) on a free port of 127.0.0.1, in a session of its own,
+    output appended to ``log``. :attr:`endpoint` is its URL, :attr:`pid` its process id and
+    :attr:`s3` a boto3 client on it. :class:`StackError` if it does not answer within 60 s."""
+
+    def __init__(self, log: Path):
+        import boto3
+
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._log = open(log, "ab")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise StackError(f"the moto S3 server did not start; see {log}") from None
+                time.sleep(0.3)
+        self.s3 = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def stop(self) -> None:
+        """SIGTERM to the server's process group, SIGKILL after 15 s."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        self._log.close()
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -279,17 +343,9 @@ class AirflowStack:
         )
 
     def _reset_backends(self) -> None:
-        import psycopg
         import redis
 
-        try:
-            with psycopg.connect(self.pg_admin_url, autocommit=True, connect_timeout=5) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-                admin.execute(f'CREATE DATABASE "{self.database}"')
-        except psycopg.OperationalError as exc:
-            raise StackError(
-                f"PostgreSQL at {self.pg_admin_url} is needed for the metadata DB: {exc}"
-            ) from exc
+        recreate_database(self.pg_admin_url, self.database)
         try:
             redis.Redis.from_url(f"{self.redis_url}/{self.redis_db}", socket_timeout=5).flushdb()
         except redis.RedisError as exc:

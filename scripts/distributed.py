@@ -48,7 +48,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO / "tests"), str(REPO / "scripts")]
 
-from airflow_stack import AIRFLOW, AirflowStack, StackError, aws_connection, free_port, http_connection  # noqa: E402
+from airflow_stack import (  # noqa: E402
+    AIRFLOW,
+    AirflowStack,
+    MotoServer,
+    StackError,
+    aws_connection,
+    http_connection,
+    recreate_database,
+)
 
 BASE = REPO / ".data" / "distributed"
 BUCKET = "dataset-ops"
@@ -245,41 +253,6 @@ def run_single(env: dict[str, str], home: Path) -> bool:
     return ok
 
 
-def recreate_database(name: str) -> str:
-    """Drop and create ``name`` on the PostgreSQL server; its URL."""
-    import psycopg
-
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return f"{PG_SERVER}/{name}"
-
-
-def start_moto(log: Path) -> tuple[subprocess.Popen, str]:
-    """A moto S3 server in a process of its own; (process, endpoint URL) once it answers."""
-    import urllib.request
-
-    port = free_port()
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-            return proc, endpoint
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.2)
-    proc.kill()
-    raise StackError(f"the moto S3 server did not start; see {log}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="Celery workers (default 2)")
@@ -288,13 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the stack running until Ctrl-C")
     args = parser.parse_args(argv)
 
-    import boto3
     from helpers.http_server import FileServer
     from helpers.inventory_server import InventoryServer
 
     shutil.rmtree(BASE, ignore_errors=True)
     BASE.mkdir(parents=True)
-    moto, endpoint = start_moto(BASE / "moto.log")
+    moto = MotoServer(BASE / "moto.log")
+    endpoint = moto.endpoint
     # this process reads the results through the same Connection; Airflow's INFO lines stay out
     os.environ.update(
         {
@@ -307,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     samples, inventory = FileServer(SAMPLE_DIR), InventoryServer(seed=11, orders=6_000)
     inventory.start()
     try:
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        moto.s3.create_bucket(Bucket=BUCKET)
         batch = staged_batch()
         common = {
             "AWS_ACCESS_KEY_ID": "testing",
@@ -322,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def roots(prefix: str, database: str) -> dict[str, str]:
             return {
-                "AIRFLOW_CONN_IMDB_POSTGRES": recreate_database(database),
+                "AIRFLOW_CONN_IMDB_POSTGRES": recreate_database(f"{PG_SERVER}/postgres", database),
                 "AIRFLOW_VAR_DATASET_OPS_STORAGE_ROOT": f"s3://{BUCKET}/{prefix}datasets",
                 "AIRFLOW_VAR_STAGING_ROOT": f"s3://{BUCKET}/{prefix}staging",
                 "AIRFLOW_VAR_DATALAKE_ROOT": f"s3://{BUCKET}/{prefix}lake",
@@ -391,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         inventory.stop()
         samples.close()
-        moto.terminate()
+        moto.stop()
 
 
 if __name__ == "__main__":
