@@ -201,17 +201,25 @@ def open_json(tab, url: str, status: int = 200) -> dict:
     return body
 
 
+def submit_form(tab, airflow_stack, dag_id: str, values: dict) -> str:
+    """Open the DAG's Trigger form, fill it with ``values``, save its screenshot, trigger and wait
+    for the run to succeed; the run's conf must then be exactly ``values``. The run id."""
+    stack = airflow_stack.stack
+    form = open_trigger_form(tab, stack, dag_id)
+    fill_params(form, dag_id, values)
+    save_form_screenshot(tab, form, dag_id)
+    run_id = trigger_and_wait(tab, form, airflow_stack, dag_id)
+    assert run_conf(stack, dag_id, run_id) == values
+    return run_id
+
+
 # --- tests -------------------------------------------------------------------------------------------
 def test_apify_download_triggered_from_its_form_shows_in_the_inventory(page, airflow_stack):
     stack, dag_id = airflow_stack.stack, "apify_dataset_download"
     apify = airflow_stack.apify
     apify.add_run(APIFY_RUN, status="SUCCEEDED")
 
-    form = open_trigger_form(page, stack, dag_id)
-    fill_params(form, dag_id, DOWNLOAD_FORM)
-    save_form_screenshot(page, form, dag_id)
-    run_id = trigger_and_wait(page, form, airflow_stack, dag_id)
-    assert run_conf(stack, dag_id, run_id) == DOWNLOAD_FORM
+    submit_form(page, airflow_stack, dag_id, DOWNLOAD_FORM)
 
     listing = open_json(page, f"{stack.api_url}{INVENTORY}/runs/list")
     summary = {run["run_id"]: run for run in listing["runs"]}[APIFY_RUN]
@@ -252,11 +260,7 @@ def test_dataset_retention_triggered_from_its_form_deletes_what_the_form_says(
     old = {run for run, age in RETENTION_AGES.items() if age > RETENTION_FORM["days_old"]}
     young = set(RETENTION_AGES) - old
     try:
-        form = open_trigger_form(page, stack, dag_id)
-        fill_params(form, dag_id, RETENTION_FORM)
-        save_form_screenshot(page, form, dag_id)
-        run_id = trigger_and_wait(page, form, airflow_stack, dag_id)
-        assert run_conf(stack, dag_id, run_id) == RETENTION_FORM
+        submit_form(page, airflow_stack, dag_id, RETENTION_FORM)
 
         listing = open_json(page, f"{stack.api_url}{INVENTORY}/runs/list")
         stored = {run["run_id"] for run in listing["runs"]}
