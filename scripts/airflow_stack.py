@@ -200,7 +200,8 @@ class Component:
 
 
 class AirflowStack:
-    """CeleryExecutor Airflow with ``workers`` Celery workers on this machine (see the module doc).
+    """CeleryExecutor Airflow with ``workers`` Celery workers on this machine (see the module doc),
+    or, with ``executor="LocalExecutor"``, one machine's Airflow as its users run it.
 
     ``base``: folder for the homes, working directories and component logs (``<base>/logs``);
     emptied at start. ``env``: Connections (``AIRFLOW_CONN_*``), Variables (``AIRFLOW_VAR_*``) and
@@ -208,6 +209,12 @@ class AirflowStack:
     go to ``s3://<log_bucket>/airflow-logs``, the bucket must exist). ``concurrency``: task slots
     per worker (Celery prefork processes). ``database``: name of the metadata database created on
     ``pg_admin_url``'s server; ``redis_db``: the broker's Redis database number.
+
+    ``executor="LocalExecutor"``: no workers and no broker; the scheduler runs the tasks
+    (``parallelism`` slots) and task logs stay in the control home unless ``log_bucket`` is given.
+    ``triggerer``: also start ``airflow triggerer`` (deferred tasks). ``schedules``: let the
+    scheduler create scheduled and asset-triggered runs (off by default: only what is triggered
+    runs). ``paused_at_creation``: new DAGs start paused, as in a default Airflow (off by default).
 
     Raises :class:`StackError` when a component exits or is not ready within ``START_TIMEOUT`` s.
     """
@@ -217,7 +224,12 @@ class AirflowStack:
         base: Path,
         *,
         env: dict[str, str],
-        log_bucket: str,
+        log_bucket: str | None = None,
+        executor: str = "CeleryExecutor",
+        triggerer: bool = False,
+        schedules: bool = False,
+        paused_at_creation: bool = False,
+        parallelism: int = 8,
         workers: int = 2,
         concurrency: int = 1,
         pg_admin_url: str = "postgresql://postgres@127.0.0.1:5432/postgres",
@@ -226,17 +238,24 @@ class AirflowStack:
         database: str = "dataset_ops_distributed",
         port: int | None = None,
     ):
-        if "AIRFLOW_CONN_AWS_DEFAULT" not in env:
+        if executor not in ("CeleryExecutor", "LocalExecutor"):
+            raise StackError(f"executor must be CeleryExecutor or LocalExecutor, not {executor!r}")
+        celery = executor == "CeleryExecutor"
+        if celery and not log_bucket:
+            raise StackError("a CeleryExecutor stack needs log_bucket: its workers share no disk")
+        if log_bucket and "AIRFLOW_CONN_AWS_DEFAULT" not in env:
             raise StackError("env needs AIRFLOW_CONN_AWS_DEFAULT: task logs are written to S3")
         self.base = Path(base)
-        self.workers, self.concurrency = workers, concurrency
+        self.executor, self.triggerer = executor, triggerer
+        self.workers = workers if celery else 0
+        self.concurrency = concurrency
         self.pg_admin_url, self.database = pg_admin_url, database
         self.redis_url, self.redis_db = redis_url.rstrip("/"), redis_db
         self.port = port or free_port()
         self.api_url = f"http://127.0.0.1:{self.port}"
         self.username = "admin"
         self.password = secrets.token_urlsafe(12)
-        self.hostnames = [f"worker-{i}" for i in range(1, workers + 1)]
+        self.hostnames = [f"worker-{i}" for i in range(1, self.workers + 1)]
         self._token: tuple[str, float] | None = None
         self.components: list[Component] = []
         pg = urlsplit(pg_admin_url)
@@ -245,11 +264,12 @@ class AirflowStack:
             **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST"))},
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "AIRFLOW_HOME": str(self.base / "control"),
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__EXECUTOR": executor,
+            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(paused_at_creation),
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "socket.gethostname",
             "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
@@ -259,18 +279,20 @@ class AirflowStack:
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
             "AIRFLOW__API__BASE_URL": self.api_url,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
-            "AIRFLOW__CELERY__BROKER_URL": f"{self.redis_url}/{redis_db}",
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata_url}",
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(schedules),
             # after a task the supervisor can sit in select() this long (default 5 s) before it
             # sees the task process exit, the worker's slot idle meanwhile (bench_distributed.py)
             "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
-            "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
-            "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": f"s3://{log_bucket}/airflow-logs",
-            "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID": "aws_default",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            **env,
         }
+        if celery:
+            self.env["AIRFLOW__CELERY__BROKER_URL"] = f"{self.redis_url}/{redis_db}"
+            self.env["AIRFLOW__CELERY__RESULT_BACKEND"] = f"db+{metadata_url}"
+        if log_bucket:
+            self.env["AIRFLOW__LOGGING__REMOTE_LOGGING"] = "True"
+            self.env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] = f"s3://{log_bucket}/airflow-logs"
+            self.env["AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID"] = "aws_default"
+        self.env.update(env)
 
     # --- life cycle -----------------------------------------------------------------------------
     def __enter__(self) -> AirflowStack:
@@ -301,6 +323,8 @@ class AirflowStack:
         )
         self._add("scheduler", ["scheduler"], {}, control)
         self._add("dag-processor", ["dag-processor"], {}, control)
+        if self.triggerer:
+            self._add("triggerer", ["triggerer"], {}, control)
         for host in self.hostnames:
             home = self.base / host
             for sub in ("home", "tmp"):
@@ -346,6 +370,8 @@ class AirflowStack:
         import redis
 
         recreate_database(self.pg_admin_url, self.database)
+        if not self.workers:
+            return
         try:
             redis.Redis.from_url(f"{self.redis_url}/{self.redis_db}", socket_timeout=5).flushdb()
         except redis.RedisError as exc:
@@ -354,6 +380,8 @@ class AirflowStack:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         pending = {"api-server", "scheduler", "dag-processor", "dags", *self.hostnames}
+        if self.triggerer:
+            pending.add("triggerer")
         while pending:
             for component in self.components:
                 component.check()
@@ -365,7 +393,7 @@ class AirflowStack:
             with contextlib.suppress(StackError, OSError):
                 health = self._get_json("/api/v2/monitor/health", auth=False)
                 pending.discard("api-server")
-                for part in ("scheduler", "dag_processor"):
+                for part in ("scheduler", "dag_processor", "triggerer"):
                     if (health.get(part) or {}).get("status") == "healthy":
                         pending.discard(part.replace("_", "-"))
             if "api-server" not in pending and "dags" in pending:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from helpers.moto import use_moto
 
-pytest_plugins = ["helpers.inference_fixtures", "helpers.stack"]
+pytest_plugins = ["helpers.inference_fixtures", "helpers.stack", "helpers.acceptance"]
 
 REPO = Path(__file__).resolve().parents[1]
 
