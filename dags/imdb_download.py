@@ -11,6 +11,9 @@ storage (Variable `dataset_ops_storage_root`) under `imdb/raw/`, one mapped task
   the expected header line. A broken file never replaces the stored one.
 * Each new file emits an event on its Asset `x-dataset-ops://imdb/raw/<file>.tsv.gz`, which
   schedules `imdb_load`.
+* Failures: connection errors, timeouts, 429 and 5xx are retried (by the HTTP session, then by
+  Airflow). HTTP 404, 410 and other 4xx (not 408/425/429), a wrong header line or a corrupt gzip
+  fail the task after its first try: no retry can fix them.
 
 Params: `base_url` (empty: the Variable `imdb_base_url`, default `https://datasets.imdbws.com/`),
 `files`, `read_timeout_seconds`.

@@ -15,6 +15,11 @@ Runs whenever `imdb_download` publishes a new version of any dump (Asset schedul
    `imdb.load_history`. Readers see the old generation or the new one, never a half-loaded table;
    a failed file publishes nothing.
 
+Bad data (a wrong header, a row with too many or too few fields, invalid UTF-8, a value of the
+wrong type, a duplicate key) fails `stage` after its first try, with the file, line and reason,
+and one `failed` row in `imdb.load_history`; database failures that are not the data's fault are
+retried, and only the last try records `failed`.
+
 Columns keep IMDb's names (`tconst`, `primaryTitle`, ...), unquoted, so they read as written.
 """
 
@@ -69,7 +74,7 @@ def imdb_load():
             return plan_load(conn, storage_from_variable(), params["files"], params["force"])
 
     @task(multiple_outputs=False, pool=IMDB_POOL, map_index_template="{{ imdb_file }}")
-    def stage(item: dict, params=None, dag_run=None) -> dict:
+    def stage(item: dict, params=None, dag_run=None, ti=None) -> dict:
         """COPY one file into its staging table, then key, index and analyze it."""
         from dataset_ops.imdb.pipeline import connect
         from dataset_ops.imdb.pipeline import stage as stage_file
@@ -78,7 +83,12 @@ def imdb_load():
         get_current_context()["imdb_file"] = item["file"]
         with connect() as conn:
             return stage_file(
-                conn, storage_from_variable(), item, dag_run.run_id, logged=params["logged_tables"]
+                conn,
+                storage_from_variable(),
+                item,
+                dag_run.run_id,
+                logged=params["logged_tables"],
+                final_try=ti.try_number > ti.max_tries,
             )
 
     @task

@@ -43,7 +43,7 @@ from dataset_ops.inference.process import PROCESS_NAME_PATTERN as PROCESS_NAME
         ),
         "references": Param(
             [],
-            type="array",
+            type=["array", "null"],
             items={"type": "integer"},
             title="References",
             description="Only these (empty: all).",
@@ -68,7 +68,7 @@ from dataset_ops.inference.process import PROCESS_NAME_PATTERN as PROCESS_NAME
         ),
         "dataset_name": Param(
             "",
-            type="string",
+            type=["string", "null"],
             pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,99})?$",
             title="Dataset name",
             description="Name in the registry (empty: the process name).",

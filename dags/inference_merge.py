@@ -28,7 +28,6 @@ from dataset_ops.inference.process import PROCESS_NAME_PATTERN as PROCESS_NAME
     doc_md=__doc__,
     params={
         "process_names": Param(
-            [],
             type="array",
             minItems=2,
             items={"type": "string", "pattern": PROCESS_NAME},
@@ -43,7 +42,7 @@ from dataset_ops.inference.process import PROCESS_NAME_PATTERN as PROCESS_NAME
         ),
         "dataset_name": Param(
             "",
-            type="string",
+            type=["string", "null"],
             pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,99})?$",
             title="Dataset name",
             description="Name in the registry (empty: the target process name).",

@@ -71,7 +71,7 @@ def _storage():
         ),
         "process_name": Param(
             "",
-            type="string",
+            type=["string", "null"],
             pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,99})?$",
             maxLength=100,
             title="Process name",

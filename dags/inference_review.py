@@ -54,21 +54,21 @@ from dataset_ops.inference.process import PROCESS_NAME_PATTERN as PROCESS_NAME
         ),
         "references": Param(
             [],
-            type="array",
+            type=["array", "null"],
             items={"type": "integer"},
             title="References",
             description="Ids (selection=params).",
         ),
         "devices": Param(
             [],
-            type="array",
+            type=["array", "null"],
             items={"type": "integer"},
             title="Devices",
             description="Ids (selection=params).",
         ),
         "workbook": Param(
             "",
-            type="string",
+            type=["string", "null"],
             pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,150}\.xlsx)?$",
             title="Workbook",
             description="A file in reports/ (empty: the newest .xlsx there).",
@@ -101,7 +101,10 @@ def inference_review():
 
         selection = None
         if params["selection"] == "params":
-            selection = {"references": list(params["references"]), "devices": list(params["devices"])}
+            selection = {
+                "references": list(params["references"] or []),
+                "devices": list(params["devices"] or []),
+            }
         summary = review(
             storage_from_variable(),
             params["process_name"],

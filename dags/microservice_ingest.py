@@ -10,17 +10,32 @@ data lake (Variable `datalake_root`, default `s3://inventario-datalake/`) for Gl
   records as received); `_metrics/<entity>/dt=.../...json`: rows, pages, bytes, duplicates,
   invalid rows, seconds.
 
-The date and time in the names are the run's data interval start, so a rerun replaces its own
-files; `airflow backfill create --dag-id microservice_ingest --from-date ... --to-date ...` gives
-one partition per day. Entities with an `updated_at` filter ask only for the data interval;
-the others take a full snapshot. Records are checked against the entity's JSON Schema; invalid
-ones and duplicates by primary key are dropped and counted. Services, endpoints, pagination,
-keys and schemas: `include/microservices.yaml`. One Connection (HTTP) and one pool per service;
-one mapped task per entity.
+The date and time in the names are the start of the interval the run ingests (UTC), so a rerun
+replaces its own files and `dt=` is the day the data covers. The task `data_interval` picks that
+interval from the DAG's timetable (`dataset_ops.ingest.interval`), for both runners:
+
+* scheduled and backfill runs: their data interval (02:00 to 02:00; the logical date is its start);
+* a manual run with a logical date: the schedule's interval that ended last at or before it
+  (not Airflow's 24 hours before the moment, which would overlap two partitions);
+* a manual run without a logical date (REST `"logical_date": null`, the trigger form with the
+  date cleared): the last complete interval before the run's `run_after`;
+* Param `day` (`YYYY-MM-DD`, optional, wins): the interval that starts on that day, `dt=<day>`;
+  a day not complete yet fails the run at once.
+
+`airflow backfill create` selects runs by their 02:00 start, both ends included, and each run
+ingests the day before: `--from-date 2026-11-11T02:00:00+00:00 --to-date 2026-11-13T02:00:00+00:00`
+lands `dt=2026-11-10`, `dt=2026-11-11` and `dt=2026-11-12`. Entities with an `updated_at` filter
+ask only for the interval; the others take a full snapshot. Records are checked against the
+entity's JSON Schema; invalid ones and duplicates by primary key are dropped and counted.
+Services, endpoints, pagination, keys and schemas: `include/microservices.yaml`. One Connection
+(HTTP) and one pool per service; one mapped task per entity.
 
 Param `runner`: `in_process` (default) runs the ingest in the task; `docker` runs the same code
-in the ingest image (`include/docker/ingest/`, Variable `ingest_image`) with `DockerOperator`.
+in the ingest image (`include/docker/ingest/`, Variable `ingest_image`) with `DockerOperator`,
+one container per entity asked for. The container gets the Connections through the operator's
+`private_environment`, filled when the task runs, so no password shows in Rendered Templates.
 Param `layout`: `partitioned` (default) or `flat` (the old containers' `<entity>/<file>` keys).
+Param `entities`: only these (empty: all); the others' tasks are skipped.
 """
 
 from __future__ import annotations
@@ -28,59 +43,19 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from dataset_ops.dag_defaults import DEFAULT_ARGS, START_DATE
 from dataset_ops.ingest.config import services_overview
+from dataset_ops.ingest.docker_runner import DEFAULT_IMAGE, INTERVAL_TASK_ID, IngestDockerOperator
 
 SERVICES = services_overview()
 ENTITIES = [name for _, _, _, names in SERVICES for name in names]
 #: Docker network of the ingest containers (they must reach the services and S3); set when the
 #: scheduler starts, as DockerOperator does not template it.
 DOCKER_NETWORK = os.environ.get("DATASET_OPS_INGEST_NETWORK", "bridge")
-DEFAULT_IMAGE = "dataset-ops-ingest:latest"
-
-
-def conn_uri(conn_id: str) -> str:
-    """The Connection ``conn_id`` as an ``AIRFLOW_CONN_*`` URI, or "" when it does not exist
-    (a template macro: the container gets the same Connections as the in-process task)."""
-    from airflow.sdk import BaseHook
-
-    try:
-        return BaseHook.get_connection(conn_id).get_uri()
-    except Exception as exc:
-        if type(exc).__name__ != "AirflowNotFoundException":
-            raise
-        return ""
-
-
-def docker_environment(conn_id: str) -> dict[str, str]:
-    """Environment of an ingest container: the service's and the AWS Connection, the lake root."""
-    return {
-        f"AIRFLOW_CONN_{conn_id.upper()}": f"{{{{ conn_uri({conn_id!r}) }}}}",
-        "AIRFLOW_CONN_AWS_DEFAULT": "{{ conn_uri('aws_default') }}",
-        "AIRFLOW_VAR_DATALAKE_ROOT": "{{ var.value.get('datalake_root', 's3://inventario-datalake/') }}",
-    }
-
-
-def docker_command(entity: str) -> list[str]:
-    """The container's command for ``entity`` (templated with the run's data interval)."""
-    return [
-        "python",
-        "-m",
-        "dataset_ops.ingest",
-        entity,
-        "--start",
-        "{{ data_interval_start.isoformat() }}",
-        "--end",
-        "{{ data_interval_end.isoformat() }}",
-        "--layout",
-        "{{ params.layout }}",
-        "--run-id",
-        "{{ run_id }}",
-    ]
+LAKE = "s3://inventario-datalake/"  # the Variable datalake_root's default (dataset_ops.ingest.runner)
 
 
 @dag(
@@ -92,7 +67,6 @@ def docker_command(entity: str) -> list[str]:
     default_args=DEFAULT_ARGS,
     tags=["ingest", "s3", "datalake", "rest"],
     doc_md=__doc__,
-    user_defined_macros={"conn_uri": conn_uri},
     params={
         "runner": Param(
             "in_process",
@@ -108,14 +82,51 @@ def docker_command(entity: str) -> list[str]:
         ),
         "entities": Param(
             [],
-            type="array",
+            type=["array", "null"],
             items={"type": "string", "enum": ENTITIES},
+            examples=ENTITIES,  # the form lists them to choose from
             title="Entities",
             description="Only these entities (empty: all). The others are skipped.",
+        ),
+        "day": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            pattern=r"^\d{4}-\d{2}-\d{2}$",
+            title="Day",
+            description="Ingest the interval that starts on this UTC day (dt=YYYY-MM-DD) instead of "
+            "the run's own; empty: the run's interval, or for a run without a logical date the "
+            "last complete one.",
         ),
     },
 )
 def microservice_ingest():
+    @task(task_id=INTERVAL_TASK_ID, multiple_outputs=False)
+    def data_interval(params=None, dag=None, dag_run=None) -> dict[str, str]:
+        """The interval every ingest task of this run covers (both runners read this XCom)."""
+        import logging
+
+        from dataset_ops.dag_defaults import fail_without_retry
+        from dataset_ops.ingest.interval import IntervalError, resolve_interval
+
+        with fail_without_retry(IntervalError):
+            interval = resolve_interval(
+                dag.timetable,
+                data_interval_start=dag_run.data_interval_start,
+                data_interval_end=dag_run.data_interval_end,
+                run_after=dag_run.run_after,
+                day=params.get("day"),
+            )
+        logging.getLogger(__name__).info(
+            "ingesting %s .. %s (from %s; logical date %s, run_after %s)",
+            interval.start.isoformat(),
+            interval.end.isoformat(),
+            interval.source,
+            dag_run.logical_date,
+            dag_run.run_after,
+        )
+        return interval.as_dict()
+
     @task.branch
     def choose_runner(params=None) -> list[str]:
         """The in-process or the Docker tasks of every service."""
@@ -123,21 +134,19 @@ def microservice_ingest():
         return [f"ingest_{service}{suffix}" for service, _, _, _ in SERVICES]
 
     @task(multiple_outputs=False, map_index_template="{{ entity }}")
-    def ingest(
-        entity: str, params=None, data_interval_start=None, data_interval_end=None, dag_run=None
-    ) -> dict:
-        """Pull one entity for the data interval and land its files (see the DAG docs)."""
+    def ingest(entity: str, interval: dict, params=None, dag_run=None) -> dict:
+        """Pull one entity for the run's interval and land its files (see the DAG docs)."""
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from dataset_ops.ingest.interval import IngestInterval
         from dataset_ops.ingest.runner import run_entity
 
         get_current_context()["entity"] = entity
         if params["entities"] and entity not in params["entities"]:
             raise AirflowSkipException(f"{entity} is not in the Param entities")
+        window = IngestInterval.from_dict(interval)
         producer = {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "runner": "in_process"}
-        return run_entity(
-            entity, data_interval_start, data_interval_end, layout=params["layout"], producer=producer
-        )
+        return run_entity(entity, window.start, window.end, layout=params["layout"], producer=producer)
 
     @task(trigger_rule="none_failed_min_one_success")
     def summary(ti=None) -> list[dict]:
@@ -163,20 +172,28 @@ def microservice_ingest():
             log.info("%s", row)
         return rows
 
+    interval = data_interval()
     runner = choose_runner()
+    interval >> runner
     done = []
     for service, pool, conn_id, entities in SERVICES:
-        in_process = ingest.override(task_id=f"ingest_{service}", pool=pool).expand(entity=entities)
-        in_docker = DockerOperator.partial(
+        in_process = (
+            ingest.override(task_id=f"ingest_{service}", pool=pool)
+            .partial(interval=interval)
+            .expand(entity=entities)
+        )
+        in_docker = IngestDockerOperator.partial(
             task_id=f"ingest_{service}_docker",
             pool=pool,
+            conn_id=conn_id,
             image="{{ var.value.get('ingest_image', '" + DEFAULT_IMAGE + "') }}",
-            environment=docker_environment(conn_id),
+            environment={"AIRFLOW_VAR_DATALAKE_ROOT": "{{ var.value.get('datalake_root', '" + LAKE + "') }}"},
             network_mode=DOCKER_NETWORK,
             auto_remove="success",
             mount_tmp_dir=False,
             retrieve_output=False,
-        ).expand(command=[docker_command(entity) for entity in entities])
+            map_index_template="{{ entity }}",
+        ).expand(entity=entities)
         runner >> [in_process, in_docker]
         done += [in_process, in_docker]
     done >> summary()

@@ -2,22 +2,36 @@
 ### Staged upload validation
 
 Large training files land in `uploads/` under the Variable `staging_root` (default
-`s3://training-data/`), usually through `python -m dataset_ops.upload FILE --data-type T`.
-Every 5 minutes this DAG picks up each complete file (S3 shows a multipart upload only once it is
-completed), validates it as a stream with the rule set of its data type
-(`include/validation/<data_type>.yaml`), then:
+`s3://training-data/`; a local folder or `file://` root works too), usually through
+`python -m dataset_ops.upload FILE --data-type T`. Every 5 minutes this DAG picks up each complete
+file (S3 shows a multipart upload only once it is completed), validates it as a stream with the
+rule set of its data type (`include/validation/<data_type>.yaml`), then:
 
-* **valid**: server-side copy to `fresh/`, verified, then the upload is removed; an event on the
-  Asset `x-dataset-ops://staging/fresh` lets downstream DAGs run on the new data;
-* **invalid**: moved to `failed/` with `failed/<name>.report.json` beside it (first errors with
-  line, byte offset and reason; totals).
+* **valid**: copied to `fresh/` (server-side on S3), verified, then the upload is removed; an
+  event on the Asset `x-dataset-ops://staging/fresh` lets downstream DAGs run on the new data;
+* **invalid**: moved to `failed/` with `<file>.report.json` beside it (first errors with line,
+  byte offset and reason; totals).
 
-Each file is one mapped task: a bad file never blocks the others. Every file has a status record
-(`_status/<name>.json`: uploading, uploaded, validating, fresh, failed; sizes, records, timings,
-error summary); list them with `python -m dataset_ops.staging list --state failed`.
+**Nothing is ever replaced.** Each name keeps versions: the first file of a name is
+`fresh/<name>` (version 1); different content uploaded later under the same name becomes
+`fresh/<stem>.v2<ext>`, `.v3`, ... (`train.jsonl` -> `train.v2.jsonl`, `t.jsonl.gz` ->
+`t.v2.jsonl.gz`), taken with a conditional write (S3 `If-None-Match: *`, a local `link`) so two
+runs never take the same version. Content equal (sha256) to a version already in the folder is a
+**duplicate**: nothing is written, the upload is removed, the status record says
+`duplicate_of`, the log says `duplicate of fresh/X: skipped`, and **no Asset event** is emitted
+(there is no new data). `failed/` works the same way, each version with its own report. A
+promotion's Asset event extra names the version: `name` (the upload name), `version`, `key`
+(e.g. `fresh/train.v2.jsonl`), `uri`, `bytes`, `sha256`, `records`, `data_type`. An upload that
+was replaced while it was validated is left in `uploads/` for the next run.
 
-Manual runs: set `retry_failed` to names in `failed/` to validate them again, with the same rules
-or relaxed ones through `rule_overrides` (e.g. `{"min_records": 1, "max_errors": 1000}`).
+Each file is one mapped task: a bad file never blocks the others. Every name has a status record
+(`_status/<name>.json`: uploading, uploaded, validating, fresh, failed; the current version and
+key, every kept version with its sha256, sizes, records, timings, error summary); list them with
+`python -m dataset_ops.staging list --state failed`.
+
+Manual runs: set `retry_failed` to files in `failed/` (e.g. `train.jsonl` or `train.v2.jsonl`) to
+validate them again, with the same rules or relaxed ones through `rule_overrides`
+(e.g. `{"min_records": 1, "max_errors": 1000}`).
 """
 
 from __future__ import annotations
@@ -40,14 +54,14 @@ from dataset_ops.staging.assets import FRESH_ALIAS, FRESH_ASSET
     params={
         "retry_failed": Param(
             [],
-            type="array",
+            type=["array", "null"],
             items={"type": "string", "pattern": r"^[^/\\][^\\]*$"},
             title="Re-validate failed files",
             description="Names in failed/ to validate again (instead of scanning uploads/).",
         ),
         "rule_overrides": Param(
             {},
-            type="object",
+            type=["object", "null"],
             title="Rule overrides",
             description='Rule settings that replace the rule set\'s, e.g. {"min_records": 1}.',
         ),
@@ -72,7 +86,7 @@ def staged_upload_validation():
         from dataclasses import asdict
 
         from dataset_ops.staging.pipeline import process_upload
-        from dataset_ops.staging.status import FRESH, UploadState, staging_root
+        from dataset_ops.staging.status import UploadState, staging_root
         from dataset_ops.storage import open_storage
 
         get_current_context()["upload_name"] = upload["name"]
@@ -81,15 +95,18 @@ def staged_upload_validation():
             storage,
             upload["name"],
             upload["data_type"],
-            params["rule_overrides"],
+            params["rule_overrides"] or {},
             source_prefix=upload.get("source", "uploads"),
+            source_key=upload.get("key"),
         )
-        if status.state == UploadState.FRESH:
+        if status.state == UploadState.FRESH and not status.duplicate_of:  # a duplicate adds no data
             outlet_events[FRESH_ALIAS].add(
                 FRESH_ASSET,
                 extra={
                     "name": status.name,
-                    "uri": storage.uri(f"{FRESH}/{status.name}"),
+                    "version": status.version,
+                    "key": status.key,
+                    "uri": storage.uri(status.key),
                     "bytes": status.size,
                     "sha256": status.sha256,
                     "records": status.records,
@@ -100,12 +117,15 @@ def staged_upload_validation():
 
     @task(multiple_outputs=False, trigger_rule="all_done")
     def summary(results: list[dict]) -> dict:
-        """Counts by outcome and the first error of each quarantined file."""
+        """Names by outcome: new in fresh/, failed (first error), duplicates (the kept file they
+        equal), and uploads replaced during validation (left for the next run)."""
         # len() then index: iterating the lazy sequence probes one past the end (a logged 404)
         results = [r for r in (results[i] for i in range(len(results))) if r]
         return {
-            "fresh": [r["name"] for r in results if r["state"] == "fresh"],
+            "fresh": [r["name"] for r in results if r["state"] == "fresh" and not r.get("duplicate_of")],
             "failed": {r["name"]: r["error_summary"] for r in results if r["state"] == "failed"},
+            "duplicates": {r["name"]: r["duplicate_of"] for r in results if r.get("duplicate_of")},
+            "left_for_next_run": [r["name"] for r in results if r["state"] == "uploaded"],
         }
 
     summary(validate.expand(upload=find()))

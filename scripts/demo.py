@@ -4,12 +4,14 @@
 ``make demo`` (``python scripts/demo.py``) needs nothing but the project's virtualenv:
 
 1. **Airflow** gets a home of its own in ``.data/airflow`` (SQLite metadata DB, the project's
-   ``dags/`` and ``plugins/``, no examples). ``airflow db migrate`` runs and the pool
-   ``imdb_postgres`` (4 slots) is created.
-2. **PostgreSQL**: ``scripts/local_postgres.py`` gives a database ``imdb_demo``, on the machine's
-   server at 127.0.0.1:5432 if it lets ``postgres`` in without a password, else on an embedded
-   PostgreSQL kept in ``.data/postgres`` (``--embedded-postgres`` skips the machine's server).
-   It becomes the Connection ``imdb_postgres`` (``AIRFLOW_CONN_IMDB_POSTGRES``).
+   ``dags/`` and ``plugins/``, no examples). ``airflow db migrate`` runs and every pool of
+   ``include/pools.json`` is created (a pool that exists is left as it is: its size may be yours).
+2. **PostgreSQL**: ``scripts/local_postgres.py`` gives a database ``imdb_demo_<hash>``, named
+   after this checkout (:func:`demo_database`: a short hash of the data folder's path, so two
+   checkouts on one machine never share it), on the machine's server at 127.0.0.1:5432 if it lets
+   ``postgres`` in without a password, else on an embedded PostgreSQL kept in ``.data/postgres``
+   (``--embedded-postgres`` skips the machine's server). It becomes the Connection
+   ``imdb_postgres``, whose description names the checkout.
 3. **Storage** is the folder ``.data/storage`` (Variable ``dataset_ops_storage_root``); the
    staging area of ``staged_upload_validation`` is the folder ``.data/staging`` (Variable
    ``staging_root``): drop files into ``.data/staging/uploads/`` to see them validated.
@@ -17,19 +19,31 @@
    README), served over HTTP on 127.0.0.1 with stable ETags, as Variable ``imdb_base_url``.
    ``IMDB_BASE_URL=https://datasets.imdbws.com/ make demo`` uses the real dumps instead
    (several GB; the load then takes a long while).
+
+The Variables and the Connection are written into the metadata DB (:func:`store_settings`),
+where the UI, the REST API and the ``airflow`` CLI show and change them; no
+``AIRFLOW_VAR_*``/``AIRFLOW_CONN_*`` for them is set (one left in the shell, e.g. by an older
+``.data/demo.env``, is dropped with a note), so nothing hides a change. The rule on a later run:
+a setting still holding what the demo wrote last time (``.data/demo-settings.json``) is updated
+(the sample server's port changes per run); one changed since in Airflow is kept and a note says
+so; ``IMDB_BASE_URL=...`` is an explicit request and always sets ``imdb_base_url``.
 5. ``imdb_download`` then ``imdb_load`` run in this process with ``dag.test()``. Their task logs
    go to ``.data/demo.log``; the terminal gets a line per file (downloaded or unchanged, loaded),
    progress of long transfers, each failed try with its exception, and a summary: rows per
    table, elapsed times, a sample row, and how to go on.
 
 A second run finds nothing new (HTTP 304 for every file, nothing to load) and says so.
-``.data/demo.env`` holds the ``export`` lines of this setup: ``source .data/demo.env`` and the
-``airflow`` CLI works on the same home.
+``.data/demo.env`` holds the ``export`` lines of this setup (the home, DAG and plugin folders,
+no Variable or Connection): ``source .data/demo.env`` and the ``airflow`` CLI works on the same
+home and metadata DB. ``--setup-only`` prepares all of this and exits; ``--data-dir DIR`` puts
+``.data`` elsewhere (a second demo home; the database name follows the folder).
 
 ``make airflow`` (``python scripts/demo.py --ui``) prepares the same home, starts the sample
 server again (so a run triggered in the UI works offline) and runs ``airflow standalone`` on
 http://localhost:8080 (API server bound to 127.0.0.1, ``parallelism`` 4 to keep memory low; about
-1.9 GB in all) until Ctrl-C, SIGTERM or SIGHUP, which stop all of Airflow's processes (about 5 s).
+1.9 GB in all; ``[api] base_url`` is ``http://localhost:<port>`` unless ``AIRFLOW__API__BASE_URL``
+is set, so the links in failure mails lead to this UI) until Ctrl-C, SIGTERM or SIGHUP, which
+stop all of Airflow's processes (about 5 s).
 Its output goes to ``.data/airflow-standalone.log``; the admin password is printed (it is kept in
 ``.data/airflow/simple_auth_manager_passwords.json.generated``).
 
@@ -40,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -65,14 +80,50 @@ SAMPLE_DIR = REPO / "include" / "imdb_sample"
 LOG_FILE = DATA / "demo.log"
 STANDALONE_LOG = DATA / "airflow-standalone.log"
 ENV_FILE = DATA / "demo.env"
-DATABASE = "imdb_demo"
-POOL_NAME, POOL_SLOTS, POOL_DESCRIPTION = "imdb_postgres", 4, "IMDb COPY loads"
+SETTINGS_RECORD = DATA / "demo-settings.json"
+POOLS_FILE = REPO / "include" / "pools.json"
+#: The Connection and Variables the demo writes into the metadata DB.
+CONNECTION_ID = "imdb_postgres"
+STORAGE_VARIABLE, STAGING_VARIABLE, BASE_URL_VARIABLE = (
+    "dataset_ops_storage_root",
+    "staging_root",
+    "imdb_base_url",
+)
 UI_READY_TIMEOUT = 180  # seconds to wait for the API server's health endpoint
 UI_STOP_TIMEOUT = 60  # seconds `airflow standalone` gets to stop after SIGINT
 
 
 class DemoError(RuntimeError):
     """A failure with a message telling the user what failed and what to do."""
+
+
+def demo_database(data_dir: Path) -> str:
+    """The demo's PostgreSQL database for the data folder ``data_dir`` (one per checkout):
+    ``imdb_demo_`` and the first 8 hex digits of the sha256 of its absolute path."""
+    digest = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]
+    return f"imdb_demo_{digest}"
+
+
+DATABASE = demo_database(DATA)
+
+
+def use_data_dir(data_dir: Path) -> None:
+    """Point every path of the demo (home, storage, staging, logs, env file, database name) at
+    ``data_dir`` instead of ``<repo>/.data``; call before anything else."""
+    global DATA, AIRFLOW_HOME, STORAGE_ROOT, STAGING_ROOT, LOG_FILE, STANDALONE_LOG, ENV_FILE
+    global SETTINGS_RECORD, DATABASE
+    DATA = Path(data_dir).resolve()
+    AIRFLOW_HOME, STORAGE_ROOT, STAGING_ROOT = DATA / "airflow", DATA / "storage", DATA / "staging"
+    LOG_FILE, STANDALONE_LOG = DATA / "demo.log", DATA / "airflow-standalone.log"
+    ENV_FILE, SETTINGS_RECORD = DATA / "demo.env", DATA / "demo-settings.json"
+    DATABASE = demo_database(DATA)
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the checkout when it is inside it (for messages)."""
+    with contextlib.suppress(ValueError):
+        return path.relative_to(REPO)
+    return path
 
 
 def _terminal():
@@ -110,18 +161,55 @@ def airflow_env() -> dict[str, str]:
 def write_env_file(env: dict[str, str]) -> None:
     """``.data/demo.env``: ``export`` lines to use the ``airflow`` CLI on the demo's home."""
     lines = [
-        "# Written by scripts/demo.py: `source .data/demo.env`, then the airflow CLI uses the demo's",
-        "# home, DAGs, Connection and Variables. The bundled sample's HTTP server only runs while",
-        "# `make demo` / `make airflow` run, so without IMDB_BASE_URL the real host is the default.",
+        f"# Written by scripts/demo.py: `source {_shown(ENV_FILE)}`, then the airflow CLI uses the demo's",
+        "# home and DAGs. The Connection imdb_postgres and the Variables are in the metadata DB",
+        "# (`airflow variables list`, `airflow connections get imdb_postgres`): nothing here hides",
+        "# them. The bundled sample's HTTP server (Variable imdb_base_url) only runs while",
+        "# `make demo` / `make airflow` run.",
         f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"',
     ]
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items() if not _is_setting_env(k)]
+    # an older demo.env exported these: sourcing this one over it must not keep them
+    lines += [f"unset {name}" for name in sorted(setting_env_names())]
     ENV_FILE.write_text("\n".join(lines) + "\n")
     ENV_FILE.chmod(0o600)
 
 
+def setting_env_names() -> set[str]:
+    """The environment variables that would shadow the demo's settings in the metadata DB
+    (``AIRFLOW_VAR_<KEY>``, ``AIRFLOW_CONN_<ID>``): Airflow reads them before the DB."""
+    keys = (STORAGE_VARIABLE, STAGING_VARIABLE, BASE_URL_VARIABLE)
+    return {f"AIRFLOW_VAR_{k.upper()}" for k in keys} | {f"AIRFLOW_CONN_{CONNECTION_ID.upper()}"}
+
+
+def _is_setting_env(name: str) -> bool:
+    return name.upper() in setting_env_names()
+
+
+def launch_environment(base: dict[str, str], port: int) -> dict[str, str]:
+    """The environment ``airflow standalone`` (scheduler, API server, workers) starts with:
+    ``base`` without the variables of :func:`setting_env_names` (so the metadata DB, where the
+    UI edits them, is what tasks read), plus the demo's process settings. ``[api] base_url``
+    (the host of the links in failure mails, ``ti.log_url``) is ``http://localhost:<port>``
+    unless ``base`` sets ``AIRFLOW__API__BASE_URL``."""
+    env = {k: v for k, v in base.items() if not _is_setting_env(k)}
+    env.update(
+        {
+            # `airflow standalone` starts its components as `airflow ...` from PATH.
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}",
+            "AIRFLOW__CORE__PARALLELISM": base.get("AIRFLOW__CORE__PARALLELISM", "4"),
+            "AIRFLOW__API__HOST": base.get("AIRFLOW__API__HOST", "127.0.0.1"),
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": base.get("AIRFLOW__API__BASE_URL") or f"http://localhost:{port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        }
+    )
+    return env
+
+
 def ensure_postgres(embedded_only: bool) -> str:
-    """URI of database ``imdb_demo`` on a local server (see ``scripts/local_postgres.py``)."""
+    """URI of the database :data:`DATABASE` (``imdb_demo_<hash>``) on a local server (see
+    ``scripts/local_postgres.py``)."""
     import local_postgres
 
     try:
@@ -155,11 +243,88 @@ def migrate_airflow_db() -> float:
     return time.monotonic() - started
 
 
-def create_pool() -> None:
-    """The pool ``imdb_postgres`` that limits concurrent COPY loads (``airflow pools set``)."""
+def create_pools() -> list[str]:
+    """Every pool of ``include/pools.json`` (``{name: {"slots", "description",
+    "include_deferred"}}``) that does not exist yet; an existing pool keeps its slots (they may
+    have been changed in the UI). Returns one line per pool for the terminal."""
     from airflow.models.pool import Pool
 
-    Pool.create_or_update_pool(POOL_NAME, POOL_SLOTS, POOL_DESCRIPTION, include_deferred=False)
+    lines = []
+    for name, spec in json.loads(POOLS_FILE.read_text()).items():
+        pool = Pool.get_pool(name)
+        if pool is None:
+            Pool.create_or_update_pool(
+                name, spec["slots"], spec.get("description", ""), spec.get("include_deferred", False)
+            )
+            lines.append(f"pool {name}: created ({spec['slots']} slots)")
+        else:
+            lines.append(f"pool {name}: {pool.slots} slots (kept)")
+    return lines
+
+
+def _read_record() -> dict:
+    try:
+        record = json.loads(SETTINGS_RECORD.read_text())
+    except (OSError, ValueError):
+        return {"variables": {}, "connections": {}}
+    return {"variables": record.get("variables", {}), "connections": record.get("connections", {})}
+
+
+def store_settings(
+    variables: dict[str, str], connections: dict[str, str], force: frozenset[str] = frozenset()
+) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """Write the demo's Variables (key -> value) and Connections (id -> URI) into the metadata DB.
+
+    A setting is written when it is missing, when it still holds what the demo wrote last time
+    (recorded in ``demo-settings.json``), or when its key is in ``force``; one changed since in
+    the UI, the REST API or the CLI is kept. Returns (the values now in effect, as
+    ``{"variables": {...}, "connections": {...}}``, and one note per kept setting).
+    """
+    # the ORM models (airflow.sdk's Connection and Variable cannot write the metadata DB)
+    from airflow.models.connection import Connection
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    record = _read_record()
+    effective: dict[str, dict[str, str]] = {"variables": {}, "connections": {}}
+    written: dict[str, dict[str, str]] = {"variables": {}, "connections": {}}
+    notes = []
+    description = f"set by scripts/demo.py for the checkout {REPO} (data folder {DATA})"
+    with create_session() as session:
+        for key, value in variables.items():
+            row = session.scalar(select(Variable).where(Variable.key == key))
+            current = row.val if row is not None else None
+            last = record["variables"].get(key)
+            if row is None or current == last or key in force:
+                if current != value:
+                    Variable.set(key, value, description=description, session=session)
+                effective["variables"][key] = written["variables"][key] = value
+            else:
+                effective["variables"][key] = current
+                written["variables"][key] = last
+                notes.append(
+                    f"Variable {key} = {current!r} kept (changed in Airflow; the demo's is {value!r})"
+                )
+        for conn_id, uri in connections.items():
+            row = session.scalar(select(Connection).where(Connection.conn_id == conn_id))
+            current = row.get_uri() if row is not None else None
+            last = record["connections"].get(conn_id)
+            if row is None or current == last:
+                new = Connection(conn_id=conn_id, uri=uri, description=f"make demo's database, {description}")
+                if row is not None and current != new.get_uri():
+                    session.delete(row)
+                    session.flush()
+                if row is None or current != new.get_uri():
+                    session.add(new)
+                effective["connections"][conn_id] = written["connections"][conn_id] = new.get_uri()
+            else:
+                effective["connections"][conn_id] = current
+                written["connections"][conn_id] = last
+                notes.append(f"Connection {conn_id} kept as changed in Airflow ({current})")
+    SETTINGS_RECORD.write_text(json.dumps(written, indent=2) + "\n")
+    SETTINGS_RECORD.chmod(0o600)
+    return effective, notes
 
 
 def start_sample_server():
@@ -394,7 +559,7 @@ def check_run(run, elapsed: float, events: TaskEvents) -> list[tuple[str, str, s
     hint = {
         "imdb_download": "the IMDb source (the sample server, or IMDB_BASE_URL) and the storage "
         f"folder {STORAGE_ROOT}",
-        "imdb_load": f"PostgreSQL ({os.environ.get('AIRFLOW_CONN_IMDB_POSTGRES', '?')}) and the "
+        "imdb_load": f"PostgreSQL (Connection {CONNECTION_ID}, database {DATABASE}) and the "
         f"downloaded files in {STORAGE_ROOT}",
     }.get(run.dag_id, "the error above")
     lines.append(
@@ -485,12 +650,17 @@ def prepare(args) -> tuple[dict[str, str], str, object | None, str]:
 
     The caller closes the sample server (when there is one) once done.
     """
-    DATA.mkdir(exist_ok=True)
+    DATA.mkdir(parents=True, exist_ok=True)
     AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
     STORAGE_ROOT.mkdir(parents=True, exist_ok=True)
     (STAGING_ROOT / "uploads").mkdir(parents=True, exist_ok=True)
     env = airflow_env()
     os.environ.update(env)
+    shadowing = sorted(name for name in os.environ if _is_setting_env(name))
+    for name in shadowing:  # Airflow would read these before the metadata DB
+        del os.environ[name]
+    if shadowing:
+        out(f"Ignoring {', '.join(shadowing)} from the environment: the settings are in the metadata DB")
     # The sample server, PostgreSQL and the API server are local: never through an HTTP proxy.
     no_proxy = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or ""
     local = [h for h in ("127.0.0.1", "localhost") if h not in no_proxy.split(",")]
@@ -499,33 +669,42 @@ def prepare(args) -> tuple[dict[str, str], str, object | None, str]:
 
     base_url, server, source = resolve_source()  # first: a wrong IMDB_BASE_URL fails fast
     try:
-        out("PostgreSQL:")
+        out(f"PostgreSQL (database {DATABASE}, this checkout's):")
         uri = ensure_postgres(args.embedded_postgres)
-        env["AIRFLOW_CONN_IMDB_POSTGRES"] = uri
-        env["AIRFLOW_VAR_DATASET_OPS_STORAGE_ROOT"] = str(STORAGE_ROOT)
-        env["AIRFLOW_VAR_STAGING_ROOT"] = str(STAGING_ROOT)
-        if server is None:  # the user's IMDB_BASE_URL; the sample server's URL changes per run
-            env["AIRFLOW_VAR_IMDB_BASE_URL"] = base_url
-        os.environ.update(env)
-        os.environ["AIRFLOW_VAR_IMDB_BASE_URL"] = base_url
         write_env_file(env)
 
-        out(f"Airflow home {AIRFLOW_HOME.relative_to(REPO)}: migrating the metadata DB ...")
+        out(f"Airflow home {_shown(AIRFLOW_HOME)}: migrating the metadata DB ...")
         seconds = migrate_airflow_db()
-        create_pool()
-        out(f"  ready in {seconds:.1f} s; pool {POOL_NAME} ({POOL_SLOTS} slots)")
+        out(f"  ready in {seconds:.1f} s")
+        for line in create_pools():
+            out(f"  {line}")
+        effective, notes = store_settings(
+            {
+                STORAGE_VARIABLE: str(STORAGE_ROOT),
+                STAGING_VARIABLE: str(STAGING_ROOT),
+                BASE_URL_VARIABLE: base_url,
+            },
+            {CONNECTION_ID: uri},
+            force=frozenset({BASE_URL_VARIABLE} if server is None else ()),  # IMDB_BASE_URL given
+        )
+        out("  settings in the metadata DB (change them in the UI: Admin > Variables / Connections):")
+        for key, value in effective["variables"].items():
+            out(f"    Variable {key} = {value}")
+        out(f"    Connection {CONNECTION_ID} = {effective['connections'][CONNECTION_ID]}")
+        for note in notes:
+            out(f"    {note}")
     except BaseException:
         if server is not None:
             server.close()
         raise
-    return env, uri, server, source
+    return env, effective["connections"][CONNECTION_ID], server, source
 
 
 def run_demo(args) -> int:
     """``make demo``: download and load with dag.test(), then the summary."""
     import psycopg
 
-    DATA.mkdir(exist_ok=True)
+    DATA.mkdir(parents=True, exist_ok=True)
     LOG_FILE.write_text("")  # this run's logs only
     env, uri, server, source = prepare(args)
     out(f"IMDb source: {source}")
@@ -561,11 +740,11 @@ def run_demo(args) -> int:
     if shutil.which("psql") is None:
         out("      (psql: `apt-get install postgresql-client`)")
     out("  The airflow CLI on this home (e.g. `airflow dags list`, `airflow dags test imdb_load`):")
-    out(f"      source {ENV_FILE.relative_to(REPO)}")
-    if "AIRFLOW_VAR_IMDB_BASE_URL" not in env:
+    out(f"      source {_shown(ENV_FILE)}")
+    if server is not None:
         out("  The real, complete dumps (several GB; loading takes a long while):")
         out("      IMDB_BASE_URL=https://datasets.imdbws.com/ make demo")
-    out(f"  Task logs: {LOG_FILE.relative_to(REPO)}")
+    out(f"  Task logs: {_shown(LOG_FILE)}")
     return 0
 
 
@@ -642,20 +821,12 @@ def run_ui(args) -> int:
                 f"Stop it, or choose another port: `.venv/bin/python scripts/demo.py --ui --port 8081`."
             )
     env, uri, server, source = prepare(args)
-    ui_env = {
-        **os.environ,
-        # `airflow standalone` starts its components as `airflow ...` from PATH.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "4"),
-        "AIRFLOW__API__HOST": os.environ.get("AIRFLOW__API__HOST", "127.0.0.1"),
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-    }
+    ui_env = launch_environment(dict(os.environ), port)
     password_file = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
     out(f"IMDb source: {source}")
     if server is not None:
         out("  (it runs as long as this command, so a run triggered in the UI works offline)")
-    out(f"Starting `airflow standalone` (output: {STANDALONE_LOG.relative_to(REPO)}) ...")
+    out(f"Starting `airflow standalone` (output: {_shown(STANDALONE_LOG)}) ...")
     started = time.monotonic()
     with open(STANDALONE_LOG, "ab") as log:
         # Own session and process group: Ctrl-C in the terminal reaches only this script, which
@@ -686,7 +857,7 @@ def run_ui(args) -> int:
             f"(scheduler: {health.get('scheduler', {}).get('status', '?')})"
         )
         out()
-        out(f"Airflow UI:  http://localhost:{port}")
+        out(f"Airflow UI:  http://localhost:{port}  ([api] base_url {ui_env['AIRFLOW__API__BASE_URL']})")
         password = ""
         with contextlib.suppress(OSError, ValueError, AttributeError):
             password = json.loads(password_file.read_text()).get("admin", "")
@@ -714,6 +885,18 @@ def run_ui(args) -> int:
             server.close()
 
 
+def run_setup(args) -> int:
+    """``--setup-only``: prepare the home, PostgreSQL and the settings, then exit."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    LOG_FILE.write_text("")
+    env, uri, server, source = prepare(args)
+    if server is not None:
+        server.close()
+    out(f"IMDb source: {source} (stopped again: it runs while `make demo` / `make airflow` run)")
+    out(f"Ready: source {_shown(ENV_FILE)} for the airflow CLI; `make airflow` for the UI.")
+    return 0
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -731,7 +914,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="use the embedded PostgreSQL even if 127.0.0.1:5432 answers",
     )
+    parser.add_argument(
+        "--setup-only",
+        action="store_true",
+        help="prepare the home, database, pools, Variables and Connection, then exit",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the demo's data folder (default <repo>/.data); the database name follows it",
+    )
     args = parser.parse_args(argv)
+    if args.data_dir is not None:
+        use_data_dir(args.data_dir)
     for folder in ("scripts", "plugins", "tests"):  # local_postgres, dataset_ops, helpers
         if str(REPO / folder) not in sys.path:
             sys.path.insert(0, str(REPO / folder))
@@ -743,6 +939,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     try:
+        if args.setup_only:
+            return run_setup(args)
         return run_ui(args) if args.ui else run_demo(args)
     except DemoError as exc:
         print(f"\ndemo: error: {exc}", file=sys.stderr)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from helpers.moto import use_moto
+from helpers.services import PG_ADMIN_URL, free_port  # noqa: F401 (free_port: for conftest users)
 
 pytest_plugins = ["helpers.inference_fixtures", "helpers.stack", "helpers.acceptance"]
 
@@ -61,15 +61,9 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------
-PG_ADMIN_URL = os.environ.get("DATASET_OPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,11 @@ A failed task (after its last try) logs one structured line, ``task failed: {jso
 provider's ``SmtpHook``: host, port, login/password, extra ``from_email``), mails the same summary
 to the addresses in the Connection's extra ``to`` (a list or a comma-separated string).
 
+``log_url`` links to the failed try in the Airflow UI. Airflow builds ``ti.log_url`` from
+``[api] base_url`` (``AIRFLOW__API__BASE_URL``) and, when that is not set, from a guessed
+``http://localhost:8080``; the summary never passes the guess on: without a configured base URL
+``log_url`` is the page's path in the UI (``/dags/...``) and ``log_url_note`` says what to set.
+
 No secret goes out: the error text passes through Airflow's secrets masker (the Connection
 passwords and Variables the task fetched are registered there), then credentials in URLs
 (``scheme://user:password@``) and ``password=...``-style pairs are replaced by ``***``. The
@@ -21,6 +26,7 @@ import logging
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +57,43 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else (None if value is None else str(value))
 
 
+def configured_base_url() -> str | None:
+    """Airflow's ``[api] base_url`` (the UI's address, e.g. ``https://airflow.example.com``), or
+    None when it is not configured (Airflow then guesses ``http://localhost:8080``)."""
+    try:
+        from airflow.sdk.configuration import conf
+    except ImportError:  # pragma: no cover - an older layout
+        from airflow.configuration import conf
+    return conf.get("api", "base_url", fallback=None) or None
+
+
+def ui_log_url(ti: Any) -> tuple[str | None, str | None]:
+    """(link to the task try's page in the Airflow UI, note). The link is ``ti.log_url``, which
+    Airflow builds from ``[api] base_url``; without one it is only the page's path (the host
+    would be a guess) and the note says to set ``[api] base_url``."""
+    url = getattr(ti, "log_url", None)
+    if not url:
+        return None, None
+    if configured_base_url():
+        return url, None
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    return path, "[api] base_url is not set (AIRFLOW__API__BASE_URL): log_url is the path in the UI"
+
+
 def failure_summary(context: Mapping[str, Any]) -> dict[str, Any]:
     """The failed task as a flat dict: ``event`` ("task_failed"), ``dag_id``, ``task_id``,
     ``map_index``, ``run_id``, ``run_type``, ``logical_date`` (ISO), ``try_number``,
     ``max_tries``, ``hostname``, ``error_type``, ``error`` (redacted, at most
-    :data:`MAX_ERROR_CHARS` characters) and ``log_url``."""
+    :data:`MAX_ERROR_CHARS` characters), ``log_url`` (see :func:`ui_log_url`) and, when
+    ``[api] base_url`` is not set, ``log_url_note``."""
     ti = context["ti"]
     dag_run = context.get("dag_run")
     error = context.get("exception")
     run_type = getattr(dag_run, "run_type", None)
     text = redact(str(error)) if error is not None else None
-    return {
+    log_url, log_url_note = ui_log_url(ti)
+    summary = {
         "event": "task_failed",
         "dag_id": ti.dag_id,
         "task_id": ti.task_id,
@@ -74,8 +106,11 @@ def failure_summary(context: Mapping[str, Any]) -> dict[str, Any]:
         "hostname": getattr(ti, "hostname", None),
         "error_type": type(error).__name__ if error is not None else None,
         "error": text[:MAX_ERROR_CHARS] if text is not None else None,
-        "log_url": getattr(ti, "log_url", None),
+        "log_url": log_url,
     }
+    if log_url_note:
+        summary["log_url_note"] = log_url_note
+    return summary
 
 
 def _recipients(extra: Mapping[str, Any]) -> list[str]:

@@ -1,16 +1,34 @@
-"""Upload a local file to the staging area's ``uploads/``: parallel, resumable S3 multipart upload.
+"""Upload a local file to the staging area's ``uploads/``: parallel, resumable S3 multipart
+upload, or a resumable copy into a local staging root (the embedded default).
 
 Usage::
 
-    python -m dataset_ops.upload FILE [--to s3://bucket/prefix/uploads/] [--name NAME]
+    python -m dataset_ops.upload FILE [--root ROOT | --to DEST] [--name NAME]
         [--data-type T] [--parallel N] [--aws-conn-id aws_default] [--part-size-mib M]
 
 The object key is ``<prefix><NAME>``; NAME defaults to the file's base name and may contain ``/``
-but never ``..`` or a leading ``/`` (:func:`dataset_ops.staging.status.check_name`). Without
-``--to`` the destination is ``uploads/`` under the staging root: the Variable ``staging_root``
-(``AIRFLOW_VAR_STAGING_ROOT``), else ``s3://training-data/``. The status record goes to
-``_status/<NAME>.json`` under the staging root, which is the destination prefix without its
-trailing ``uploads/`` (a prefix that does not end in ``uploads/`` is itself the staging root).
+but never ``..`` or a leading ``/`` (:func:`dataset_ops.staging.status.check_name`). ``--root``
+is the staging root (``s3://bucket/prefix/``, ``file:///folder`` or a local folder) and the file
+goes to its ``uploads/``; ``--to`` is the destination prefix itself (``s3://bucket/prefix/uploads/``
+or a local ``.../uploads`` folder). With neither, the destination is ``uploads/`` under the
+staging root: the Variable ``staging_root`` (``AIRFLOW_VAR_STAGING_ROOT``), else
+``s3://training-data/``. The status record goes to ``_status/<NAME>.json`` under the staging
+root, which is the destination prefix without its trailing ``uploads/`` (a prefix that does not
+end in ``uploads/`` is itself the staging root).
+
+**Nothing is replaced.** If ``uploads/<NAME>`` already holds a file (waiting for validation), the
+same content is a no-op (recorded as ``uploaded``), and different content is refused with exit
+code 3: the ``PutObject`` and ``CompleteMultipartUpload`` carry ``If-None-Match: *`` (a local
+upload is hard-linked into place, which never replaces a file). Once validation has taken the
+waiting file, the same command uploads the new content, which then becomes a new version of the
+name in ``fresh/`` or ``failed/``.
+
+**Local staging root** (a folder or ``file://``): the bytes are copied in 8 MiB blocks to a
+hidden ``.<base>.upload.partial`` file beside the key (sha256 computed on the way, fsynced), then
+hard-linked to the key, so the object appears under ``uploads/`` only when complete. The
+``uploading`` record names the partial file and the source's size and ``mtime_ns``; a rerun with
+the same file checks the partial file against the source block by block and copies the rest
+(else it starts over, saying so). Progress as below.
 
 Credentials and endpoint come from the Airflow Connection ``--aws-conn-id`` through
 ``S3Hook(aws_conn_id=...).get_conn()``, which reads ``AIRFLOW_CONN_AWS_DEFAULT`` without a
@@ -18,7 +36,8 @@ metadata DB. When no such Connection exists, the hook falls back to boto3's defa
 (environment, ``~/.aws``, instance role; ``AWS_ENDPOINT_URL_S3`` for the endpoint).
 
 Exit codes: 0 uploaded (or already there), 1 upload failed (resumable: rerun the same command),
-2 bad arguments (unsafe name, missing file, bad destination), 130 interrupted (Ctrl-C, resumable).
+2 bad arguments (unsafe name, missing file, bad destination), 3 ``uploads/<NAME>`` holds a
+different file not validated yet (nothing replaced), 130 interrupted (Ctrl-C, resumable).
 The final status record is printed as JSON on the last line of stdout (Airflow's own log lines
 may come before it); messages and progress go to stderr.
 
@@ -62,7 +81,8 @@ Design
   object at the key has that size and the recorded ETag (or ``sha256`` metadata), nothing is
   sent.
 * **One uploader per name.** Concurrent uploads of the same NAME are not supported: each would
-  replace the other's status record and the last ``CompleteMultipartUpload`` wins.
+  replace the other's status record; the first ``CompleteMultipartUpload`` wins, the other gets
+  412 (exit code 3) and keeps its parts.
 * **Progress** on stderr: percent, MiB/s (last 10 s), ETA and parts done/total, every second as
   one carriage-return line on a terminal, every 5 s as plain lines otherwise (task logs).
 
@@ -84,6 +104,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 import threading
@@ -106,7 +127,7 @@ from dataset_ops.staging.status import (
     status_key,
     write_status,
 )
-from dataset_ops.storage import Storage, open_storage, read_json
+from dataset_ops.storage import Storage, file_sha256, open_storage, read_json
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -135,6 +156,11 @@ _HASH_BLOCK = 8 * MiB
 
 class UploadError(RuntimeError):
     """The upload did not complete. The status record says ``uploading`` when it can resume."""
+
+
+class NameTaken(UploadError):
+    """``uploads/<NAME>`` holds a different file that has not been validated yet; nothing was
+    replaced. Exit code 3."""
 
 
 class UploadInterrupted(UploadError):
@@ -209,6 +235,29 @@ def staging_root_of(bucket: str, prefix: str) -> str:
     if prefix == tail or prefix.endswith(f"/{tail}"):
         prefix = prefix[: -len(tail)]
     return f"s3://{bucket}/{prefix}"
+
+
+def local_destination(uri: str) -> tuple[str, str]:
+    """``(staging root folder, key prefix)`` of a local destination: a folder path or a
+    ``file://`` URI. Like :func:`staging_root_of`, a destination ending in ``uploads`` has its
+    parent as the staging root (prefix ``uploads/``); any other folder is itself the root
+    (prefix ``""``).
+
+    :raises ValueError: another URL scheme (``gs://``, ``http://``), or an empty path.
+    """
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", uri)
+    if scheme and scheme[1].lower() != "file":
+        raise ValueError(
+            f"destination {uri!r}: scheme {scheme[1]!r} is not supported "
+            "(s3://bucket/prefix/uploads/, file:///folder/uploads/ or a local folder)"
+        )
+    folder = uri.removeprefix("file://").rstrip("/")
+    if not folder:
+        raise ValueError(f"destination {uri!r} names no folder")
+    path = Path(folder).expanduser().absolute()
+    if path.name == UPLOADS:
+        return str(path.parent), f"{UPLOADS}/"
+    return str(path), ""
 
 
 def default_destination() -> str:
@@ -614,6 +663,9 @@ class _Job:
             errors=None,
             error_summary=None,
             report_key=None,
+            version=None,
+            key=None,
+            duplicate_of=None,
             timings={},
         )
         if self.previous is None:
@@ -623,6 +675,162 @@ class _Job:
     def write_uploading(self, status: UploadStatus, block: dict | None) -> None:
         """Store the ``uploading`` record, with the resume ``block`` beside its fields."""
         write_status(self.storage, replace(status, multipart=block))
+
+
+#: Block size of a local upload (bytes): reads, progress, resume checks and the crash hook count these.
+LOCAL_BLOCK = 8 * MiB
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _verified_prefix(fd: int, partial: Path, digest) -> int:
+    """Bytes at the start of ``partial`` equal to the source's (compared in blocks; hashed into
+    ``digest``); the partial file is cut there."""
+    have, offset = partial.stat().st_size, 0
+    with open(partial, "r+b") as out:
+        while offset < have:
+            n = min(LOCAL_BLOCK, have - offset)
+            theirs = os.pread(fd, n, offset)
+            if out.read(n) != theirs:
+                break
+            digest.update(theirs)
+            offset += n
+        out.truncate(offset)
+    return offset
+
+
+def _upload_local(
+    path: Path,
+    dest: str,
+    name: str,
+    data_type: str | None,
+    progress: bool,
+    say: Callable[[str], None],
+    started: float,
+) -> UploadStatus:
+    """Copy ``path`` into a local staging root (the storage layer's local backend).
+
+    The bytes go to ``<folder>/.<base>.upload.partial`` (hashed with sha256 on the way, fsynced),
+    which is then hard-linked to the key: ``link`` never replaces a file, so the object appears
+    under ``uploads/`` only when complete and a file waiting there is never overwritten
+    (:class:`NameTaken`). The ``uploading`` record names the partial file and the source's
+    size and ``mtime_ns``; a rerun with the same source checks the partial file block by block
+    against the source and copies only the rest, else starts over, saying so. The staging
+    cleanup removes partial files older than its ``multipart_older_than_hours``.
+    """
+    root, prefix = local_destination(dest)
+    storage = open_storage(root)
+    key = f"{prefix}{name}"
+    folder, _, base = key.rpartition("/")
+    partial_key = f"{folder}/.{base}.upload.partial" if folder else f".{base}.upload.partial"
+    final, partial = Path(storage.uri(key)), Path(storage.uri(partial_key))
+    record = read_json(storage, status_key(name))
+    previous = UploadStatus.from_dict(record) if record else None
+    with open(path, "rb") as fh:
+        fd = fh.fileno()
+        st = os.fstat(fd)
+        size = st.st_size
+        if final.is_file():  # same content: nothing to do; different: never replaced
+            existing = file_sha256(storage, key) if final.stat().st_size == size else None
+            sha256 = _sha256_of(fd, size, name, progress=False)
+            return _existing_upload(
+                storage, name, str(final), previous, data_type, size, sha256, existing, say
+            )
+        source = {"path": str(path), "size": size, "mtime_ns": st.st_mtime_ns}
+        block = (record or {}).get(MULTIPART_BLOCK) or {}
+        digest = hashlib.sha256()
+        offset = 0
+        resumable = (
+            previous is not None
+            and previous.state == UploadState.UPLOADING
+            and block.get("partial") == partial_key
+            and block.get("source") == source
+            and partial.is_file()
+        )
+        if resumable:
+            offset = _verified_prefix(fd, partial, digest)
+            say(f"resuming: {_fmt_bytes(offset)} of {_fmt_bytes(size)} already copied to {partial}")
+        elif partial.exists() or (previous is not None and previous.state == UploadState.UPLOADING):
+            say(f"the interrupted upload of {name} was of a different or changed file: starting over")
+            partial.unlink(missing_ok=True)
+        if previous is not None and previous.state == UploadState.UPLOADING and resumable:
+            status = previous if not data_type else replace(previous, data_type=data_type)
+        else:
+            fields = dict(
+                size=size, sha256=None, upload_id=None, records=None, errors=None, error_summary=None,
+                report_key=None, version=None, key=None, duplicate_of=None, timings={},
+                data_type=data_type or (previous.data_type if previous else None),
+            )  # fmt: skip
+            status = (
+                UploadStatus(name=name, state=str(UploadState.UPLOADING), **fields)
+                if previous is None
+                else previous.moved_to(UploadState.UPLOADING, started_at=now_iso(), **fields)
+            )
+        write_status(storage, replace(status, multipart={"partial": partial_key, "source": source}))
+        if not resumable:
+            say(f"uploading {path} to {final}: {_fmt_bytes(size)}")
+        crash_after = int(os.environ.get(CRASH_ENV) or 0)
+        sending = time.monotonic()
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        out = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            with _Progress("upload", name, size, done=offset, enabled=progress) as prog:
+                blocks = 0
+                while offset < size:
+                    data = os.pread(fd, min(LOCAL_BLOCK, size - offset), offset)
+                    if not data:
+                        raise UploadError(f"{path} ended at byte {offset:,}: it shrank during the upload")
+                    digest.update(data)
+                    _write_all(out, data)
+                    offset += len(data)
+                    prog.add(len(data))
+                    blocks += 1
+                    if crash_after and blocks >= crash_after:
+                        sys.stderr.write(f"\n{CRASH_ENV}={crash_after}: simulated crash (os._exit(137))\n")
+                        sys.stderr.flush()
+                        os._exit(137)
+            os.fsync(out)
+        except KeyboardInterrupt as exc:
+            raise UploadInterrupted(
+                f"{_fmt_bytes(offset)} of {_fmt_bytes(size)} copied; kept in {partial}"
+            ) from exc
+        finally:
+            os.close(out)
+        now = os.fstat(fd)
+        if (now.st_size, now.st_mtime_ns) != (size, st.st_mtime_ns):
+            raise UploadError(
+                f"{path} changed during the upload (the next run starts over with the new content)"
+            )
+    sha256 = digest.hexdigest()
+    try:
+        os.link(partial, final)
+    except FileExistsError:
+        raise NameTaken(
+            f"{final} appeared during the upload (another upload of this name): nothing was replaced; "
+            f"rerun the command once that file was validated (the copy in {partial} is reused)"
+        ) from None
+    partial.unlink()
+    total = round(time.monotonic() - started, 3)
+    status = status.moved_to(
+        UploadState.UPLOADED,
+        size=size,
+        sha256=sha256,
+        upload_id=None,
+        multipart=None,
+        etag=None,
+        timings={"upload": total},
+    )
+    write_status(storage, status)
+    send_seconds = max(time.monotonic() - sending, 1e-9)
+    say(
+        f"uploaded {final}: {_fmt_bytes(size)} in {total:.1f} s "
+        f"({size / MiB / send_seconds:.1f} MiB/s); sha256 {sha256}"
+    )
+    return status
 
 
 def upload_file(
@@ -643,7 +851,8 @@ def upload_file(
     interrupted upload of the same name and content (``ListParts``). See the module docstring.
 
     :param path: the local file.
-    :param dest_uri: ``s3://bucket/prefix/`` (normally ending in ``uploads/``); default
+    :param dest_uri: ``s3://bucket/prefix/`` (normally ending in ``uploads/``), or a local folder
+        or ``file://`` URI (then the copy of :func:`_upload_local`, no S3 involved); default
         ``uploads/`` under the staging root (:func:`default_destination`).
     :param name: key below ``dest_uri``; default the file's base name.
     :param data_type: rule set for validation, stored in the status record.
@@ -659,6 +868,7 @@ def upload_file(
     :raises FileNotFoundError: ``path`` does not exist. :raises IsADirectoryError: it is a folder.
     :raises UploadError: S3 refused or failed (status left ``uploading``: call again to resume).
     :raises UploadInterrupted: KeyboardInterrupt while parts were going out (resumable).
+    :raises NameTaken: the destination holds a different file not validated yet (nothing replaced).
     """
     log = logging.getLogger(__name__)
 
@@ -671,11 +881,19 @@ def upload_file(
     started = time.monotonic()
     path = Path(path).expanduser().absolute()
     name = check_name(name if name is not None else path.name)
-    bucket, prefix = parse_destination(dest_uri or default_destination())
+    dest = dest_uri or default_destination()
+    if not dest.startswith("s3://"):
+        local_destination(dest)  # ValueError for other schemes, before the file is opened
+    else:
+        bucket, prefix = parse_destination(dest)
     if parallel < 1:
         raise ValueError(f"parallel must be >= 1, got {parallel}")
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder, not a file")
+    if not path.is_file():
+        raise FileNotFoundError(f"No such file: {path}")
+    if not dest.startswith("s3://"):
+        return _upload_local(path, dest, name, data_type, progress, say, started)
     key = f"{prefix}{name}"
 
     with open(path, "rb") as fh:
@@ -702,6 +920,12 @@ def upload_file(
             if _already_there(job, hash_job):
                 say(f"{job.uri} already holds this file (sha256 {job.sha256[:12]}…, state {previous.state})")
                 return previous
+            head = _head(client, bucket, key)
+            if head is not None:  # a file waiting for validation holds the name: never replaced
+                return _existing_upload(
+                    storage, name, job.uri, previous, data_type, st.st_size, hash_job.result(),
+                    _object_sha256(client, bucket, key, head, st.st_size), say,
+                )  # fmt: skip
             sending = time.monotonic()
             resume = _resumable(job)
             if resume is None and job.size < SINGLE_PUT_LIMIT:
@@ -714,6 +938,12 @@ def upload_file(
         except UploadError:
             raise
         except Exception as exc:  # botocore/S3 errors: the record (if written) stays `uploading`
+            if _error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise NameTaken(
+                    f"s3://{bucket}/{key} appeared during the upload (another upload of this name): "
+                    "nothing was replaced; the parts sent are kept, so rerunning the command once "
+                    "that file was validated completes this upload"
+                ) from exc
             raise UploadError(f"upload of {path} to s3://{bucket}/{key} failed: {exc}") from exc
         finally:
             hash_job.cancel()  # a no-op once it is done
@@ -770,6 +1000,56 @@ def _already_there(job: _Job, hash_job: _HashJob) -> bool:
         return False
     job.sha256 = hash_job.result()
     return job.sha256 == prev.sha256
+
+
+def _object_sha256(client, bucket: str, key: str, head: dict, size: int) -> str | None:
+    """The sha256 of the object at ``key``: its ``sha256`` metadata (a single ``PutObject`` of
+    this uploader), else read and hashed when its size is ``size`` (else None: it differs)."""
+    if head.get("Metadata", {}).get("sha256"):
+        return head["Metadata"]["sha256"]
+    if head.get("ContentLength") != size:
+        return None
+    digest = hashlib.sha256()
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    while block := body.read(_HASH_BLOCK):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def _existing_upload(
+    storage: Storage,
+    name: str,
+    uri: str,
+    previous: UploadStatus | None,
+    data_type: str | None,
+    size: int,
+    sha256: str,
+    existing_sha256: str | None,
+    say: Callable[[str], None],
+) -> UploadStatus:
+    """``uploads/<name>`` already holds a file. The same content (``existing_sha256 == sha256``):
+    nothing is sent, the record says ``uploaded`` with that sha256 (an interrupted earlier run of
+    this command is finished so). Different content: :class:`NameTaken`, nothing replaced.
+    """
+    if existing_sha256 != sha256:
+        state = previous.state if previous else "no status record"
+        raise NameTaken(
+            f"{uri} holds a different file (state {state}) that has not been validated yet; "
+            "nothing was replaced. Wait until staged_upload_validation has taken it (every 5 "
+            "minutes; then this upload becomes a new version of the name), or use another --name"
+        )
+    if previous is not None and previous.state == UploadState.UPLOADED and previous.sha256 == sha256:
+        say(f"{uri} already holds this file (sha256 {sha256[:12]}…, state {previous.state})")
+        return previous
+    fields = dict(size=size, sha256=sha256, upload_id=None, multipart=None, error_summary=None)
+    fields["data_type"] = data_type or (previous.data_type if previous else None)
+    if previous is None:
+        status = UploadStatus(name=name, state=str(UploadState.UPLOADED), **fields)
+    else:
+        status = previous.moved_to(UploadState.UPLOADED, **fields)
+    write_status(storage, status)
+    say(f"{uri} already holds this file (sha256 {sha256[:12]}…): nothing sent, recorded as uploaded")
+    return status
 
 
 def _part_matches(fd: int, offset: int, length: int, listed: dict) -> bool:
@@ -855,6 +1135,7 @@ def _put_single(job: _Job) -> UploadStatus:
             ContentLength=job.size,
             Metadata={"sha256": job.sha256},
             ChecksumSHA256=base64.b64encode(bytes.fromhex(job.sha256)).decode(),
+            IfNoneMatch="*",  # never replaces a file waiting in uploads/
         )
         prog.part_done()
     job.etag = _verify(job, parts=None)
@@ -940,6 +1221,7 @@ def _put_multipart(
         Key=job.key,
         UploadId=upload_id,
         MultipartUpload={"Parts": [done[number] for number, _, _ in plan]},
+        IfNoneMatch="*",  # never replaces a file waiting in uploads/ (412: the parts stay)
     )
     job.etag = _verify(job, parts=len(plan))
     return status, len(todo), len(plan) - len(todo), sum(length for _, _, length in todo)
@@ -974,12 +1256,20 @@ def _parser() -> argparse.ArgumentParser:
         description="Upload a file to the staging area's uploads/ (parallel, resumable multipart).",
     )
     parser.add_argument("file", help="local file to upload")
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--to",
         dest="dest",
         default=None,
-        help="destination prefix, s3://bucket/prefix/uploads/ (default: uploads/ under "
-        "the Variable staging_root, AIRFLOW_VAR_STAGING_ROOT, else s3://training-data/)",
+        help="destination prefix: s3://bucket/prefix/uploads/, file:///folder/uploads/ or a local "
+        "folder (default: uploads/ under the staging root)",
+    )
+    where.add_argument(
+        "--root",
+        default=None,
+        help="staging root (s3://bucket/prefix/, file:///folder or a local folder); the file goes "
+        "to its uploads/ (default: the Variable staging_root, AIRFLOW_VAR_STAGING_ROOT, else "
+        "s3://training-data/)",
     )
     parser.add_argument("--name", default=None, help="key below the destination (default: file's base name)")
     parser.add_argument("--data-type", default=None, help="validation rule set (include/validation/<T>.yaml)")
@@ -995,9 +1285,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (0, 1 failed, 2 bad input, 130 Ctrl-C)."""
+    """Command-line entry point; returns the exit code (0, 1 failed, 2 bad input, 3 the name is
+    taken in uploads/ by a different file not validated yet, 130 Ctrl-C)."""
     quiet_airflow_logs()
     args = _parser().parse_args(argv)
+    if args.root:
+        args.dest = args.root.rstrip("/") + f"/{UPLOADS}/"
     resume_cmd = shlex.join(
         [sys.executable, "-m", "dataset_ops.upload", os.path.abspath(args.file)]
         + (["--to", args.dest] if args.dest else [])
@@ -1018,6 +1311,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, IsADirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except NameTaken as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     except (UploadInterrupted, KeyboardInterrupt) as exc:
         detail = f" ({exc})" if isinstance(exc, UploadInterrupted) else ""
         print(

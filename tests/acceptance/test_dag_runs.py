@@ -105,7 +105,9 @@ def test_staged_upload_validation_promotes_and_quarantines_with_and_without_a_lo
     _ok(acc, "staged_upload_validation", run_id, state)
 
     _put(storage, "accept/good-2.jsonl", good.replace(b"row", b"line"))
-    run_id, state = acc.run_to_end("staged_upload_validation", logical_date=LOGICAL_DATE)
+    # optional fields a form leaves empty arrive as null
+    nulls = {"retry_failed": None, "rule_overrides": None}
+    run_id, state = acc.run_to_end("staged_upload_validation", nulls, logical_date=LOGICAL_DATE)
     _ok(acc, "staged_upload_validation", run_id, state)
 
     fresh = set(storage.list("fresh/accept"))
@@ -175,7 +177,7 @@ def test_inference_chain_with_and_without_a_logical_date(s3):
 
     conf = {"deployment_id": world.deployment_id}
     dated = acc.trigger("inference_report", conf, logical_date=NOW)
-    undated = acc.trigger("inference_report", conf)
+    undated = acc.trigger("inference_report", {**conf, "process_name": None})  # a field left empty
     processes = []
     for run_id in (dated, undated):
         _ok(acc, "inference_report", run_id, acc.wait("inference_report", run_id))
@@ -211,3 +213,17 @@ def test_inference_chain_with_and_without_a_logical_date(s3):
     storage = open_storage(acc.root("storage"))
     for target in ("accept_merge_a", "accept_merge_b"):
         assert any(k.endswith(".jpg") for k in storage.list(f"processes/{target}/dataset")), target
+
+
+# --- inputs that can never succeed fail at once, once --------------------------------------------------
+def test_a_hopeless_input_fails_its_task_at_once_on_the_running_airflow(acceptance):
+    """A 404 for the dump (a base URL with nothing there): the task runner's retry policy fails
+    the download after its first try, where a transient error would be retried twice."""
+    acc = acceptance
+    acc.set_paused("imdb_download", False)
+    conf = {"base_url": f"{acc.imdb_server.url}nothing-here/", "files": ["title.ratings"]}
+    run_id, state = acc.run_to_end("imdb_download", conf, timeout=300)
+    assert state == "failed"
+    (download,) = [ti for ti in acc.task_instances("imdb_download", run_id) if ti.task_id == "download"]
+    assert (download.state.value, download.try_number) == ("failed", 1)
+    assert "404" in acc.log("imdb_download", run_id, "download", map_index=0)

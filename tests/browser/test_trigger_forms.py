@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -33,9 +32,15 @@ from urllib.parse import quote, unquote, urlsplit
 import pytest
 from helpers.apify_datasets import make_dataset
 from helpers.apify_server import VIDEO_FPS, VIDEO_FRAMES, apify_id
-from helpers.dags import load_dag
 from helpers.moto import use_moto
 from helpers.stack import STORAGE_PREFIX
+from helpers.ui import (
+    chromium,
+    fill_params,
+    logged_in_page,
+    open_trigger_form,
+    save_form_screenshot,
+)
 
 from dataset_ops.apify.inventory import DatasetNotFound, delete_dataset
 from dataset_ops.storage import open_storage
@@ -43,8 +48,6 @@ from dataset_ops.storage import open_storage
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"  # Debian's package (`make install`); Playwright downloads no browser
-VIEWPORT = {"width": 1280, "height": 900}
 RUN_TIMEOUT_MS = 300_000  # an upper bound for a run to end, not a timing assertion
 FINAL_BADGE = re.compile(r"^\s*(Success|Failed)\s*$")
 INVENTORY = "/dataset-ops/apify/facebook"
@@ -77,97 +80,15 @@ RETENTION_FORM = {
 @pytest.fixture(scope="module")
 def browser():
     """Headless Chromium from ``/usr/bin/chromium`` (never a browser Playwright downloads)."""
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: `make install` installs it (Debian package chromium)")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(browser, airflow_stack):
     """A fresh browser context (1280x900) logged in to the stack's UI as its admin."""
-    context = browser.new_context(viewport=VIEWPORT)
-    tab = context.new_page()
-    log_in(tab, airflow_stack.stack)
-    yield tab
-    context.close()
-
-
-# --- UI steps ----------------------------------------------------------------------------------------
-def log_in(tab, stack) -> None:
-    """Sign in on the SimpleAuthManager login page the UI redirects to."""
-    from playwright.sync_api import expect
-
-    tab.goto(f"{stack.api_url}/")
-    expect(tab.get_by_role("heading", name="Sign into Airflow")).to_be_visible()
-    tab.get_by_label("Username").fill(stack.username)
-    tab.get_by_label("Password").fill(stack.password)
-    tab.get_by_role("button", name="Sign in").click()
-    tab.wait_for_url(lambda url: "/auth/login" not in url)
-    expect(tab.get_by_role("link", name="Dags", exact=True)).to_be_visible()
-
-
-def open_trigger_form(tab, stack, dag_id: str):
-    """Open the DAG's page and its Trigger form; the form's dialog."""
-    from playwright.sync_api import expect
-
-    tab.goto(f"{stack.api_url}/dags/{dag_id}")
-    tab.get_by_role("button", name="Trigger Dag").click()
-    dialog = tab.get_by_role("dialog").filter(
-        has=tab.get_by_role("heading", name=f"Trigger Dag - {dag_id}", exact=True)
-    )
-    expect(dialog).to_be_visible()
-    return dialog
-
-
-def fill_params(dialog, dag_id: str, values: dict) -> None:
-    """Fill the form's field of each Param of the DAG with ``values[name]``, found by the Param's
-    title; every Param must have a value (and no value may name a Param the DAG lacks)."""
-    from playwright.sync_api import expect
-
-    params = load_dag(dag_id).params
-    assert set(values) == set(params.keys()), f"{dag_id}'s Params are {sorted(params.keys())}"
-    for name, value in values.items():
-        schema = params.get_param(name).schema
-        title, kind = schema["title"], schema["type"]
-        if kind == "boolean":
-            box = dialog.get_by_role("checkbox", name=title, exact=True)
-            if box.is_checked() != value:
-                box.locator("xpath=..").click()  # the visible switch; the input itself is clipped
-            expect(box).to_be_checked(checked=value)
-        elif kind in ("number", "integer"):
-            field = dialog.get_by_role("spinbutton", name=title, exact=True)
-            field.fill(str(value))
-            expect(field).to_have_value(str(value))
-        elif kind == "string":
-            field = dialog.get_by_role("group").filter(has_text=title).get_by_role("textbox")
-            field.fill(value)
-            expect(field).to_have_value(value)
-        else:
-            raise AssertionError(f"no form filler for Param {name!r} of type {kind!r}")
-
-
-def save_form_screenshot(tab, dialog, dag_id: str) -> Path:
-    """``trigger-<dag_id>.png``: the page with the whole filled form, in the folder named by
-    ``DATASET_OPS_SCREENSHOTS`` (``make screenshots``: ``docs/``), else in a temporary folder, so
-    a test run leaves the committed pictures alone. The dialog is taller than 900 px and scrolls
-    inside the page, so the viewport grows to fit it for the shot."""
-    folder = Path(os.environ.get("DATASET_OPS_SCREENSHOTS") or tempfile.mkdtemp(prefix="dataset-ops-shots-"))
-    path = folder / f"trigger-{dag_id}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    height = dialog.bounding_box()["height"]
-    tab.set_viewport_size(
-        {"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], math.ceil(height) + 140)}
-    )
-    dialog.get_by_role("heading", name=f"Trigger Dag - {dag_id}").scroll_into_view_if_needed()
-    tab.screenshot(path=str(path))
-    tab.set_viewport_size(VIEWPORT)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    return path
+    with logged_in_page(browser, airflow_stack.stack) as tab:
+        yield tab
 
 
 def trigger_and_wait(tab, dialog, airflow_stack, dag_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -98,3 +99,111 @@ def test_parsing_imports_no_heavy_modules(path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert loaded <= ALLOWED_HEAVY.get(path.name, set()), sorted(loaded)
+
+
+def test_every_task_has_the_suites_retry_policy(dagbag):
+    """Permanent errors fail at once in every task: the policy comes with DEFAULT_ARGS."""
+    from dataset_ops.dag_defaults import RETRY_POLICY
+
+    for dag_id, dag in dagbag.dags.items():
+        for task in dag.tasks:
+            assert task.retry_policy is RETRY_POLICY, f"{dag_id}.{task.task_id}: {task.retry_policy}"
+
+
+def _permanent_errors() -> list[BaseException]:
+    """Representative errors no retry can fix, each raised by the suite's own code."""
+    from dataset_ops.errors import InputError
+    from dataset_ops.imdb.datasets import InvalidDump, imdb_file
+    from dataset_ops.imdb.download import DownloadRefused
+    from dataset_ops.imdb.load import BadDumpData
+    from dataset_ops.inference.extract import UnknownDeployment
+    from dataset_ops.ingest.http import IngestClientError
+    from dataset_ops.staging.status import check_name
+    from dataset_ops.validation import load_rules, validate_stream
+
+    errors: list[BaseException] = []
+    for call in (
+        lambda: load_rules("no_such_data_type"),  # unknown data type
+        lambda: load_rules("jsonl", {"max_errors": "many"}),  # bad Param value
+        lambda: imdb_file("title.nonsense"),  # unknown file
+        lambda: check_name("../etc/passwd"),  # bad upload name
+        lambda: validate_stream(  # a bad file (invalid UTF-8), checked where a task requires it
+            io.BytesIO(b'{"a": "\xff"}\n'), load_rules("jsonl"), name="x.jsonl"
+        ).raise_for_errors(),
+    ):
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - collected for classification
+            errors.append(exc)
+    assert len(errors) == 5
+    from dataset_ops.apify.run import RunEnded, RunNotFound, check_succeeded
+
+    try:
+        check_succeeded({"run_id": "r1", "status": "FAILED", "status_message": "boom"})
+    except RunEnded as exc:
+        errors.append(exc)
+    errors += [
+        InvalidDump("title.basics.tsv.gz", "wrong header", 1),
+        BadDumpData("title.basics.tsv.gz: line 9: extra data after last expected column"),
+        DownloadRefused("https://h/title.basics.tsv.gz: HTTP 404 Not Found", 404),
+        DownloadRefused("https://h/title.basics.tsv.gz: HTTP 410 Gone", 410),
+        IngestClientError("GET https://h/api/x: HTTP 403 Forbidden", 403),
+        UnknownDeployment("deployment 77 is not in the reference database"),
+        RunNotFound("Apify has no actor run r2"),
+        InputError("bad Param value"),
+    ]
+    return errors
+
+
+def _transient_errors() -> list[BaseException]:
+    """Errors a retry may fix: they keep the task's retries."""
+    import psycopg
+    import requests
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from dataset_ops.imdb.download import DownloadError
+    from dataset_ops.imdb.load import ImdbLoadError
+    from dataset_ops.ingest.http import IngestHTTPError
+    from dataset_ops.validation.workers import WorkerError
+
+    return [
+        ConnectionError("connection refused"),
+        TimeoutError("timed out"),
+        requests.ConnectionError("connection reset"),
+        requests.Timeout("read timed out"),
+        DownloadError("https://h/title.basics.tsv.gz: HTTP 503 Service Unavailable"),
+        DownloadError("https://h/title.basics.tsv.gz: download broke off after 1,000 bytes"),
+        IngestHTTPError("GET https://h/api/x: HTTP 429 Too Many Requests after retries"),
+        ImdbLoadError("title.basics.tsv.gz: canceling statement due to statement timeout"),
+        psycopg.OperationalError("server closed the connection unexpectedly"),
+        psycopg.errors.LockNotAvailable("lock timeout"),
+        ClientError({"Error": {"Code": "SlowDown", "Message": "Reduce your request rate."}}, "PutObject"),
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
+        WorkerError("JSONL validation worker exited with code -9"),
+        OSError(28, "No space left on device"),
+    ]
+
+
+def test_the_retry_policy_fails_permanent_errors_and_retries_transient_ones():
+    """What Airflow's task runner asks the policy on every failure (try 1 of 3)."""
+    from airflow.sdk import RetryAction
+
+    from dataset_ops.dag_defaults import RETRY_POLICY
+    from dataset_ops.errors import is_permanent
+
+    for exc in _permanent_errors():
+        decision = RETRY_POLICY.evaluate(exception=exc, try_number=1, max_tries=2)
+        assert decision.action == RetryAction.FAIL, repr(exc)
+        assert is_permanent(exc), repr(exc)
+    for exc in _transient_errors():
+        decision = RETRY_POLICY.evaluate(exception=exc, try_number=1, max_tries=2)
+        assert decision.action == RetryAction.DEFAULT, repr(exc)
+        assert not is_permanent(exc), repr(exc)
+
+
+def test_http_statuses():
+    from dataset_ops.errors import is_permanent_http_status
+
+    assert [s for s in range(100, 600) if is_permanent_http_status(s)] == [
+        s for s in range(400, 500) if s not in (408, 425, 429)
+    ]

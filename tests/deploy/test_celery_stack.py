@@ -32,7 +32,9 @@ def test_a_staged_batch_runs_on_both_workers_and_ends_as_on_one_machine(airflow_
     run_id = stack.trigger("staged_upload_validation")
     assert stack.wait_for_run("staged_upload_validation", run_id, timeout=300) == "success"
     tis = stack.task_instances("staged_upload_validation", run_id)
-    assert {ti["state"] for ti in tis} == {"success"} and len(tis) == 2 + len(batch)
+    failed = {(ti["task_id"], ti["map_index"]): ti["state"] for ti in tis if ti["state"] != "success"}
+    logs = {key: stack.task_log("staged_upload_validation", run_id, key[0], key[1])[-3000:] for key in failed}
+    assert not failed and len(tis) == 2 + len(batch), logs
     where = placement(tis)
     assert set(where) == {"worker-1", "worker-2"}, where  # both workers ran tasks
     assert sum(len(labels) for labels in where.values()) == len(tis)

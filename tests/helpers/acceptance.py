@@ -167,6 +167,18 @@ class Acceptance:
         """A task try's log as the api-server serves it, as text."""
         return self.stack.task_log(dag_id, run_id, task_id, map_index=map_index, try_number=try_number)
 
+    def discard_run(self, dag_id: str, run_id: str) -> None:
+        """Mark a run failed (a queued or running run cannot be deleted), then delete it."""
+        from airflow_client.client.models import DagRunMutableStates, DAGRunPatchBody
+
+        if str(self.run(dag_id, run_id).state.value) not in FINAL_STATES:
+            self.dag_runs.patch_dag_run(
+                dag_id=dag_id,
+                dag_run_id=run_id,
+                dag_run_patch_body=DAGRunPatchBody(state=DagRunMutableStates.FAILED),
+            )
+        self.dag_runs.delete_dag_run(dag_id=dag_id, dag_run_id=run_id)
+
     def run_to_end(
         self,
         dag_id: str,

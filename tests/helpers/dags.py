@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def load_dag(dag_id: str, *, retries: int | None = None):
     """The DAG ``dag_id`` from the dags folder (asserting that no file fails to import).
@@ -17,3 +19,7 @@ def load_dag(dag_id: str, *, retries: int | None = None):
         for task in dag.tasks:
             task.retries = retries
     return dag
+
+
+#: Every DAG of the suite, by file name (one DAG a file).
+DAG_IDS = tuple(sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "dags").glob("*.py")))

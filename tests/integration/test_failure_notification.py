@@ -18,6 +18,8 @@ from helpers.dags import load_dag
 pytestmark = pytest.mark.integration
 
 SECRET = "s3cr3t-pw-1234"
+#: ``[api] base_url`` of a UI that is not on localhost:8080 (a host, a port and a path prefix).
+UI = "http://example.test:9999/airflow"
 
 
 class _Inbox:
@@ -80,6 +82,7 @@ def test_a_failed_task_logs_a_summary_and_mails_it_without_secrets(
                   "disable_ssl": True, "disable_tls": True},
     }  # fmt: skip
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", UI)
     run = failing_dag.test()
     assert str(run.state) == "failed"
     out = caplog.text
@@ -90,6 +93,9 @@ def test_a_failed_task_logs_a_summary_and_mails_it_without_secrets(
     assert failed == {task for task, state in states.items() if state == "failed"}
     first = summaries[0]
     assert first["dag_id"] == "dataset_retention" and first["run_id"] == run.run_id and first["error_type"]
+    for summary in summaries:  # the UI's own address, from [api] base_url
+        assert summary["log_url"].startswith(f"{UI}/dags/dataset_retention/runs/"), summary
+        assert summary["log_url"].endswith("?try_number=1") and "log_url_note" not in summary
     assert SECRET not in out.split("task failed:", 1)[1] and SECRET not in json.dumps(summaries)
 
     deadline = time.monotonic() + 10
@@ -110,13 +116,21 @@ def test_a_failed_task_logs_a_summary_and_mails_it_without_secrets(
     assert (
         "dataset_retention" in body and run.run_id in body and SECRET not in content.decode(errors="replace")
     )
+    assert f"{UI}/dags/dataset_retention/runs/" in body and "localhost:8080" not in body
 
 
-def test_without_an_smtp_connection_only_the_log_line(failing_dag, smtp_server, caplog):
+def test_without_an_smtp_connection_only_the_log_line(failing_dag, smtp_server, monkeypatch, caplog):
     _, inbox = smtp_server
+    monkeypatch.delenv("AIRFLOW__API__BASE_URL", raising=False)
     run = failing_dag.test()
     assert str(run.state) == "failed"
-    assert _failure_lines(caplog.text) and inbox.messages == []
+    summaries = _failure_lines(caplog.text)
+    assert summaries and inbox.messages == []
+    # no [api] base_url: no guessed host (Airflow's fallback is localhost:8080), the UI path only
+    for summary in summaries:
+        assert summary["log_url"].startswith("/dags/dataset_retention/runs/"), summary
+        assert "base_url" in summary["log_url_note"]
+    assert "localhost:8080" not in "".join(json.dumps(s) for s in summaries)
 
 
 @pytest.mark.parametrize(

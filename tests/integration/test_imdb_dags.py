@@ -3,10 +3,13 @@ local folder as storage, and the real PostgreSQL server as target."""
 
 from __future__ import annotations
 
+import gzip
+import io
 import shutil
 
 import pytest
 from helpers.dags import load_dag
+from helpers.http_server import Fault
 from helpers.imdb_data import FULL_RATINGS, FULL_RATINGS_ROWS, build_dump_folder
 
 from dataset_ops.imdb.datasets import IMDB_FILE_NAMES
@@ -169,3 +172,149 @@ def test_bad_files_fail_their_task_and_leave_published_tables_intact(
     stored = read_json(open_storage(storage_root), "imdb/raw/title.ratings.tsv.gz.json")
     assert stored["rows"] == FULL_RATINGS_ROWS  # the last complete download is kept
     assert pg.execute("SELECT count(*) FROM imdb.title_ratings").fetchone()[0] == rows["title.ratings"]
+
+
+# -- hopeless inputs fail at once; transient failures keep their retries ------------------------
+# The DAGs run with their real default_args (retries=2, retry_policy); dag.test() runs a real task
+# runner and, like a scheduler, waits for the retry delay and runs the next try itself. The
+# assertions read what a scheduler sees: TaskInstance state and try_number in the metadata DB, and
+# task_instance_history, where Airflow archives a try only when it goes to up_for_retry.
+
+
+def _tries(dag_run) -> dict[int, tuple[str, int]]:
+    """map_index -> (state, try_number) of the run's mapped instances, from the metadata DB."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state, TaskInstance.try_number)
+            .where(TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id)
+        ).all()
+    return {m: (str(s), t) for task_id, m, s, t in rows if m >= 0}
+
+
+def _archived_tries(dag_run) -> dict[int, list[int]]:
+    """map_index -> try numbers archived in task_instance_history (tries that went up_for_retry)."""
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(TaskInstanceHistory.map_index, TaskInstanceHistory.try_number).where(
+                TaskInstanceHistory.dag_id == dag_run.dag_id, TaskInstanceHistory.run_id == dag_run.run_id
+            )
+        ).all()
+    out: dict[int, list[int]] = {}
+    for m, t in sorted(rows):
+        out.setdefault(m, []).append(t)
+    return out
+
+
+@pytest.fixture
+def local_storage(monkeypatch, tmp_path) -> str:
+    root = str(tmp_path / "storage")
+    monkeypatch.setenv("AIRFLOW_VAR_DATASET_OPS_STORAGE_ROOT", root)
+    return root
+
+
+def test_hopeless_downloads_fail_at_once(file_server, local_storage, monkeypatch):
+    """HTTP 404 and a wrong header line: state failed after try 1, one request each."""
+    from helpers.imdb_data import gzip_file, slice_path
+
+    gzip_file(slice_path("title.crew"), file_server.root / "title.basics.tsv.gz")  # wrong header
+    gzip_file(slice_path("title.episode"), file_server.root / "title.episode.tsv.gz")
+    file_server.faults["title.episode.tsv.gz"] = Fault(status=410)
+    monkeypatch.setenv("AIRFLOW_VAR_IMDB_BASE_URL", file_server.url)
+    dag = _dag("imdb_download")
+    assert dag.get_task("download").retries == 2  # the real setting: retried if it were transient
+
+    # title.ratings is not on the server: 404
+    run = dag.test(run_conf={"files": ["title.basics", "title.ratings", "title.episode"]})
+    assert str(run.state) == "failed"
+    assert _tries(run) == {0: ("failed", 1), 1: ("failed", 1), 2: ("failed", 1)}
+    assert _archived_tries(run) == {}  # no try went to up_for_retry
+    assert file_server.count("title.basics.tsv.gz") == 1
+    assert file_server.count("title.ratings.tsv.gz", 404) == 1
+    assert file_server.count("title.episode.tsv.gz", 410) == 1
+
+
+def test_transient_download_failures_keep_their_retries(file_server, local_storage, monkeypatch):
+    """HTTP 500 then success: try 1 goes to up_for_retry, try 2 succeeds. A host that keeps
+    answering 503: all three tries, then failed."""
+    from datetime import timedelta
+
+    from helpers.imdb_data import build_dump_folder
+
+    from dataset_ops.dag_defaults import DEFAULT_ARGS
+    from dataset_ops.imdb import pipeline
+    from dataset_ops.imdb.download import http_session
+
+    build_dump_folder(file_server.root, ["title.basics", "title.ratings"])
+    file_server.faults["title.basics.tsv.gz"] = Fault(status=500, times=2)  # one try's requests
+    file_server.faults["title.ratings.tsv.gz"] = Fault(status=503)
+    monkeypatch.setenv("AIRFLOW_VAR_IMDB_BASE_URL", file_server.url)
+    # Keep retries=2 and the policy; only the waits shrink: 1 s between task tries (read by
+    # dag.test's scheduling loop from the serialized DAG) and 2 requests per try without backoff.
+    monkeypatch.setitem(DEFAULT_ARGS, "retry_delay", timedelta(seconds=1))
+    monkeypatch.setitem(DEFAULT_ARGS, "retry_exponential_backoff", False)
+    monkeypatch.setattr(pipeline, "http_session", lambda retries, backoff_factor: http_session(1, 0))
+    dag = _dag("imdb_download")
+    retried: list[tuple[int, int]] = []
+    dag.get_task("download").on_retry_callback = [
+        lambda context: retried.append((context["ti"].map_index, context["ti"].try_number))
+    ]
+
+    run = dag.test(run_conf={"files": ["title.basics", "title.ratings"]})
+    assert _tries(run) == {0: ("success", 2), 1: ("failed", 3)}
+    assert _archived_tries(run) == {0: [1], 1: [1, 2]}
+    assert sorted(retried) == [(0, 1), (1, 1), (1, 2)]  # the state was up_for_retry after these
+    assert file_server.count("title.basics.tsv.gz", 500) == 2
+    assert file_server.count("title.basics.tsv.gz", 200) == 1
+    assert file_server.count("title.ratings.tsv.gz", 503) == 6  # 3 tries x 2 requests
+
+
+def test_hopeless_loads_fail_at_once_with_one_failed_history_row(
+    file_server, local_storage, imdb_conn_env, pg, monkeypatch
+):
+    """A row with an extra field (passes the download, fails COPY) and a stored file with a wrong
+    header: each stage instance fails after try 1, one `failed` row each in imdb.load_history."""
+    from helpers.imdb_data import build_dump_folder, slice_path
+
+    from dataset_ops.storage import open_storage, read_json, write_json
+
+    names = ["title.basics", "title.ratings"]
+    build_dump_folder(file_server.root, names)
+    monkeypatch.setenv("AIRFLOW_VAR_IMDB_BASE_URL", file_server.url)
+    download_dag, load_dag = _dag("imdb_download"), _dag("imdb_load")
+    assert load_dag.get_task("stage").retries == 2
+    conf = {"files": names}
+    assert str(download_dag.test(run_conf=conf).state) == "success"
+
+    # a new title.basics whose row 100 has an extra field: complete gzip, right header
+    lines = slice_path("title.basics").read_bytes().splitlines(keepends=True)
+    lines[100] = lines[100].rstrip(b"\n") + b"\textra\n"
+    (file_server.root / "title.basics.tsv.gz").write_bytes(gzip.compress(b"".join(lines)))
+    assert str(download_dag.test(run_conf={"files": ["title.basics"]}).state) == "success"
+    # title.ratings in storage replaced by a file with another header (the manifest says new)
+    storage = open_storage(local_storage)
+    storage.write_stream(
+        "imdb/raw/title.ratings.tsv.gz", io.BytesIO(gzip.compress(slice_path("title.crew").read_bytes()))
+    )
+    manifest = read_json(storage, "imdb/raw/title.ratings.tsv.gz.json")
+    write_json(storage, "imdb/raw/title.ratings.tsv.gz.json", {**manifest, "sha256": "0" * 64})
+
+    run = load_dag.test(run_conf=conf)
+    assert str(run.state) == "failed"
+    assert _states(run)["publish"] == ["upstream_failed"]
+    assert _tries(run) == {0: ("failed", 1), 1: ("failed", 1)}
+    assert _archived_tries(run) == {}
+    history = pg.execute(
+        "SELECT file, status, error FROM imdb.load_history WHERE dag_run_id = %s ORDER BY file", (run.run_id,)
+    ).fetchall()
+    assert [(f, s) for f, s, _ in history] == [("title.basics", "failed"), ("title.ratings", "failed")]
+    assert history[0][2].startswith("title.basics.tsv.gz: line 101: extra data after last expected column")
+    assert history[1][2].startswith("title.ratings.tsv.gz: line 1: wrong header")
+    assert pg.execute("SELECT count(*) FROM imdb.load_history WHERE status = 'failed'").fetchone()[0] == 2

@@ -7,6 +7,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from helpers.dags import load_dag
@@ -18,6 +22,7 @@ from dataset_ops.storage import file_sha256, open_storage, read_json
 pytestmark = pytest.mark.integration
 
 ML = SHARED_DATA / "ml"
+REPO = Path(__file__).resolve().parents[2]
 CSV = SHARED_DATA / "messy_csv"
 
 
@@ -125,3 +130,108 @@ def test_mixed_batch_is_promoted_or_quarantined_then_a_retry_passes(s3_bucket, m
     assert [h[0] for h in status.history] == ["uploaded", "validating", "failed", "validating"]
     assert not area.exists("failed/few.jsonl") and not area.exists("failed/few.jsonl.report.json")
     assert _fresh_events() - events_before == 4
+
+
+def _fresh_event_extras() -> list[dict]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return list(
+            session.scalars(
+                select(AssetEvent.extra)
+                .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .where(AssetModel.uri == "x-dataset-ops://staging/fresh")
+                .order_by(AssetEvent.id)
+            )
+        )
+
+
+def _run_cli(module: str, *args: str, root: str) -> subprocess.CompletedProcess:
+    """`python -m <module> ARGS` with AIRFLOW_VAR_STAGING_ROOT=<root>, as the README shows."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "plugins"), "AIRFLOW_VAR_STAGING_ROOT": root}
+    env.pop("AIRFLOW__LOGGING__LOGGING_LEVEL")  # the tests' INFO; a user's shell has none
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+@pytest.mark.parametrize("backend", ["s3", "local"])
+def test_same_name_keeps_versions_and_the_same_content_is_a_no_op(backend, request, monkeypatch, tmp_path):
+    """Upload A as x.jsonl -> fresh; different B as x.jsonl -> fresh/x.v2.jsonl beside it, named
+    in the status, the listing and the Asset event; A again -> duplicate, no event; two different
+    bad files of one name -> both kept with both reports. The uploads go through
+    `python -m dataset_ops.upload` exactly as the README shows (on the local root: the embedded
+    default, no S3)."""
+    if backend == "s3":
+        root = f"s3://{request.getfixturevalue('s3_bucket')}/training-data"
+    else:
+        root = str(tmp_path / "staging")
+    monkeypatch.setenv("AIRFLOW_VAR_STAGING_ROOT", root)
+    area = open_storage(root)
+    gsm8k = (ML / "gsm8k_train.jsonl").read_bytes()
+    versions = {
+        "a": b"".join(gsm8k.splitlines(keepends=True)[:50]),
+        "b": b"".join(gsm8k.splitlines(keepends=True)[50:120]),
+        "bad1": gsm8k.split(b"\n", 3)[0] + b"\n[1, 2]\n",
+        "bad2": gsm8k.split(b"\n", 3)[0] + b'\n{"question": \n',
+    }
+    files = {}
+    for label, data in versions.items():
+        (tmp_path / label).mkdir()
+        files[label] = tmp_path / label / "x.jsonl"
+        files[label].write_bytes(data)
+
+    def upload_and_validate(label: str) -> dict:
+        done = _run_cli("dataset_ops.upload", str(files[label]), "--data-type", "training_jsonl", root=root)
+        assert done.returncode == 0, done.stderr
+        run = _dag().test()
+        assert _states(run)["x.jsonl"] == "success"
+        return run.get_task_instance("summary").xcom_pull(task_ids="summary")
+
+    events = len(_fresh_event_extras())
+    assert upload_and_validate("a")["fresh"] == ["x.jsonl"]
+    summary = upload_and_validate("b")
+    assert summary["fresh"] == ["x.jsonl"]
+    with area.open_read("fresh/x.jsonl") as fh:
+        assert fh.read() == versions["a"]
+    with area.open_read("fresh/x.v2.jsonl") as fh:
+        assert fh.read() == versions["b"]
+    status = {s.name: s for s in list_statuses(area)}["x.jsonl"]
+    assert (status.state, status.version, status.key) == ("fresh", 2, "fresh/x.v2.jsonl")
+    extras = _fresh_event_extras()[events:]
+    assert [(e["name"], e["version"], e["key"]) for e in extras] == [
+        ("x.jsonl", 1, "fresh/x.jsonl"),
+        ("x.jsonl", 2, "fresh/x.v2.jsonl"),
+    ]
+    assert extras[1]["uri"] == area.uri("fresh/x.v2.jsonl")
+    assert extras[1]["sha256"] == hashlib.sha256(versions["b"]).hexdigest()
+
+    summary = upload_and_validate("a")  # the same bytes again
+    assert summary["duplicates"] == {"x.jsonl": "fresh/x.jsonl"} and summary["fresh"] == []
+    assert len(_fresh_event_extras()) == events + 2  # no event: no new data
+    assert sorted(area.list("fresh")) == ["fresh/x.jsonl", "fresh/x.v2.jsonl"]
+    assert list(area.list("uploads")) == []
+
+    upload_and_validate("bad1")
+    upload_and_validate("bad2")
+    assert sorted(area.list("failed")) == [
+        "failed/x.jsonl",
+        "failed/x.jsonl.report.json",
+        "failed/x.v2.jsonl",
+        "failed/x.v2.jsonl.report.json",
+    ]
+    for key, label in (("failed/x.jsonl", "bad1"), ("failed/x.v2.jsonl", "bad2")):
+        assert file_sha256(area, key) == hashlib.sha256(versions[label]).hexdigest()
+        assert read_json(area, f"{key}.report.json")["sha256"] == hashlib.sha256(versions[label]).hexdigest()
+
+    listing = _run_cli("dataset_ops.staging", "list", root=root)
+    assert listing.returncode == 0, listing.stderr
+    rows = [line.split()[:4] for line in listing.stdout.splitlines()]
+    assert rows == [
+        ["fresh", "x.jsonl", "v1", "fresh/x.jsonl"],
+        ["fresh", "x.jsonl", "v2", "fresh/x.v2.jsonl"],
+        ["failed", "x.jsonl", "v1", "failed/x.jsonl"],
+        ["failed", "x.jsonl", "v2", "failed/x.v2.jsonl"],
+    ]

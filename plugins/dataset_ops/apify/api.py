@@ -2,10 +2,14 @@
 download trigger, served by Airflow's own API server (plugin ``dataset_ops``,
 ``plugins/dataset_ops_plugin.py``, mounts :func:`create_app` at ``/dataset-ops``).
 
-The handlers are thin: :mod:`dataset_ops.apify.inventory` computes every answer; this module maps
-its exceptions to HTTP (``ValueError`` 400, ``DatasetNotFound`` 404, ``DatasetBusy`` 409), checks
-permissions through Airflow's ``airflow.api_fastapi.core_api.security`` and triggers the DAG as the
-core ``POST /api/v2/dags/{dag_id}/dagRuns`` route does. :data:`API_DESCRIPTION` (shown at
+The handlers are thin: :mod:`dataset_ops.apify.inventory` computes every answer. Input is checked
+before any handler runs, by the OpenAPI schema the app publishes: strict, bounded pydantic request
+models and a run-id pattern on the path (422 with one entry per bad field). Behind that, the
+inventory's own argument checks raise :class:`~dataset_ops.apify.inventory.InvalidArgument` (400);
+``DatasetNotFound`` is 404, ``DatasetBusy`` 409. Every other exception stays a 500: a corrupt
+manifest or a storage failure is the server's fault, never blamed on the request. Permissions go
+through Airflow's ``airflow.api_fastapi.core_api.security``; the download route triggers the DAG as
+the core ``POST /api/v2/dags/{dag_id}/dagRuns`` route does. :data:`API_DESCRIPTION` (shown at
 ``/dataset-ops/docs``) is the user's view.
 
 Module import stays light (FastAPI, pydantic and the inventory module): every Airflow process,
@@ -17,13 +21,20 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from dataset_ops.apify import inventory
 
@@ -46,8 +57,15 @@ permission to create its DAG runs (as `POST /api/v2/dags/{dag_id}/dagRuns`).
 
 Datasets live in the storage of the Airflow Variable `dataset_ops_storage_root` (a local folder or
 `s3://bucket/prefix`; default `$AIRFLOW_HOME/dataset-ops-storage`) under
-`datasets/facebook/{run_id}/`. Sizes are in bytes, dates UTC ISO 8601. A run id is 17 letters and
-digits; anything else (`../../etc`, `a/b`) is answered 400 before the storage is touched.
+`datasets/facebook/{run_id}/`. Sizes are in bytes, dates UTC ISO 8601.
+
+**Bad input is answered 4xx before the storage is touched.** A run id is 17 letters and digits;
+anything else (`../../etc`, `a%2Fb`, `short`) is answered 422. Request bodies are JSON objects with
+exactly the documented fields and types (no unknown field, no `"30"` for a number, no `true` for a
+count, no NaN or infinity); numbers have bounds (`days_old` 0 to 36500, `keep_recent` 0 to
+1000000, `frame_interval_seconds` above 0 up to 3600). A violation is answered 422 with one entry
+per field in `detail` (`loc`, `msg`, `type`); a body that is not JSON is 422 too. A method a path
+does not have is answered 405 with the path's methods in `Allow`.
 """
 
 #: The DAG whose permissions guard these routes and which the download route triggers.
@@ -62,11 +80,63 @@ _ERRORS = {
     401: {"description": "No token, or an expired one"},
     403: {"description": "The user may not do this on the DAG `apify_dataset_download` (or a bad token)"},
 }
+
+#: An Apify run id, as the DAG's Param ``run_id`` and :func:`dataset_ops.apify.items.check_run_id`
+#: check it (``$`` is Python's end of text: no final newline; the length makes sure of it in any
+#: regex dialect).
+RUN_ID_PATTERN = r"^[A-Za-z0-9]{17}$"
+RUN_ID_EXAMPLE = "HG7ML7M8z78YcAPEB"
+
+
+class ErrorMessage(BaseModel):
+    """An error answer with one message (400, 401, 403, 404, 405, 409)."""
+
+    detail: str = Field(description="What was wrong, naming the value.")
+
+
+class FieldError(BaseModel):
+    """One rejected part of a request (an entry of a 422's ``detail``)."""
+
+    loc: list[str | int] = Field(description="Where: `body`, `path` or `query`, then the field.")
+    msg: str = Field(description="Why, in words.")
+    type: str = Field(description="The rule broken (pydantic's error type).")
+    input: Any = Field(None, description="The rejected value (shortened; non-JSON values as text).")
+    ctx: dict[str, Any] | None = Field(None, description="The rule's parameters (e.g. its bound).")
+
+
+class ValidationErrors(BaseModel):
+    """The 422 answer: every rejected field of the request."""
+
+    detail: list[FieldError]
+
+
+_ERRORS = {
+    401: {"model": ErrorMessage, "description": "No token, or an expired one"},
+    403: {
+        "model": ErrorMessage,
+        "description": "The user may not do this on the DAG `apify_dataset_download` (or a bad token)",
+    },
+    422: {
+        "model": ValidationErrors,
+        "description": "The request does not match the schema (each bad field in `detail`)",
+    },
+}
 _RUN_ERRORS = {
     **_ERRORS,
-    400: {"description": "`run_id` is not an Apify run id (17 letters and digits)"},
-    404: {"description": "No dataset is stored for this run id"},
+    404: {"model": ErrorMessage, "description": "No dataset is stored for this run id"},
 }
+
+#: The ``run_id`` path parameter: checked against the pattern before the handler runs (422).
+RunIdPath = Annotated[
+    str,
+    PathParam(
+        pattern=RUN_ID_PATTERN,
+        min_length=17,
+        max_length=17,
+        description="The Apify actor run id (17 letters and digits).",
+        examples=[RUN_ID_EXAMPLE],
+    ),
+]
 
 
 def _requires_dag_access(method: str, run_access: bool = False):
@@ -114,15 +184,17 @@ def _storage():
 
 
 def _http_errors(func, *args, **kwargs):
-    """``func(*args, **kwargs)`` with the inventory's exceptions as HTTP answers."""
+    """``func(*args, **kwargs)`` with the inventory's exceptions as HTTP answers:
+    ``InvalidArgument`` 400, ``DatasetNotFound`` 404, ``DatasetBusy`` 409. Anything else (a
+    ``ValueError`` from a corrupt manifest included) propagates: a 500, the server's fault."""
     try:
         return func(*args, **kwargs)
+    except inventory.InvalidArgument as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
     except inventory.DatasetNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     except inventory.DatasetBusy as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
 
 
 def _audit(session, event: str, user, *, run_id: str | None = None, **extra) -> None:
@@ -149,34 +221,221 @@ def _audited(event: str, user, **extra) -> None:
         _audit(session, event, user, **extra)
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON has one number type and JSON Schema counts ``30.0`` as the integer 30: such a float
+    becomes an int; anything else (``30.5``, ``1e309``, NaN, ``"30"``, ``true``) is left for the
+    strict ``int`` check to refuse."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: A JSON integer (``30`` or ``30.0``), strictly: no string, bool or fraction.
+JsonInt = Annotated[int, BeforeValidator(_whole_number)]
+
+
 class CleanupRequest(BaseModel):
-    """Body of ``POST /runs/cleanup``; every field is optional."""
+    """Body of ``POST /runs/cleanup`` (the old service's fields); every field is optional.
+    Strict: ``"30"``, ``30.5`` or ``true`` for a count and unknown fields are refused (422)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    days_old: float = Field(30, ge=0, description="Delete datasets created more than this many days ago.")
-    keep_recent: int = Field(10, ge=0, description="Always keep this many of the newest datasets.")
+    days_old: JsonInt = Field(
+        30,
+        ge=0,
+        le=inventory.MAX_DAYS_OLD,
+        description="Delete datasets created more than this many days ago (0 to 36500).",
+    )
+    keep_recent: JsonInt = Field(
+        10,
+        ge=0,
+        le=inventory.MAX_KEEP_RECENT,
+        description="Always keep this many of the newest datasets (0 to 1000000).",
+    )
     dry_run: bool = Field(True, description="Only report what would be deleted (the default).")
 
 
 class DownloadRequest(BaseModel):
     """Body of ``POST /download-dataset-from-run``: the conf of the ``apify_dataset_download`` run.
-    The DAG's Params validate it (run id pattern, interval range): a bad value is answered 400."""
+    The fields carry the DAG's Param rules (pattern, bounds), so a bad value is a 422 here; the
+    DAG's Params check the conf again when the run is created (400 if they ever disagree)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    run_id: str = Field(description="The Apify actor run (17 letters and digits).")
+    run_id: str = Field(
+        pattern=RUN_ID_PATTERN,
+        min_length=17,
+        max_length=17,
+        description="The Apify actor run (17 letters and digits).",
+        examples=[RUN_ID_EXAMPLE],
+    )
     download_media: bool = Field(True, description="Download the ads' images and videos.")
     force_download: bool = Field(False, description="Fetch everything again even if complete.")
     extract_video_frames: bool = Field(True, description="One JPEG per interval of each video.")
-    frame_interval_seconds: float = Field(1.0, description="Seconds between frames (0 < s <= 3600).")
+    frame_interval_seconds: float = Field(
+        1.0, gt=0, le=3600, allow_inf_nan=False, description="Seconds between frames (0 < s <= 3600)."
+    )
+
+
+Completeness = Literal["complete", "partial", "in_progress", "unknown"]
+
+
+class RunSummary(BaseModel):
+    """One entry of ``GET /runs/list``."""
+
+    run_id: str
+    has_csv: bool
+    has_jsonl: bool
+    has_media: bool
+    media_count: int = Field(description="Images and videos in `media/`.")
+    created_at: str | None = Field(description="UTC ISO 8601 (manifest, else the oldest file).")
+    last_modified: str | None = Field(description="UTC ISO 8601.")
+    size_bytes: int
+    completeness: Completeness = Field(description="From the manifest; `unknown` without one.")
+
+
+class RunsList(BaseModel):
+    """``GET /runs/list``: every stored dataset, newest first."""
+
+    runs: list[RunSummary]
+    total_runs: int
+    total_size_bytes: int
+
+
+class CsvFile(BaseModel):
+    name: str
+    size_bytes: int
+    rows: int | None = Field(description="From the manifest (null without one).")
+
+
+class JsonlFile(BaseModel):
+    name: str
+    size_bytes: int
+    lines: int | None = Field(description="From the manifest (null without one).")
+
+
+class RunFiles(BaseModel):
+    csv: CsvFile | None
+    jsonl: JsonlFile | None
+
+
+class RunMedia(BaseModel):
+    images: int
+    videos: int
+    failed: int
+    size_bytes: int
+
+
+class RunFrames(BaseModel):
+    count: int
+    size_bytes: int
+    videos_failed: int
+
+
+class RunDetails(BaseModel):
+    """``GET /runs/{run_id}``: one dataset in detail."""
+
+    run_id: str
+    path: str = Field(description="`datasets/facebook/{run_id}` below the storage root.")
+    dataset_id: str | None
+    created_at: str | None
+    last_modified: str | None
+    completeness: Completeness
+    files: RunFiles
+    media: RunMedia
+    video_frames: RunFrames
+    reports: list[str] = Field(description="File names in `reports/`.")
+    total_size_bytes: int
+
+
+class DeleteResult(BaseModel):
+    """``DELETE /runs/{run_id}``."""
+
+    run_id: str
+    deleted: bool
+    files_deleted: int
+    freed_space_bytes: int
+
+
+class CleanupDeletedRun(BaseModel):
+    run_id: str
+    days_old: int
+    size_bytes: int
+    created_at: str | None
+
+
+class CleanupReport(BaseModel):
+    """``POST /runs/cleanup``; ``runs_deleted`` and ``freed_space_bytes`` are 0 on a dry run."""
+
+    runs_checked: int
+    runs_to_delete: int
+    runs_deleted: int
+    runs_kept: int
+    freed_space_bytes: int
+    space_to_free_bytes: int
+    deleted_runs: list[CleanupDeletedRun]
+    in_progress: list[str]
+    dry_run: bool
+    days_old: int
+    keep_recent: int
+
+
+class TriggeredRun(BaseModel):
+    """``POST /download-dataset-from-run``: the new DAG run as the core API shows it (Airflow's
+    ``DAGRunResponse``; the fields below, and the rest of that model)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    dag_run_id: str
+    dag_id: str
+    state: str
+    logical_date: str | None
+    run_after: str
+    queued_at: str | None
+    conf: dict[str, Any] | None
+    run_type: str
+    triggered_by: str | None
+    triggering_user_name: str | None
 
 
 router = APIRouter(prefix=PREFIX, tags=["Apify datasets (Facebook Ads Library)"])
 
 
+#: Methods a route may be asked for that it does not have (405 with ``Allow``).
+_ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+
+
+class _MethodNotAllowed(HTTPException):
+    """405 from a fixed path's catch-all route: its ``Allow`` is already exact."""
+
+
+def _not_allowed(*allowed: str):
+    """An endpoint answering 405 with ``Allow: allowed``: registered on a fixed path (``/runs/list``,
+    ``/runs/cleanup``) for every other method, before ``/runs/{run_id}``, so that a fixed path is
+    never taken for a run id (``DELETE /runs/cleanup`` is 405, not "not a run id")."""
+
+    def method_not_allowed() -> None:
+        raise _MethodNotAllowed(status.HTTP_405_METHOD_NOT_ALLOWED, headers={"Allow": ", ".join(allowed)})
+
+    return method_not_allowed
+
+
+router.add_api_route(
+    "/runs/list",
+    _not_allowed("GET"),
+    methods=[m for m in _ALL_METHODS if m != "GET"],
+    include_in_schema=False,
+)
+router.add_api_route(
+    "/runs/cleanup",
+    _not_allowed("POST"),
+    methods=[m for m in _ALL_METHODS if m != "POST"],
+    include_in_schema=False,
+)
+
+
 @router.get("/runs/list", responses=_ERRORS)
-def list_runs(user: ReaderDep) -> dict:
+def list_runs(user: ReaderDep) -> RunsList:
     """Every dataset stored under ``datasets/facebook/``, newest first.
 
     ``{"runs": [{"run_id", "has_csv", "has_jsonl", "has_media", "media_count", "created_at",
@@ -188,7 +447,7 @@ def list_runs(user: ReaderDep) -> dict:
 
 
 @router.get("/runs/{run_id:path}", responses=_RUN_ERRORS)
-def get_run(run_id: str, user: ReaderDep) -> dict:
+def get_run(run_id: RunIdPath, user: ReaderDep) -> RunDetails:
     """One dataset in detail.
 
     ``{"run_id", "path", "dataset_id", "created_at", "last_modified", "completeness",
@@ -196,7 +455,7 @@ def get_run(run_id: str, user: ReaderDep) -> dict:
     "lines"} | null}, "media": {"images", "videos", "failed", "size_bytes"},
     "video_frames": {"count", "size_bytes", "videos_failed"}, "reports": [file names],
     "total_size_bytes"}``. ``rows``/``lines`` come from the manifest (null without one).
-    Errors: 400 not a run id, 404 nothing stored.
+    Errors: 422 not a run id, 404 nothing stored.
     """
     storage = _storage()
     return _http_errors(lambda: inventory.get_dataset(storage, run_id).details())
@@ -204,12 +463,15 @@ def get_run(run_id: str, user: ReaderDep) -> dict:
 
 @router.delete(
     "/runs/{run_id:path}",
-    responses={**_RUN_ERRORS, 409: {"description": "The dataset's download is in progress"}},
+    responses={
+        **_RUN_ERRORS,
+        409: {"model": ErrorMessage, "description": "The dataset's download is in progress"},
+    },
 )
-def delete_run(run_id: str, user: EditorDep) -> dict:
+def delete_run(run_id: RunIdPath, user: EditorDep) -> DeleteResult:
     """Delete every file of one dataset (its manifest last).
 
-    ``{"run_id", "deleted": true, "files_deleted", "freed_space_bytes"}``. Errors: 400 not a run
+    ``{"run_id", "deleted": true, "files_deleted", "freed_space_bytes"}``. Errors: 422 not a run
     id, 404 nothing stored, 409 a download is writing it (its manifest says ``in_progress`` and
     was updated within the last 24 hours). The deletion is written to Airflow's audit log.
     """
@@ -224,8 +486,14 @@ def delete_run(run_id: str, user: EditorDep) -> dict:
     return result
 
 
-@router.post("/runs/cleanup", responses={**_ERRORS, 422: {"description": "A negative or unknown field"}})
-def cleanup_runs(user: EditorDep, body: CleanupRequest | None = None) -> dict:
+@router.post(
+    "/runs/cleanup",
+    responses={
+        **_ERRORS,
+        400: {"model": ErrorMessage, "description": "Refused by the retention rule's own checks"},
+    },
+)
+def cleanup_runs(user: EditorDep, body: CleanupRequest | None = None) -> CleanupReport:
     """Retention: delete the datasets created more than ``days_old`` days ago, except the
     ``keep_recent`` newest and any whose download is in progress. ``dry_run`` (the default)
     deletes nothing and reports what would go.
@@ -234,6 +502,8 @@ def cleanup_runs(user: EditorDep, body: CleanupRequest | None = None) -> dict:
     "space_to_free_bytes", "deleted_runs": [{"run_id", "days_old", "size_bytes", "created_at"}],
     "in_progress": [run ids], "dry_run", "days_old", "keep_recent"}``; ``runs_deleted`` and
     ``freed_space_bytes`` are 0 on a dry run. A real cleanup is written to Airflow's audit log.
+    No body (or ``null``) means the defaults: a dry run. Errors: 422 a field out of its bounds,
+    of another type, or unknown.
     """
     body = body or CleanupRequest()
     report = _http_errors(inventory.cleanup_datasets, _storage(), **body.model_dump())
@@ -252,12 +522,14 @@ def cleanup_runs(user: EditorDep, body: CleanupRequest | None = None) -> dict:
     "/download-dataset-from-run",
     responses={
         **_ERRORS,
-        400: {"description": "The DAG's Params reject the conf (the reason is in `detail`)"},
-        404: {"description": "The DAG is not in the metadata DB (not parsed yet)"},
-        422: {"description": "A field of the wrong type or an unknown field"},
+        400: {
+            "model": ErrorMessage,
+            "description": "The DAG's Params reject the conf, or the DAG cannot be triggered",
+        },
+        404: {"model": ErrorMessage, "description": "The DAG is not in the metadata DB (not parsed yet)"},
     },
 )
-def download_dataset_from_run(body: DownloadRequest, user: TriggerDep) -> dict:
+def download_dataset_from_run(body: DownloadRequest, user: TriggerDep) -> TriggeredRun:
     """Trigger a run of the DAG ``apify_dataset_download`` with the body as its conf, as
     ``POST /api/v2/dags/apify_dataset_download/dagRuns`` does (same Params validation, run type
     ``manual``, triggered by ``rest_api``, the caller as triggering user).
@@ -266,8 +538,9 @@ def download_dataset_from_run(body: DownloadRequest, user: TriggerDep) -> dict:
     ("queued"), "logical_date" (null), "run_after", "queued_at", "conf", "run_type",
     "triggered_by", "triggering_user_name", ...}`` (dates UTC ISO 8601). Follow it with
     ``GET /api/v2/dags/apify_dataset_download/dagRuns/{dag_run_id}``. A paused DAG keeps the run
-    queued until it is unpaused. Errors: 400 the Params reject the conf (e.g. a run id that is
-    not 17 letters and digits) or the DAG has import errors; 404 the DAG is not parsed yet.
+    queued until it is unpaused. Errors: 422 a missing, unknown or bad field (a run id that is
+    not 17 letters and digits, an interval out of 0 < s <= 3600); 400 the DAG's Params reject
+    the conf or the DAG has import errors; 404 the DAG is not parsed yet.
     """
     from airflow.api_fastapi.common.dagbag import get_latest_version_of_dag
     from airflow.api_fastapi.core_api.datamodels.dag_run import DAGRunResponse, TriggerDAGRunPostBody
@@ -332,6 +605,63 @@ def _dag_bag():
     return create_dag_bag()
 
 
+#: Longest rejected input echoed back in a 422 (characters of its text).
+MAX_ECHOED_INPUT = 200
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as JSON can carry it: NaN and infinities, integers too long for text, bytes and
+    other objects become (shortened) text, so describing a bad input never fails itself."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= MAX_ECHOED_INPUT else value[:MAX_ECHOED_INPUT] + "..."
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, int):  # str() of an int over 4300 digits raises ValueError
+        return (
+            value
+            if abs(value) < 2**63
+            else f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+        )
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value[:20]]
+    if isinstance(value, dict):
+        return {str(k)[:MAX_ECHOED_INPUT]: _json_safe(v) for k, v in list(value.items())[:20]}
+    text = repr(value)
+    return text if len(text) <= MAX_ECHOED_INPUT else text[:MAX_ECHOED_INPUT] + "..."
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with one entry per rejected field: FastAPI's answer, with the echoed input made
+    JSON-safe (its own handler fails with a 500 on a NaN or a huge integer in the input)."""
+    detail = []
+    for error in exc.errors():
+        entry = {
+            "loc": [p if isinstance(p, int) else str(p) for p in error.get("loc", ())],
+            "msg": str(error.get("msg", "")),
+            "type": str(error.get("type", "")),
+            "input": _json_safe(error.get("input")),
+        }
+        if error.get("ctx"):
+            entry["ctx"] = {str(k): _json_safe(v) for k, v in error["ctx"].items()}
+        detail.append(entry)
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """HTTP errors as ``{"detail": ...}``; a 405 lists in ``Allow`` every method of the path
+    (Starlette names only those of the first route that matched the path)."""
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED and not isinstance(exc, _MethodNotAllowed):
+        allowed = set()
+        for route in request.app.router.routes:
+            match, _ = route.matches(request.scope)
+            if match != Match.NONE:
+                allowed |= set(getattr(route, "methods", ()) or ())
+        exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
+    return await http_exception_handler(request, exc)
+
+
 def create_app() -> FastAPI:
     """The FastAPI app the plugin mounts at ``/dataset-ops`` (docs at ``/dataset-ops/docs``)."""
     app = FastAPI(
@@ -340,4 +670,6 @@ def create_app() -> FastAPI:
         version="1",
     )
     app.include_router(router)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     return app

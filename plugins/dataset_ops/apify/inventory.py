@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,17 @@ STALE_IN_PROGRESS = timedelta(hours=24)
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 _VIDEO_EXTS = (".mp4", ".mov", ".webm")
 _TEMP_SUFFIXES = (".part", ".partial", ".download.lock")
+#: Largest ``days_old`` of a cleanup (100 years): any older cutoff is before every dataset, and
+#: ``now - timedelta(days=...)`` must stay inside the calendar.
+MAX_DAYS_OLD = 36_500
+#: Largest ``keep_recent`` of a cleanup.
+MAX_KEEP_RECENT = 1_000_000
+
+
+class InvalidArgument(ValueError):
+    """An argument given by the caller is not acceptable (not a run id, a negative or too large
+    ``days_old``...); the message names the value and the rule. The API answers 400. Other errors
+    (a corrupt manifest, storage failures) are not this type: they are faults of the server."""
 
 
 class DatasetNotFound(LookupError):
@@ -55,8 +67,24 @@ class DatasetBusy(RuntimeError):
 
 
 def dataset_prefix(run_id: str) -> str:
-    """``datasets/facebook/{run_id}`` after :func:`check_run_id` (:raises ValueError:)."""
-    return f"{DATASETS_PREFIX}/{check_run_id(run_id)}"
+    """``datasets/facebook/{run_id}`` after :func:`check_run_id`.
+
+    :raises InvalidArgument: ``run_id`` is not an Apify run id (17 letters and digits).
+    """
+    try:
+        return f"{DATASETS_PREFIX}/{check_run_id(run_id)}"
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from exc
+
+
+def _bounded_count(name: str, value, maximum: int | float, *, integer: bool) -> None:
+    """:raises InvalidArgument: ``value`` is not a finite number (an int when ``integer``) in
+    ``0..maximum``; bools are refused (JSON ``true`` is not a count)."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise InvalidArgument(f"{name} must be {'an integer' if integer else 'a number'}, not {value!r}")
+    if not math.isfinite(value) or not 0 <= value <= maximum:
+        raise InvalidArgument(f"{name} must be >= 0 and <= {maximum}, not {value!r}")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -287,10 +315,11 @@ def cleanup_datasets(
         "size_bytes", "created_at"}], "in_progress": [run_id...], "dry_run", "days_old",
         "keep_recent"}``; ``runs_deleted`` and ``freed_space_bytes`` are 0 on a dry run
         (``runs_to_delete``, ``space_to_free_bytes`` and ``deleted_runs`` say what would go).
-    :raises ValueError: a negative ``days_old`` or ``keep_recent``.
+    :raises InvalidArgument: ``days_old`` is not a finite number in 0..:data:`MAX_DAYS_OLD` or
+        ``keep_recent`` not an integer in 0..:data:`MAX_KEEP_RECENT` (checked before any listing).
     """
-    if days_old < 0 or keep_recent < 0:
-        raise ValueError(f"days_old ({days_old}) and keep_recent ({keep_recent}) must be >= 0")
+    _bounded_count("days_old", days_old, MAX_DAYS_OLD, integer=False)
+    _bounded_count("keep_recent", keep_recent, MAX_KEEP_RECENT, integer=True)
     now = now or datetime.now(UTC)
     datasets = list_datasets(storage)  # newest first
     cutoff = now - timedelta(days=days_old)

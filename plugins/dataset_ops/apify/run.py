@@ -21,13 +21,16 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from dataset_ops.errors import NotFound, PermanentError
+
 SUCCEEDED = "SUCCEEDED"
 #: Statuses after which a run never changes.
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED-OUT", "ABORTED"})
 
 
-class RunNotFound(LookupError):
-    """The API has no run with this id (or the token cannot see it)."""
+class RunNotFound(NotFound):
+    """The API has no run with this id (or the token cannot see it). A ``LookupError``;
+    permanent (:mod:`dataset_ops.errors`): the task fails without retries."""
 
 
 def _summary(run_id: str, run) -> dict:
@@ -52,8 +55,9 @@ def run_summary(run_id: str, conn_id: str) -> dict:
     return _summary(run_id, client_from_connection(conn_id).run(run_id).get())
 
 
-class RunEnded(RuntimeError):
-    """The run ended with a status other than SUCCEEDED."""
+class RunEnded(PermanentError, RuntimeError):
+    """The run ended with a status other than SUCCEEDED (FAILED, TIMED-OUT, ABORTED): permanent
+    (:mod:`dataset_ops.errors`), the task fails without retries."""
 
 
 def check_succeeded(summary: dict) -> dict:

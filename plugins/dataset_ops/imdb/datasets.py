@@ -14,10 +14,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dataset_ops.errors import InputError, NotFound
+from dataset_ops.streams import StreamFormatError
+
 IMDB_DEFAULT_BASE_URL = "https://datasets.imdbws.com/"
 
 #: Separator of ``title.akas`` ``types`` / ``attributes`` values in the real dumps.
 AKAS_ARRAY_SEPARATOR = "\x02"
+
+
+class UnknownImdbFile(NotFound, KeyError):
+    """A name that is not one of the seven dumps (permanent: the task is not retried)."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidDump(InputError, StreamFormatError):
+    """A dump that is not what it claims to be: wrong header line, corrupt or truncated gzip
+    (rows PostgreSQL rejects: :class:`dataset_ops.imdb.load.BadDumpData`). Permanent: the same
+    bytes fail the same way on every retry.
+
+    Raised as ``InvalidDump(source, reason, line)`` like :class:`~dataset_ops.streams.StreamFormatError`
+    (which callers may keep catching); the message is ``<file>: line <n>: <reason>``.
+    """
+
+    def __reduce__(self):  # picklable (Exception pickles ``args``, here the joined message)
+        return type(self), (self.source, self.reason, self.line)
+
+    @classmethod
+    def from_stream_error(cls, exc: StreamFormatError) -> InvalidDump:
+        """The same file, line and reason as ``exc``, classified as permanent."""
+        return cls(exc.source, exc.reason, exc.line)
 
 
 @dataclass(frozen=True)
@@ -206,6 +234,7 @@ def files_param(description: str):
         list(IMDB_FILE_NAMES),
         type="array",
         items={"type": "string", "enum": list(IMDB_FILE_NAMES)},
+        examples=list(IMDB_FILE_NAMES),  # the form lists them to choose from
         minItems=1,
         uniqueItems=True,
         title="Files",
@@ -216,10 +245,11 @@ def files_param(description: str):
 def imdb_file(name: str) -> ImdbFile:
     """Look up a dataset by IMDb name (``title.basics``) or file name (``title.basics.tsv.gz``).
 
-    :raises KeyError: with the list of known names when ``name`` is not one of the seven.
+    :raises UnknownImdbFile: (a ``KeyError``) with the list of known names when ``name`` is not
+        one of the seven.
     """
     key = name.removesuffix(".tsv.gz")
     try:
         return IMDB_FILES[key]
     except KeyError:
-        raise KeyError(f"unknown IMDb file {name!r}; known: {', '.join(IMDB_FILE_NAMES)}") from None
+        raise UnknownImdbFile(f"unknown IMDb file {name!r}; known: {', '.join(IMDB_FILE_NAMES)}") from None

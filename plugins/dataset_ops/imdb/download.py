@@ -11,7 +11,12 @@ line while the bytes pass; only a complete, valid file replaces the stored one. 
 
 Transient HTTP failures (connection errors, 429, 5xx) are retried with exponential backoff that
 honours ``Retry-After`` (urllib3 ``Retry``); a stalled body fails after ``read_timeout`` seconds
-without a byte.
+without a byte. When those retries run out, :class:`DownloadError` (transient: the task is
+retried). Answers that a retry cannot change fail as permanent errors
+(:mod:`dataset_ops.errors`), so the task fails after one try: :class:`DownloadRefused` for a
+4xx other than 408/425/429 (404, 410, 403, ...), :class:`~dataset_ops.imdb.datasets.InvalidDump`
+for a complete body that is not the dump (wrong header line, corrupt gzip, gzip cut off although
+the announced length arrived).
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
-from dataset_ops.imdb.datasets import ImdbFile
+from dataset_ops.errors import HTTPClientError, is_permanent_http_status
+from dataset_ops.imdb.datasets import ImdbFile, InvalidDump
 from dataset_ops.storage import Storage, read_json, write_json
-from dataset_ops.streams import ProgressLog, VerifyingReader
+from dataset_ops.streams import ProgressLog, StreamFormatError, VerifyingReader
 
 if TYPE_CHECKING:
     import requests
@@ -34,7 +40,15 @@ RAW_PREFIX = "imdb/raw"
 
 
 class DownloadError(RuntimeError):
-    """A download failed; the message names the URL (file) and the reason."""
+    """A download failed for a reason that may pass (connection, timeout, 429/5xx after the
+    session's retries, a body that broke off); the message names the URL (file) and the reason."""
+
+
+class DownloadRefused(HTTPClientError, DownloadError):
+    """The host answered a 4xx that a retry does not change (404, 410, 401, 403, ...): permanent.
+
+    :param message: URL, status and reason. :param status: the HTTP status.
+    """
 
 
 @dataclass
@@ -113,8 +127,12 @@ def download_file(
     :param read_timeout: seconds without a byte before the download counts as stalled.
     :param producer: extra fields for the manifest (DAG id, run id).
     :returns: status ``downloaded`` (with size, sha256, rows) or ``unchanged``.
-    :raises DownloadError: HTTP error status, connection failure or stall (names URL and bytes).
-    :raises StreamFormatError: the body is not complete gzip or has the wrong header line.
+    :raises DownloadRefused: a 4xx other than 408/425/429 (permanent; names URL and status).
+    :raises InvalidDump: the complete body is not the dump: wrong header line, corrupt gzip, or
+        gzip cut off although the announced Content-Length arrived (permanent; a
+        :class:`~dataset_ops.streams.StreamFormatError`, names the URL, line and reason).
+    :raises DownloadError: connection failure, stall, 429/5xx after the retries, a body shorter
+        than announced (transient; names URL and bytes).
     """
     import requests
     import urllib3
@@ -142,7 +160,10 @@ def download_file(
             log.info("%s unchanged (ETag %s): nothing to download", url, previous.get("etag"))
             return _result(spec, "unchanged", url, key, storage, previous)
         if resp.status_code != 200:
-            raise DownloadError(f"{url}: HTTP {resp.status_code} {resp.reason}")
+            message = f"{url}: HTTP {resp.status_code} {resp.reason}"
+            if is_permanent_http_status(resp.status_code):
+                raise DownloadRefused(message, resp.status_code)
+            raise DownloadError(message)
         length = resp.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         reader = VerifyingReader(
@@ -154,6 +175,8 @@ def download_file(
             raise DownloadError(
                 f"{url}: download broke off after {reader.bytes_read:,} bytes: {exc}"
             ) from exc
+        except StreamFormatError as exc:
+            raise _classify_stream_error(exc, reader) from exc
         manifest = {
             "file": spec.name,
             "url": url,
@@ -174,6 +197,18 @@ def download_file(
             f"{manifest['rows']:,}",
         )
         return _result(spec, "downloaded", url, key, storage, manifest)
+
+
+def _classify_stream_error(exc: StreamFormatError, reader: VerifyingReader) -> Exception:
+    """Permanent when the whole body arrived and is bad; transient when it may have been cut
+    off on the way (shorter than its Content-Length, or no length announced and the gzip ends
+    early: a connection closed early looks the same)."""
+    announced = reader.expected_bytes
+    if announced is not None and reader.bytes_read != announced:
+        return DownloadError(f"{exc} (the body broke off; try again)")
+    if announced is None and exc.reason.startswith("truncated gzip"):
+        return DownloadError(f"{exc} (no Content-Length: the connection may have closed early)")
+    return InvalidDump.from_stream_error(exc)
 
 
 def _result(spec: ImdbFile, status: str, url: str, key: str, storage: Storage, m: dict) -> DownloadResult:

@@ -29,8 +29,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from dataset_ops.imdb.datasets import ImdbFile
-from dataset_ops.streams import GunzipCounter, ProgressLog, gunzip_blocks
+from dataset_ops.errors import InputError
+from dataset_ops.imdb.datasets import ImdbFile, InvalidDump
+from dataset_ops.streams import GunzipCounter, ProgressLog, StreamFormatError, gunzip_blocks
 
 if TYPE_CHECKING:
     import psycopg
@@ -46,7 +47,28 @@ COPY_OPTIONS = "FORMAT csv, DELIMITER E'\\t', NULL '\\N', QUOTE E'\\b', HEADER t
 
 
 class ImdbLoadError(RuntimeError):
-    """A file could not be loaded; the message names the file, the line (when known) and why."""
+    """A file could not be loaded; the message names the file, the line (when known) and why.
+
+    This class itself is transient (a lost connection, a lock timeout, the server out of
+    space): the task is retried. Bad data raises :class:`BadDumpData`.
+    """
+
+
+class BadDumpData(InputError, ImdbLoadError):
+    """The dump's content cannot be loaded as it is: PostgreSQL rejected a row (wrong field
+    count, a value of the wrong type, invalid UTF-8: SQLSTATE class 22), keys are duplicated
+    (class 23), or the row counts do not match. Permanent: the task fails after one try."""
+
+
+#: SQLSTATE classes that mean the data is wrong, not the server (PostgreSQL docs, Appendix A):
+#: 22 data exception (22P04 bad COPY format, 22021 invalid UTF-8, 22P02 bad value), 23
+#: integrity constraint violation (23505 duplicate key).
+_DATA_SQLSTATE_CLASSES = ("22", "23")
+
+
+def _error_class(exc: Exception) -> type[ImdbLoadError]:
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return BadDumpData if sqlstate[:2] in _DATA_SQLSTATE_CLASSES else ImdbLoadError
 
 
 @dataclass
@@ -137,14 +159,15 @@ _LINE_RE = re.compile(r"\bline (\d+)")
 
 
 def _copy_error(spec: ImdbFile, exc: Exception) -> ImdbLoadError:
-    """Turn a PostgreSQL COPY error into one naming the file, the line and the reason."""
+    """Turn a PostgreSQL COPY error into one naming the file, the line and the reason
+    (:class:`BadDumpData` when the data is at fault, else :class:`ImdbLoadError`)."""
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) or str(exc).splitlines()[0]
     context = getattr(diag, "context", None) or ""
     match = _LINE_RE.search(context)
     line = f"line {match.group(1)}: " if match else ""
     detail = context.strip().splitlines()[0] if context else ""
-    return ImdbLoadError(
+    return _error_class(exc)(
         f"{spec.file_name}: {line}{primary} ({detail})" if detail else f"{spec.file_name}: {line}{primary}"
     )
 
@@ -168,9 +191,11 @@ def stage_file(
     :param expected_rows: rows the download counted; the load must match it.
     :param logged: make the table LOGGED (crash-safe, replicated) before it is published.
     :returns: rows and bytes loaded and the time taken.
-    :raises StreamFormatError: truncated/corrupt gzip or wrong header (names file and line).
-    :raises ImdbLoadError: PostgreSQL rejected a row (wrong field count, bad value, invalid
-        UTF-8: names the file and line), duplicate keys, or a row-count mismatch.
+    :raises InvalidDump: truncated/corrupt gzip or wrong header (a ``StreamFormatError``; names
+        file and line). Permanent.
+    :raises BadDumpData: PostgreSQL rejected a row (wrong field count, bad value, invalid
+        UTF-8: names the file and line), duplicate keys, or a row-count mismatch. Permanent.
+    :raises ImdbLoadError: any other database failure (connection, disk): transient.
     """
     import psycopg
 
@@ -190,14 +215,16 @@ def stage_file(
                 copied = cur.rowcount
     except psycopg.Error as exc:
         raise _copy_error(spec, exc) from exc
+    except StreamFormatError as exc:  # the gzip stream or its header, found while feeding COPY
+        raise InvalidDump.from_stream_error(exc) from exc
     copy_seconds = time.monotonic() - started
     progress.update(counter.compressed_bytes, counter.rows, force=True)
     if copied != counter.rows:
-        raise ImdbLoadError(
+        raise BadDumpData(
             f"{spec.file_name}: COPY loaded {copied:,} rows but the file has {counter.rows:,}"
         )
     if expected_rows is not None and copied != expected_rows:
-        raise ImdbLoadError(
+        raise BadDumpData(
             f"{spec.file_name}: {copied:,} rows loaded, but the download counted "
             f"{expected_rows:,}; the file changed in storage: rerun the download"
         )
@@ -206,7 +233,8 @@ def stage_file(
     except psycopg.Error as exc:
         detail = exc.diag.message_detail
         reason = exc.diag.message_primary or str(exc).strip()
-        raise ImdbLoadError(f"{spec.file_name}: {reason}" + (f": {detail}" if detail else "")) from exc
+        message = f"{spec.file_name}: {reason}" + (f": {detail}" if detail else "")
+        raise _error_class(exc)(message) from exc
     return StageResult(
         file=spec.name,
         table=spec.table,

@@ -10,6 +10,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from dataset_ops.errors import is_permanent
 from dataset_ops.imdb import load as loader
 from dataset_ops.imdb.datasets import IMDB_DEFAULT_BASE_URL, imdb_file
 from dataset_ops.imdb.download import DownloadResult, download_file, http_session, manifest_key
@@ -125,12 +126,22 @@ def stage(
     item: dict,
     dag_run_id: str | None = None,
     logged: bool = False,
+    final_try: bool = True,
 ) -> dict:
     """COPY one planned dump into its staging table; records ``failed`` history on error.
 
+    One failed load is one ``failed`` row in ``imdb.load_history``: it is written when the
+    error is permanent (:func:`dataset_ops.errors.is_permanent`: bad data, the task is not
+    retried) or when this is the task's last try; a transient error with retries left is only
+    logged, and the retry writes the row if it fails too.
+
     :param item: one entry of :func:`plan_load`.
+    :param dag_run_id: recorded in the history.
     :param logged: make the table LOGGED before publishing (see :mod:`dataset_ops.imdb.load`).
+    :param final_try: no retry follows a failure of this try (in a task:
+        ``ti.try_number > ti.max_tries``); outside Airflow, True.
     :returns: ``item`` plus the :class:`~dataset_ops.imdb.load.StageResult` fields.
+    :raises: what :func:`dataset_ops.imdb.load.stage_file` raises.
     """
     spec = imdb_file(item["file"])
     started = time.monotonic()
@@ -145,6 +156,9 @@ def stage(
                 logged=logged,
             )
     except Exception as exc:
+        if not (final_try or is_permanent(exc)):
+            log.warning("%s: %s: %s; the task will be retried", spec.name, type(exc).__name__, exc)
+            raise
         loader.record_history(
             conn,
             spec.name,

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from dataset_ops.errors import NotFound
 from dataset_ops.inference.config import EsMapping, sql
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,9 @@ class ExtractError(RuntimeError):
     names the Connection, the server and the reason)."""
 
 
-class UnknownDeployment(LookupError):
-    """The deployment id is not in the reference database."""
+class UnknownDeployment(NotFound):
+    """The deployment id is not in the reference database (a ``LookupError``; permanent: the
+    task fails without retries, see :mod:`dataset_ops.errors`)."""
 
 
 #: Response bodies at least this long (bytes) are kept undecoded by :func:`search_serializers`.

@@ -71,7 +71,7 @@ def create_dataset_step(params: dict) -> dict:
         images_root(),
         fast=bool(params["fast_mode"]),
         exclude_transactions=exclude,
-        references=list(params["references"]) or None,
+        references=list(params["references"] or []) or None,
         **limits,
     )
     small = {

@@ -18,12 +18,18 @@ from urllib.parse import urljoin
 
 import orjson
 
+from dataset_ops.errors import HTTPClientError, is_permanent_http_status
 from dataset_ops.httpclient import RETRY_STATUSES, HttpSettings, make_session, session_from_connection
 from dataset_ops.ingest.pagination import PaginationError, Paginator, Request
 
 
 class IngestHTTPError(RuntimeError):
     """A request failed for good; the message has the method, URL, status or error, and tries."""
+
+
+class IngestClientError(HTTPClientError, IngestHTTPError):
+    """A 4xx other than 408/425/429 (404, 400, 401, 403, ...): permanent, the task fails without
+    retries (:mod:`dataset_ops.errors`)."""
 
 
 @dataclass
@@ -56,10 +62,13 @@ def fetch_json(session, request: Request, settings: HttpSettings) -> tuple[Any, 
         raise IngestHTTPError(f"GET {url} {request.params}: {type(exc).__name__}: {exc}") from exc
     if response.status_code >= 300:
         retried = " after retries" if response.status_code in RETRY_STATUSES else ""
-        raise IngestHTTPError(
+        message = (
             f"GET {response.url}: HTTP {response.status_code} {response.reason}{retried}: "
             f"{response.text[:200]!r}"
         )
+        if is_permanent_http_status(response.status_code):
+            raise IngestClientError(message, response.status_code)
+        raise IngestHTTPError(message)
     try:
         body = orjson.loads(response.content)
     except orjson.JSONDecodeError as exc:

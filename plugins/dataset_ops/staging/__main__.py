@@ -1,9 +1,12 @@
 """List staged files by status: ``python -m dataset_ops.staging list [--state failed] [--root R]``.
 
-Prints one line per file (name, state, size in bytes, records, last update, first error) or, with
-``--json``, the status records as a JSON array. The root defaults to the Variable ``staging_root``
-(``AIRFLOW_VAR_STAGING_ROOT``), else ``s3://training-data/``; S3 is reached through the Airflow
-Connection ``aws_default``.
+Prints one line per kept file: state, upload name, version (``v1`` is the bare name, ``v2`` is
+``<stem>.v2<ext>``), the file's key, size in bytes, records, time, and the first error (or that
+the latest upload of the name was a duplicate), plus one line for a name still uploading or
+validating. With ``--json``: the status records (each with its ``versions``) as a JSON array.
+The root defaults to the Variable ``staging_root`` (``AIRFLOW_VAR_STAGING_ROOT``), else
+``s3://training-data/``; a local folder or ``file://`` root works the same; S3 is reached
+through the Airflow Connection ``aws_default``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,13 @@ import json
 import sys
 from dataclasses import asdict
 
-from dataset_ops.staging.status import UploadState, list_statuses, quiet_airflow_logs, staging_root
+from dataset_ops.staging.status import (
+    UploadState,
+    UploadStatus,
+    list_statuses,
+    quiet_airflow_logs,
+    staging_root,
+)
 from dataset_ops.storage import open_storage
 
 
@@ -32,24 +41,75 @@ def main(argv: list[str] | None = None) -> int:
 
     root = staging_root(args.root)
     try:
-        statuses = list_statuses(open_storage(root), args.state)
+        statuses = list_statuses(open_storage(root))  # kept versions have their own state
     except Exception as exc:  # unreachable endpoint, missing bucket, bad credentials
         print(f"error: cannot read status records under {root}: {exc}", file=sys.stderr)
         return 1
-    if args.json:
-        json.dump([asdict(s) for s in statuses], sys.stdout, indent=2)
+    if args.json:  # records in that state, or keeping a file in that state
+        chosen = [
+            s
+            for s in statuses
+            if not args.state or args.state in {s.state, *(v.get("state") for v in s.versions)}
+        ]
+        json.dump([asdict(s) for s in chosen], sys.stdout, indent=2)
         print()
         return 0
-    if not statuses:
+    rows = [row for s in statuses for row in rows_of(s) if not args.state or row["state"] == args.state]
+    if not rows:
         print("no files" + (f" in state {args.state}" if args.state else ""))
-    for s in statuses:
-        size = f"{s.size:,}" if s.size is not None else "-"
-        records = f"{s.records:,}" if s.records is not None else "-"
+    for row in rows:
+        size = f"{row['size']:,}" if row["size"] is not None else "-"
+        records = f"{row['records']:,}" if row["records"] is not None else "-"
+        version = f"v{row['version']}" if row["version"] else "-"
         print(
-            f"{s.state:<10} {s.name:<40} {size:>15} B {records:>12} rec  {s.updated_at}"
-            + (f"  {s.error_summary}" if s.error_summary else "")
+            f"{row['state']:<10} {row['name']:<40} {version:>4} {row['key'] or '-':<48} {size:>15} B "
+            f"{records:>12} rec  {row['at']}" + (f"  {row['note']}" if row["note"] else "")
         )
     return 0
+
+
+def rows_of(status: UploadStatus) -> list[dict]:
+    """The listing's lines for one status record: one per kept version (``state``, ``name``,
+    ``version``, ``key``, ``size`` in bytes, ``records``, ``at``, ``note``), and one for the
+    record itself when its file is not among them (uploading, uploaded, validating, or a record
+    written before versions existed)."""
+    rows = []
+    for v in status.versions:
+        note = None
+        if v.get("key") == status.key:
+            if status.duplicate_of:
+                note = f"latest upload ({status.updated_at}) was a duplicate of this file: skipped"
+            elif status.state == "failed":
+                note = status.error_summary
+        rows.append(
+            {
+                "state": v.get("state"),
+                "name": status.name,
+                "version": v.get("version"),
+                "key": v.get("key"),
+                "size": v.get("size"),
+                "records": v.get("records"),
+                "at": v.get("at"),
+                "note": note,
+            }
+        )
+    if not any(v.get("key") == status.key for v in status.versions) or status.state not in (
+        "fresh",
+        "failed",
+    ):
+        rows.append(
+            {
+                "state": status.state,
+                "name": status.name,
+                "version": status.version if status.state in ("fresh", "failed") else None,
+                "key": status.key if status.state in ("fresh", "failed") else None,
+                "size": status.size,
+                "records": status.records,
+                "at": status.updated_at,
+                "note": status.error_summary,
+            }
+        )
+    return rows
 
 
 if __name__ == "__main__":

@@ -3,22 +3,35 @@
 Every function takes the staging area as a :class:`~dataset_ops.storage.Storage` opened at the
 staging root (layout in :mod:`dataset_ops.staging.status`). Nothing here needs a scheduler.
 
-No valid file is ever lost and nothing invalid reaches ``fresh/``:
+No valid file is ever lost, nothing invalid reaches ``fresh/``, and nothing is ever replaced:
 
-* promote: server-side copy ``uploads/<name>`` -> ``fresh/<name>``, verify the copy's size, write
-  the ``fresh`` status, and only then delete the upload. A crash between copy and delete leaves
-  the file in both places; the next run validates the upload again and finishes the move.
-* quarantine: the error report goes to ``failed/<name>.report.json`` first, then the file moves
-  (copy, then delete) to ``failed/<name>``.
+* promote: the upload's sha256 is compared with every version of its name in ``fresh/``; equal
+  content is a duplicate (nothing written, the upload removed, no Asset event). Otherwise it is
+  copied to the first free version name (``fresh/<name>``, then ``fresh/<stem>.v2<ext>``, ...)
+  with a conditional write (:meth:`~dataset_ops.storage.Storage.copy_new`: S3
+  ``If-None-Match: *``, a local ``link``), so two concurrent runs never take the same name; the
+  copy's size is verified, the ``fresh`` status written, and only then the upload deleted. A
+  crash between copy and delete leaves the file in both places; the next run finds the
+  duplicate and finishes the move.
+* quarantine: the same with ``failed/``; the version is claimed by creating its error report
+  ``failed/<file>.report.json`` conditionally, then the file is copied beside it.
+* an upload replaced while it was validated (a different object at ``uploads/<name>`` after the
+  copy: size, ETag or modification time changed) is never deleted: it stays for the next run,
+  and a copy that does not hold the validated bytes is removed again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from dataset_ops.errors import InputError
 from dataset_ops.staging.status import (
     FAILED,
     FRESH,
@@ -27,9 +40,12 @@ from dataset_ops.staging.status import (
     UploadStatus,
     check_name,
     read_status,
+    split_extension,
+    version_of,
+    versioned_name,
     write_status,
 )
-from dataset_ops.storage import HashingReader, Storage, write_json
+from dataset_ops.storage import HashingReader, ObjectInfo, Storage, file_sha256, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +53,38 @@ log = logging.getLogger(__name__)
 DEFAULT_DATA_TYPES = {".jsonl": "jsonl", ".csv": "csv", ".txt": "text"}
 
 
-def report_key(name: str) -> str:
-    """Key of the error report of a quarantined file."""
-    return f"{FAILED}/{name}.report.json"
+class UploadReplaced(RuntimeError):
+    """The object at ``uploads/<name>`` changed while it was validated; it is left for a later run."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a file went: ``version`` (1 = the bare name), ``key`` below the staging root, and
+    whether it was a ``duplicate`` of that already kept file (then nothing was written)."""
+
+    version: int
+    key: str
+    duplicate: bool
+
+
+def report_key(file: str) -> str:
+    """Key of the error report of the quarantined file ``failed/<file>`` (``file`` is the path
+    below ``failed/``, e.g. ``x.v2.jsonl``)."""
+    return f"{FAILED}/{file}.report.json"
+
+
+def report_key_of(key: str) -> str:
+    """Key of the error report beside the file at ``key`` (``failed/...``)."""
+    return f"{key}.report.json"
 
 
 def find_uploads(storage: Storage) -> list[dict]:
     """Complete files waiting in ``uploads/``, one dict per file: ``name``, ``data_type``, ``size``.
 
-    S3 lists a multipart upload only once it is completed, and local writes appear by rename, so
-    every listed object is whole. Files whose status says ``uploading`` (a newer upload of the
-    same name is on its way) are left for a later run. Keys with an unsafe name (``..``, a
-    leading ``/``) are never read: :func:`quarantine_unsafe_key` moves them aside.
+    S3 lists a multipart upload only once it is completed, and local writes appear by rename or
+    link, so every listed object is whole. Files whose status says ``uploading`` (a newer upload
+    of the same name is on its way) are left for a later run. Keys with an unsafe name (``..``,
+    a leading ``/``) are never read: :func:`quarantine_unsafe_key` moves them aside.
     """
     found = []
     for key in storage.list(UPLOADS):
@@ -74,32 +110,23 @@ def find_uploads(storage: Storage) -> list[dict]:
 
 
 def quarantine_unsafe_key(storage: Storage, key: str, reason: str) -> UploadStatus:
-    """Move an object whose key is unsafe to ``failed/_unsafe/<sha1 of the key>``, with a report
-    naming the original key, and give it a ``failed`` status under that safe name."""
+    """Move an object whose key is unsafe to ``failed/_unsafe/<sha1 of the key>`` (versioned like
+    any quarantined file), with a report naming the original key, and give it a ``failed``
+    status under that safe name."""
     safe = f"_unsafe/{hashlib.sha1(key.encode()).hexdigest()}"
-    size = storage.stat(key).size
-    write_json(
-        storage,
-        report_key(safe),
-        {
-            "name": safe,
-            "original_key": key,
-            "valid": False,
-            "errors": [{"line": None, "offset": None, "reason": reason}],
-        },
-    )
-    storage.move(key, f"{FAILED}/{safe}")
-    status = UploadStatus(
-        name=safe,
-        state=UploadState.FAILED,
-        size=size,
-        errors=1,
-        error_summary=f"unsafe key {key!r}: {reason}"[:500],
-        report_key=report_key(safe),
-    )
-    write_status(storage, status)
-    log.error("%s: %s; moved to %s", key, reason, storage.uri(f"{FAILED}/{safe}"))
-    return status
+    status = read_status(storage, safe) or UploadStatus(name=safe, state=UploadState.UPLOADED)
+    result = {
+        "valid": False,
+        "records": None,
+        "original_key": key,
+        "errors": [{"line": None, "offset": None, "reason": reason}],
+        "errors_found": 1,
+        "sha256": file_sha256(storage, key),
+    }
+    final = quarantine(storage, safe, key, status, result, {})
+    final.error_summary = f"unsafe key {key!r}: {reason}"[:500]
+    write_status(storage, final)
+    return final
 
 
 def infer_data_type(name: str) -> str:
@@ -135,17 +162,23 @@ def process_upload(
     data_type: str,
     overrides: dict | None = None,
     source_prefix: str = UPLOADS,
+    source_key: str | None = None,
 ) -> UploadStatus:
-    """Validate ``<source_prefix>/<name>``, then promote it to ``fresh/`` or quarantine it.
+    """Validate ``<source_prefix>/<name>`` (or ``source_key``), then promote it to ``fresh/`` or
+    quarantine it in ``failed/``, as a new version or as a duplicate of a kept file.
 
     :param source_prefix: ``uploads`` normally; ``failed`` to re-validate a quarantined file.
-    :returns: the final status record (``fresh`` or ``failed``).
+    :param source_key: the file's key when it is not ``<source_prefix>/<name>`` (a quarantined
+        version ``failed/<stem>.v2<ext>`` of ``name``).
+    :returns: the final status record: ``fresh`` or ``failed``, or ``uploaded`` again when the
+        upload was replaced while it was validated (left for the next run).
     """
     check_name(name)
-    src = f"{source_prefix}/{name}"
+    src = source_key or f"{source_prefix}/{name}"
     status = read_status(storage, name) or UploadStatus(name=name, state=UploadState.UPLOADED)
     # The uploader records the sha256 of what it sent; other records describe older files.
     uploaded_sha256 = status.sha256 if status.state == UploadState.UPLOADED else None
+    pinned = storage.stat(src)
     status = status.moved_to(UploadState.VALIDATING, data_type=data_type)
     write_status(storage, status)
     started = time.monotonic()
@@ -175,72 +208,284 @@ def process_upload(
         result["errors_found"] = result.get("errors_found", 0) + 1
     validate_seconds = round(time.monotonic() - started, 3)
     timings = {**status.timings, "validate": validate_seconds}
-    if result["valid"]:
-        return promote(storage, name, src, status, result, timings)
-    return quarantine(storage, name, src, status, result, timings)
+    try:
+        if result["valid"]:
+            return promote(storage, name, src, status, result, timings, pinned=pinned)
+        return quarantine(storage, name, src, status, result, timings, pinned=pinned)
+    except UploadReplaced as exc:
+        log.warning("%s", exc)
+        left = status.moved_to(
+            UploadState.UPLOADED,
+            sha256=None,
+            size=None,
+            records=None,
+            error_summary=str(exc)[:500],
+            timings=timings,
+        )
+        write_status(storage, left)
+        return left
+
+
+# --- versions -----------------------------------------------------------------------------------
+def kept_versions(storage: Storage, folder: str, name: str) -> dict[int, str]:
+    """``{version: key}`` of the files of ``name`` kept in ``folder`` (``fresh`` or ``failed``),
+    found with one listing of the name's folder (:meth:`~dataset_ops.storage.Storage.children`)."""
+    parent, _, _ = name.rpartition("/")
+    where = f"{folder}/{parent}" if parent else folder
+    found = {}
+    for child in storage.children(where):
+        version = version_of(name, child)
+        if version is not None and storage.exists(f"{where}/{child}"):
+            found[version] = f"{where}/{child}"
+    return found
+
+
+def _known_sha256(status: UploadStatus) -> dict[str, str]:
+    """``{key: sha256}`` of the files the status record says it kept."""
+    known = {v["key"]: v["sha256"] for v in status.versions if v.get("key") and v.get("sha256")}
+    if status.key and status.sha256 and status.state in (UploadState.FRESH, UploadState.FAILED):
+        known.setdefault(status.key, status.sha256)
+    return known
+
+
+def _sha256_at(storage: Storage, key: str, known: dict[str, str]) -> str:
+    """The sha256 of the object at ``key``: from the status record when it has it, else read."""
+    return known.get(key) or file_sha256(storage, key)
+
+
+def place(
+    storage: Storage,
+    folder: str,
+    name: str,
+    sha256: str,
+    known: dict[str, str],
+    claim: Callable[[str], bool],
+) -> Placement:
+    """Find ``name``'s version in ``folder`` for content ``sha256``: the kept version with that
+    sha256 (a duplicate), else the next free version name, taken by ``claim(key)`` (a conditional
+    write that returns False when the key is taken). A lost race moves on to the next number.
+
+    :param known: ``{key: sha256}`` already known (others are read and hashed).
+    """
+    existing = kept_versions(storage, folder, name)
+    for version, key in sorted(existing.items()):
+        if _sha256_at(storage, key, known) == sha256:
+            return Placement(version, key, True)
+    version = max(existing, default=0) + 1
+    while True:
+        key = f"{folder}/{versioned_name(name, version)}"
+        if claim(key):
+            return Placement(version, key, False)
+        if storage.exists(key) and _sha256_at(storage, key, known) == sha256:
+            return Placement(version, key, True)  # a concurrent run placed the same content
+        version += 1
+
+
+def _version_entry(
+    state: str, placed: Placement, sha256: str, size: int, result: dict, report: str | None
+) -> dict:
+    from dataset_ops.staging.status import now_iso
+
+    return {
+        "version": placed.version,
+        "state": state,
+        "key": placed.key,
+        "sha256": sha256,
+        "size": size,
+        "records": result.get("records"),
+        "errors": result.get("errors_found", len(result.get("errors") or [])) if state == FAILED else 0,
+        "report_key": report,
+        "at": now_iso(),
+    }
+
+
+def _describe(name: str, placed: Placement, sha256: str) -> str:
+    """What happened, for the log: new / new version vN of NAME / duplicate of KEY: skipped."""
+    if placed.duplicate:
+        return f"duplicate of {placed.key} (same sha256 {sha256[:12]}…): skipped, nothing written"
+    if placed.version == 1:
+        return f"new: {placed.key}"
+    return f"new version v{placed.version} of {name}: {placed.key}"
+
+
+def _check_source_unchanged(
+    storage: Storage, src: str, pinned: ObjectInfo | None, placed: Placement, sha256: str
+) -> bool:
+    """Whether ``src`` may be deleted: it is still the object that was validated (same size,
+    ETag and modification time as ``pinned``). A replaced source stays; if the copy made from it
+    does not hold the validated bytes, that copy is removed and :class:`UploadReplaced` raised.
+    """
+    if pinned is None:
+        return True
+    try:
+        now = storage.stat(src)
+    except FileNotFoundError:
+        return False
+    if (now.size, now.etag, now.last_modified) == (pinned.size, pinned.etag, pinned.last_modified):
+        return True
+    if not placed.duplicate and file_sha256(storage, placed.key) != sha256:
+        storage.delete(placed.key)
+        if placed.key.startswith(f"{FAILED}/"):
+            storage.delete(report_key_of(placed.key))
+        raise UploadReplaced(
+            f"{storage.uri(src)} was replaced while it was validated; nothing kept, left for the next run"
+        )
+    log.warning(
+        "%s was replaced while it was validated: the new object stays for the next run", storage.uri(src)
+    )
+    return False
 
 
 def promote(
-    storage: Storage, name: str, src: str, status: UploadStatus, result: dict, timings: dict
+    storage: Storage,
+    name: str,
+    src: str,
+    status: UploadStatus,
+    result: dict,
+    timings: dict,
+    pinned: ObjectInfo | None = None,
 ) -> UploadStatus:
-    """Copy ``src`` to ``fresh/<name>``, verify it, record ``fresh``, then delete ``src``."""
+    """Put the valid file ``src`` into ``fresh/`` as a new version of ``name`` (or find it is a
+    duplicate of a kept one), verify the copy, record ``fresh``, then delete ``src`` (and, for a
+    quarantined file that passed on retry, its report).
+
+    :param pinned: ``src`` as stat'ed before validation; a different object there now is kept.
+    :raises RuntimeError: the copy's size differs from the source's (the copy is removed).
+    :raises UploadReplaced: ``src`` changed during validation and the copy is not the validated
+        content.
+    """
     started = time.monotonic()
-    dst = f"{FRESH}/{name}"
     size = storage.stat(src).size
-    storage.copy(src, dst)
-    copied = storage.stat(dst).size
-    if copied != size:
-        storage.delete(dst)
-        raise RuntimeError(f"{storage.uri(dst)}: copy has {copied:,} bytes, source {size:,}; not promoted")
+    sha256 = result.get("sha256") or status.sha256 or file_sha256(storage, src)
+    placed = place(
+        storage, FRESH, name, sha256, _known_sha256(status), lambda key: storage.copy_new(src, key)
+    )
+    if not placed.duplicate:
+        copied = storage.stat(placed.key).size
+        if copied != size:
+            storage.delete(placed.key)
+            raise RuntimeError(
+                f"{storage.uri(placed.key)}: copy has {copied:,} bytes, source {size:,}; not promoted"
+            )
+    delete_source = _check_source_unchanged(storage, src, pinned, placed, sha256)
+    versions = [v for v in status.versions if v.get("key") != src]
+    if not placed.duplicate:
+        versions.append(_version_entry(FRESH, placed, sha256, size, result, None))
     final = status.moved_to(
         UploadState.FRESH,
         size=size,
-        sha256=result.get("sha256") or status.sha256,
+        sha256=sha256,
         records=result.get("records"),
         errors=0,
         error_summary=None,
         report_key=None,
+        version=placed.version,
+        key=placed.key,
+        duplicate_of=placed.key if placed.duplicate else None,
+        versions=versions,
         timings={**timings, "promote": round(time.monotonic() - started, 3)},
     )
     write_status(storage, final)
-    storage.delete(src)
-    if status.report_key:  # a quarantined file that passed on retry: its old report goes too
-        storage.delete(status.report_key)
-    log.info("%s: valid (%s records) -> %s", name, final.records, storage.uri(dst))
+    if delete_source:
+        storage.delete(src)
+        if src.startswith(f"{FAILED}/"):  # a quarantined file that passed on retry: its report goes too
+            storage.delete(report_key_of(src))
+    log.info(
+        "%s: valid (%s records) -> %s (%s)",
+        name,
+        final.records,
+        _describe(name, placed, sha256),
+        storage.uri(placed.key),
+    )
     return final
 
 
 def quarantine(
-    storage: Storage, name: str, src: str, status: UploadStatus, result: dict, timings: dict
+    storage: Storage,
+    name: str,
+    src: str,
+    status: UploadStatus,
+    result: dict,
+    timings: dict,
+    pinned: ObjectInfo | None = None,
 ) -> UploadStatus:
-    """Write the error report, move ``src`` to ``failed/<name>``, record ``failed``."""
+    """Put the invalid file ``src`` into ``failed/`` as a new version of ``name`` with its error
+    report beside it (or find it is a duplicate of a kept one), record ``failed``, delete ``src``.
+
+    The version is claimed by creating its report conditionally, then the file is copied. A
+    quarantined file re-validated in place (``src`` under ``failed/``) keeps its name; its report
+    is refreshed.
+
+    :raises UploadReplaced: ``src`` changed during validation and the copy is not the checked
+        content.
+    """
     started = time.monotonic()
     errors = result.get("errors") or []
     first = errors[0] if errors else {"reason": "invalid"}
     where = ", ".join(f"{k} {first[k]:,}" for k in ("line", "offset") if first.get(k) is not None)
     summary = f"{where}: {first['reason']}" if where else first["reason"]
-    report = {
-        "name": name,
-        "data_type": status.data_type,
-        "checked_at": datetime.now(UTC).isoformat(),
-        **result,
-    }
-    write_json(storage, report_key(name), report)
-    dst = f"{FAILED}/{name}"
-    if src != dst:
-        storage.move(src, dst)
+    size = storage.stat(src).size
+    sha256 = result.get("sha256") or status.sha256 or file_sha256(storage, src)
+
+    def report_for(key: str, version: int) -> dict:
+        return {
+            "name": name,
+            "key": key,
+            "version": version,
+            "data_type": status.data_type,
+            "checked_at": datetime.now(UTC).isoformat(),
+            **result,
+            "sha256": sha256,
+        }
+
+    def claim(key: str) -> bool:
+        report = report_key_of(key)
+        version = version_of(name, key.rpartition("/")[2]) or 1
+        body = json.dumps(report_for(key, version), indent=2, sort_keys=True).encode()
+        created = storage.create(report, body)
+        if not created:
+            earlier = read_json(storage, report)
+            if not (earlier and earlier.get("sha256") == sha256 and not storage.exists(key)):
+                return False  # another file's report: the version is taken
+            write_json(storage, report, report_for(key, version))  # an interrupted run of these bytes
+        if storage.copy_new(src, key):
+            return True
+        if created and file_sha256(storage, key) != sha256:
+            storage.delete(report)  # a file without a report held the name: ours describes nothing
+        return False
+
+    if src.startswith(f"{FAILED}/"):  # re-validated in place and still invalid
+        entry = next((v for v in status.versions if v.get("key") == src), None)
+        version = entry["version"] if entry else (version_of(name, src.rpartition("/")[2]) or 1)
+        placed = Placement(version, src, False)
+        write_json(storage, report_key_of(src), report_for(src, version))
+        delete_source = False
+    else:
+        placed = place(storage, FAILED, name, sha256, _known_sha256(status), claim)
+        delete_source = _check_source_unchanged(storage, src, pinned, placed, sha256)
+    versions = [v for v in status.versions if v.get("key") != placed.key or placed.duplicate]
+    if not placed.duplicate:
+        versions.append(_version_entry(FAILED, placed, sha256, size, result, report_key_of(placed.key)))
     final = status.moved_to(
         UploadState.FAILED,
-        size=storage.stat(dst).size,
-        sha256=result.get("sha256") or status.sha256,
+        size=size,
+        sha256=sha256,
         records=result.get("records"),
         errors=result.get("errors_found", len(errors)),
         error_summary=summary[:500],
-        report_key=report_key(name),
+        report_key=report_key_of(placed.key),
+        version=placed.version,
+        key=placed.key,
+        duplicate_of=placed.key if placed.duplicate else None,
+        versions=versions,
         timings={**timings, "quarantine": round(time.monotonic() - started, 3)},
     )
     write_status(storage, final)
-    log.warning("%s: invalid (%s) -> %s", name, summary, storage.uri(dst))
+    if delete_source:
+        storage.delete(src)
+    log.warning(
+        "%s: invalid (%s) -> %s (%s)", name, summary, _describe(name, placed, sha256), storage.uri(placed.key)
+    )
     return final
 
 
@@ -250,21 +495,42 @@ def cleanup(
     multipart_older_than_hours: float = 24,
     dry_run: bool = False,
 ) -> dict:
-    """Remove quarantined files (with report and status) and abandoned uploads past their age.
+    """Remove quarantined files (with their reports) and abandoned uploads past their age.
 
-    :param failed_older_than_hours: age of a ``failed`` status (its last update) after which the
-        file, its report and its status record are deleted.
+    :param failed_older_than_hours: age after which a quarantined file and its report are
+        deleted: the age of its entry in the status record's ``versions`` (when it was
+        quarantined or last re-validated); for records written before versions existed, the
+        age of the ``failed`` record. A record in state ``failed`` whose files are all gone is
+        deleted too; other records keep the remaining versions.
     :param multipart_older_than_hours: age after which incomplete multipart uploads under
-        ``uploads/`` are aborted (local backend: ``.partial`` files).
+        ``uploads/`` are aborted (local backend: ``.partial`` files, the local uploader's too).
     :param dry_run: only report what would be removed.
-    :returns: ``{"failed": [names], "incomplete_uploads": [keys], "dry_run": bool}``.
+    :returns: ``{"failed": [paths below failed/], "incomplete_uploads": [keys], "dry_run": bool}``.
     """
     from dataset_ops.staging.status import list_statuses, status_key
 
     cutoff = datetime.now(UTC) - timedelta(hours=failed_older_than_hours)
     removed = []
-    for status in list_statuses(storage, UploadState.FAILED):
-        if datetime.fromisoformat(status.updated_at) < cutoff:
+    for status in list_statuses(storage):
+        if status.versions:
+            old = [
+                v
+                for v in status.versions
+                if v.get("state") == FAILED and datetime.fromisoformat(v["at"]) < cutoff
+            ]
+            keep = [v for v in status.versions if v not in old]
+            removed += [v["key"][len(FAILED) + 1 :] for v in old]
+            if dry_run or not old:
+                continue
+            for v in old:
+                storage.delete(v["key"])
+                storage.delete(report_key_of(v["key"]))
+            if status.state == UploadState.FAILED and not keep:
+                storage.delete(status_key(status.name))
+            else:
+                status.versions = keep
+                write_status(storage, status)
+        elif status.state == UploadState.FAILED and datetime.fromisoformat(status.updated_at) < cutoff:
             removed.append(status.name)
             if not dry_run:
                 for key in (f"{FAILED}/{status.name}", report_key(status.name), status_key(status.name)):
@@ -276,27 +542,50 @@ def cleanup(
         len(removed),
         len(incomplete),
     )
-    return {"failed": removed, "incomplete_uploads": incomplete, "dry_run": dry_run}
+    return {"failed": sorted(removed), "incomplete_uploads": incomplete, "dry_run": dry_run}
+
+
+def owner_of_failed(storage: Storage, file: str) -> tuple[str, UploadStatus | None]:
+    """The upload name whose quarantined version is ``failed/<file>``, and its status record:
+    ``file`` itself when its record keeps that file (or predates versions), else the name
+    without ``.vN`` when that name's record lists the file (``x.v2.jsonl`` -> ``x.jsonl``)."""
+    key = f"{FAILED}/{file}"
+    status = read_status(storage, file)
+    if status is not None and (not status.versions or any(v.get("key") == key for v in status.versions)):
+        return file, status
+    folder, _, base = file.rpartition("/")
+    stem, ext = split_extension(base)
+    match = re.fullmatch(r"(.+)\.v([2-9]|[1-9][0-9]+)", stem)
+    if match:
+        candidate = f"{folder}/{match[1]}{ext}" if folder else f"{match[1]}{ext}"
+        owner = read_status(storage, candidate)
+        if owner is not None and any(v.get("key") == key for v in owner.versions):
+            return candidate, owner
+    return file, status
 
 
 def retry_targets(storage: Storage, names: list[str]) -> list[dict]:
-    """Quarantined files to validate again: one dict per name (``source`` = ``failed``).
+    """Quarantined files to validate again: one dict per file (``name`` = the upload name,
+    ``key`` = the file's key, ``source`` = ``failed``, ``data_type``, ``size`` in bytes).
 
+    :param names: paths below ``failed/``, e.g. ``x.jsonl`` or the version ``x.v2.jsonl``.
     :raises ValueError: a name is unsafe or has no quarantined file.
     """
     targets = []
-    for name in names:
-        check_name(name)
-        if not storage.exists(f"{FAILED}/{name}"):
-            raise ValueError(f"{name}: no such file in {FAILED}/ (see `python -m dataset_ops.staging list`)")
-        status = read_status(storage, name)
+    for file in names:
+        check_name(file)
+        key = f"{FAILED}/{file}"
+        if not storage.exists(key):
+            raise InputError(f"{file}: no such file in {FAILED}/ (see `python -m dataset_ops.staging list`)")
+        name, status = owner_of_failed(storage, file)
         data_type = (status.data_type if status else None) or infer_data_type(name)
         targets.append(
             {
                 "name": name,
+                "key": key,
                 "data_type": data_type,
                 "source": FAILED,
-                "size": storage.stat(f"{FAILED}/{name}").size,
+                "size": storage.stat(key).size,
             }
         )
     return targets

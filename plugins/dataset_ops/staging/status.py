@@ -4,12 +4,19 @@ Layout under the staging root (the Variable ``staging_root``, default ``s3://tra
 
     uploads/<name>             files as uploaded (complete objects only: S3 shows a multipart
                                upload only once it is completed)
-    fresh/<name>               validated files, promoted by server-side copy
-    failed/<name>              quarantined files, with ``failed/<name>.report.json`` beside them
-    _status/<name>.json        one status record per file (this module)
+    fresh/<name>               validated files, promoted by server-side copy (version 1)
+    fresh/<stem>.v<N><ext>     version N >= 2 of the name: different content uploaded later
+    failed/<name>              quarantined files (versioned the same way), each with
+                               ``failed/<file>.report.json`` beside it
+    _status/<name>.json        one status record per name (this module)
 
 ``<name>`` is the path below ``uploads/``, e.g. ``gsm8k/train.jsonl``; it may contain ``/`` but
 never ``..``, a leading ``/``, a backslash or control characters (:func:`check_name`).
+
+Nothing in ``fresh/`` or ``failed/`` is ever replaced. Version 1 of a name is the name itself;
+version N >= 2 puts ``.vN`` before the extension (:func:`versioned_name`: ``x.jsonl`` ->
+``x.v2.jsonl``, ``a/t.jsonl.gz`` -> ``a/t.v2.jsonl.gz``, ``README`` -> ``README.v2``). Content
+equal (sha256) to a version already kept in the folder is a duplicate: nothing is written.
 
 A record moves through ``uploading`` -> ``uploaded`` -> ``validating`` -> ``fresh`` | ``failed``;
 each write replaces the whole record (all-or-nothing, see :mod:`dataset_ops.storage`).
@@ -22,6 +29,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from dataset_ops.errors import InputError
 from dataset_ops.storage import Storage, read_json, write_json
 
 STAGING_ROOT_VARIABLE = "staging_root"
@@ -32,6 +40,8 @@ FAILED = "failed"
 STATUS = "_status"
 
 _BAD_NAME = re.compile(r"(^/)|(^|/)\.\.?(/|$)|\\|[\x00-\x1f\x7f]|//")
+#: Compression suffixes kept together with the format suffix before them (``.jsonl.gz``).
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
 
 
 class UploadState(StrEnum):
@@ -51,11 +61,51 @@ def check_name(name: str) -> str:
         backslash, an empty segment, control characters, or longer than 900 bytes.
     """
     if not name or name.endswith("/") or _BAD_NAME.search(name) or len(name.encode()) > 900:
-        raise ValueError(
+        raise InputError(
             f"unsafe upload name {name!r}: use a relative path without '..', a leading '/', "
             "backslashes, empty segments or control characters"
         )
     return name
+
+
+def split_extension(base: str) -> tuple[str, str]:
+    """``(stem, extension)`` of a file's base name: the last suffix, with the one before it when
+    the last is a compression suffix (``t.jsonl.gz`` -> ``("t", ".jsonl.gz")``); a leading dot
+    is part of the stem (``.env`` -> ``(".env", "")``)."""
+    dot = base.rfind(".")
+    if dot <= 0:
+        return base, ""
+    stem, ext = base[:dot], base[dot:]
+    if ext.lower() in COMPRESSION_SUFFIXES:
+        inner = stem.rfind(".")
+        if inner > 0:
+            stem, ext = stem[:inner], stem[inner:] + ext
+    return stem, ext
+
+
+def versioned_name(name: str, version: int) -> str:
+    """The name of version ``version`` (1, 2, ...) of ``name``: ``name`` itself for 1, else
+    ``.v<version>`` before the extension (``gsm8k/train.jsonl``, 3 -> ``gsm8k/train.v3.jsonl``).
+
+    :raises ValueError: ``version`` below 1.
+    """
+    if version < 1:
+        raise ValueError(f"version must be >= 1, got {version}")
+    if version == 1:
+        return name
+    folder, _, base = name.rpartition("/")
+    stem, ext = split_extension(base)
+    return f"{folder}/{stem}.v{version}{ext}" if folder else f"{stem}.v{version}{ext}"
+
+
+def version_of(name: str, candidate: str) -> int | None:
+    """The version number ``candidate`` (a base name in ``name``'s folder) has as a version of
+    ``name``'s base name, or None when it is not one (``x.jsonl``, ``x.v2.jsonl`` -> 2)."""
+    stem, ext = split_extension(name.rpartition("/")[2])
+    match = re.fullmatch(re.escape(stem) + r"(?:\.v([2-9]|[1-9][0-9]+))?" + re.escape(ext), candidate)
+    if match is None:
+        return None
+    return int(match[1]) if match[1] else 1
 
 
 def now_iso() -> str:
@@ -82,7 +132,16 @@ class UploadStatus:
     :param report_key: key of the JSON error report (``failed/<name>.report.json``).
     :param history: earlier ``(state, at)`` pairs, oldest first.
     :param multipart: while ``uploading``: what a rerun of the uploader needs to resume (bucket,
-        key, part size in bytes, part count, source file path, size and ``mtime_ns``); None after.
+        key, part size in bytes, part count, source file path, size and ``mtime_ns``; on a local
+        root the partial file's key); None after.
+    :param version: version number of this name's latest file in ``fresh/`` or ``failed/``
+        (1 is the bare name, see :func:`versioned_name`); None before validation.
+    :param key: key of that file below the staging root (``fresh/x.v2.jsonl``).
+    :param duplicate_of: set when the latest upload had the same sha256 as a file already kept:
+        that file's key (nothing was written; ``key`` and ``version`` name it).
+    :param versions: every file of this name kept in ``fresh/`` and ``failed/``, oldest first:
+        dicts with ``version``, ``state``, ``key``, ``sha256``, ``size`` (bytes), ``records``,
+        ``errors``, ``report_key`` (failed only) and ``at`` (ISO 8601 UTC).
     """
 
     name: str
@@ -101,6 +160,10 @@ class UploadStatus:
     report_key: str | None = None
     history: list[list[str]] = field(default_factory=list)
     multipart: dict | None = None
+    version: int | None = None
+    key: str | None = None
+    duplicate_of: str | None = None
+    versions: list[dict] = field(default_factory=list)
 
     def moved_to(self, state: UploadState | str, **changes) -> UploadStatus:
         """A copy in ``state`` with ``changes`` applied; the old state goes to ``history``."""
@@ -155,17 +218,14 @@ def quiet_airflow_logs() -> None:
 
 
 def staging_root(explicit: str | None = None) -> str:
-    """The staging root: ``explicit``, else the Variable ``staging_root`` (inside Airflow, or its
-    ``AIRFLOW_VAR_STAGING_ROOT`` environment form elsewhere), else ``s3://training-data/``."""
-    import os
+    """The staging root: ``explicit``, else the Variable ``staging_root`` (``AIRFLOW_VAR_STAGING_ROOT``,
+    else inside a task the Task SDK's Variable, outside one the Airflow home's metadata database:
+    :func:`dataset_ops.settings.variable`), else ``s3://training-data/``.
+
+    :raises dataset_ops.settings.VariableUnavailable: outside a task, the metadata database
+        cannot be read."""
+    from dataset_ops.settings import variable
 
     if explicit:
         return explicit
-    if "AIRFLOW_VAR_STAGING_ROOT" in os.environ:
-        return os.environ["AIRFLOW_VAR_STAGING_ROOT"]
-    try:
-        from airflow.sdk import Variable
-
-        return Variable.get(STAGING_ROOT_VARIABLE, default=DEFAULT_STAGING_ROOT)
-    except Exception:  # outside a task there may be no Variable backend to ask
-        return DEFAULT_STAGING_ROOT
+    return variable(STAGING_ROOT_VARIABLE, DEFAULT_STAGING_ROOT)

@@ -111,6 +111,11 @@ class Storage(Protocol):
         """Write ``data`` at ``key`` only if nothing is there, atomically (of two concurrent
         callers exactly one wins); returns whether this call created it."""
 
+    def copy_new(self, src: str, dst: str) -> bool:
+        """Copy ``src`` to ``dst`` only if nothing is at ``dst``, atomically (of two concurrent
+        callers exactly one wins, an existing object is never replaced); returns whether this
+        call created ``dst``. :raises FileNotFoundError: no object at ``src``."""
+
 
 def read_json(storage: Storage, key: str) -> dict | None:
     """The JSON object stored at ``key``, or None when there is none."""
@@ -338,6 +343,26 @@ class LocalStorage:
         finally:
             Path(tmp).unlink(missing_ok=True)
 
+    def copy_new(self, src: str, dst: str) -> bool:
+        """Copy into a temporary file beside ``dst``, then ``link`` it to ``dst`` (which fails,
+        replacing nothing, when ``dst`` exists)."""
+        source, path = self._path(src), self._path(dst)
+        if not source.is_file():
+            raise FileNotFoundError(str(source))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        try:
+            with open(source, "rb") as fh, os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(fh, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
     def children(self, folder: str = "") -> set[str]:
         base = self._path(folder) if folder else self.root
         return {p.name for p in base.iterdir() if not p.name.endswith(".partial")} if base.is_dir() else set()
@@ -472,6 +497,60 @@ class S3Storage:
             ):
                 return False
             raise
+
+    def copy_new(self, src: str, dst: str, part_size: int = S3_COPY_PART_SIZE) -> bool:
+        """Server-side multipart copy (``UploadPartCopy`` in parts of ``part_size`` bytes, any
+        object size) completed with ``If-None-Match: *``: S3 answers 412 when ``dst`` exists,
+        and the copy is then aborted (``CopyObject`` ignores that header on some servers)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from botocore.exceptions import ClientError
+
+        size = self.stat(src).size
+        if size == 0:
+            return self.create(dst, b"")
+        source = {"Bucket": self.bucket, "Key": self._key(src)}
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(dst))["UploadId"]
+
+        def part(number: int, offset: int) -> dict:
+            end = min(offset + part_size, size) - 1
+            result = self.client.upload_part_copy(
+                Bucket=self.bucket,
+                Key=self._key(dst),
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource=source,
+                CopySourceRange=f"bytes={offset}-{end}",
+            )
+            return {"PartNumber": number, "ETag": result["CopyPartResult"]["ETag"]}
+
+        try:
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                plan = list(enumerate(range(0, size, part_size), 1))
+                parts = list(pool.map(lambda p: part(*p), plan))
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self._key(dst),
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
+            return True
+        except ClientError as exc:
+            self._abort_quietly(dst, upload_id)
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
+        except BaseException:
+            self._abort_quietly(dst, upload_id)
+            raise
+
+    def _abort_quietly(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(key), UploadId=upload_id)
+        except Exception:  # already gone; a lifecycle rule or the staging cleanup removes leftovers
+            pass
 
     def children(self, folder: str = "") -> set[str]:
         """``ListObjectsV2`` with ``Delimiter="/"``: common prefixes are the sub-folders."""

@@ -3,7 +3,9 @@
 How it runs: when the schema is flat enough, the complete lines of a block go as one buffer to
 a msgspec decoder that parses and checks them all in C
 (:mod:`dataset_ops.validation.block_decoder`); numpy checks that every line starts with ``{``
-and ends with ``}``, so that as many values as lines means one object per line. Otherwise the
+and ends with ``}``, so that as many values as lines means one object per line, and one strict
+UTF-8 decode of the block comes first (msgspec skips undeclared fields and unknown keys without
+decoding them, so invalid UTF-8 there would otherwise pass). Otherwise the
 block is split into lines with one ``bytes.split`` and every line goes through ``orjson.loads``
 (which also rejects invalid UTF-8) and the compiled fastjsonschema validator in a tight loop.
 Only when that fails is the block checked again line by line, by orjson and fastjsonschema,
@@ -33,7 +35,14 @@ from typing import Any
 import numpy as np
 import orjson
 
-from dataset_ops.validation.reader import BlockSource, ErrorCollector, Stop, describe_start, first_non_space
+from dataset_ops.validation.reader import (
+    BlockSource,
+    ErrorCollector,
+    Stop,
+    describe_start,
+    first_non_space,
+    is_utf8,
+)
 from dataset_ops.validation.rules import RuleSet
 from dataset_ops.validation.workers import WorkerPool
 
@@ -196,7 +205,14 @@ class JsonlValidator:
         with ``{`` and end with ``}`` (or ``}\\r``): then every newline lies between two top-level
         values (a JSON string cannot hold a raw newline), each line holds at least one value,
         and as many values as lines means exactly one object per line.
+
+        msgspec skips fields the schema does not declare (and keys it does not know) without
+        decoding them, so invalid UTF-8 there would pass: the region's bytes are checked as
+        UTF-8 first, and a region with invalid bytes goes to the exact path (orjson checks the
+        whole line), which reports the line, the offset of the bad byte and why.
         """
+        if not is_utf8(region):
+            return 0
         a = np.frombuffer(region, np.uint8)
         if a[0] != _OPEN:
             return 0

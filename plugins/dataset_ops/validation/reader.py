@@ -189,6 +189,21 @@ def describe_start(data: bytes, limit: int = 40) -> str:
     return repr(text[:limit] + ("..." if len(text) > limit else ""))
 
 
+def is_utf8(data: bytes | bytearray | memoryview) -> bool:
+    """Whether ``data`` is entirely valid UTF-8 (RFC 3629: no overlong forms, no encoded
+    surrogates such as ``ED A0 80``, nothing above U+10FFFF, no sequence cut off at the end).
+
+    One strict ``str(data, "utf-8")`` (C speed, a memcpy for ASCII). Every parser that may skip
+    bytes without decoding them (msgspec skips unknown fields and keys unchecked) is guarded by
+    this, so that no rule set lets invalid UTF-8 through anywhere in a record.
+    """
+    try:
+        str(data, "utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def utf8_errors(data: bytes) -> Iterator[tuple[int, str]]:
     """Every invalid UTF-8 sequence in ``data`` (which must not end inside a valid sequence):
     ``(index of its first byte, description)``.

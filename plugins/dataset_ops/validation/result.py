@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from dataset_ops.errors import InputError
+
 #: Error codes, stable for machines; ``reason`` is the human-readable text.
 ERROR_CODES = {
     "format_not_allowed": "the name's extension is not in allowed_formats",
@@ -135,8 +137,9 @@ class ValidationResult:
             raise ValidationFailed(self)
 
 
-class ValidationFailed(ValueError):
-    """A file did not pass validation; ``result`` holds the details.
+class ValidationFailed(InputError):
+    """A file did not pass validation; ``result`` holds the details. A ``ValueError``, and
+    permanent (:class:`dataset_ops.errors.PermanentError`): a task fails on it without retries.
 
     The message names the file, the number of errors and the first few (line, byte, reason).
     """

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from dataset_ops.errors import InputError, NotFound
+
 #: Folder of the YAML rule sets: ``<repo>/include/validation``.
 RULES_DIR = Path(__file__).resolve().parents[3] / "include" / "validation"
 #: Base formats, by name extension.
@@ -55,8 +57,14 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class RuleError(ValueError):
-    """A rule set is malformed (unknown key, wrong type, bad schema); the message names it."""
+class RuleError(InputError):
+    """A rule set or an override is malformed (unknown key, wrong type, bad schema, a bad Param
+    value); the message names it. A ``ValueError``, and permanent
+    (:class:`dataset_ops.errors.PermanentError`): a task fails on it without retries."""
+
+
+class UnknownRuleSet(RuleError, NotFound):
+    """No rule set (data type) of that name; the message lists the known ones. Permanent."""
 
 
 def parse_size(value: Any, key: str = "size") -> int | None:
@@ -488,16 +496,18 @@ def load_rules(data_type: str, overrides: dict | None = None, *, rules_dir: Path
     :param data_type: rule set name, e.g. ``"training_jsonl"``.
     :param overrides: top-level keys to replace (see :meth:`RuleSet.with_overrides`).
     :param rules_dir: folder of YAML files (default :data:`RULES_DIR`, ``<repo>/include/validation``).
-    :raises RuleError: unknown data type (the message lists the known ones) or a malformed file.
+    :raises UnknownRuleSet: unknown data type (a :class:`RuleError`; the message lists the known
+        ones).
+    :raises RuleError: a malformed file or override.
     """
     import yaml
 
     folder = rules_dir or RULES_DIR
     if not isinstance(data_type, str) or not _NAME_RE.fullmatch(data_type):
-        raise RuleError(f"invalid data type name {data_type!r}")
+        raise UnknownRuleSet(f"invalid data type name {data_type!r}")
     path = folder / f"{data_type}.yaml"
     if not path.is_file():
-        raise RuleError(f"no rule set {data_type!r} in {folder}; known: {available_rule_sets(folder)}")
+        raise UnknownRuleSet(f"no rule set {data_type!r} in {folder}; known: {available_rule_sets(folder)}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -106,3 +106,72 @@ def test_wrong_header_is_rejected(file_server, storage):
     with pytest.raises(StreamFormatError, match="line 1: wrong header"):
         fetch(file_server, storage)
     assert not storage.exists(raw_key(RATINGS))
+
+
+# -- which failures are permanent (the task fails at once) and which are retried ---------------
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 451])
+def test_4xx_is_permanent_and_asked_once(file_server, storage, status):
+    from dataset_ops.errors import HTTPClientError, is_permanent
+    from dataset_ops.imdb.download import DownloadRefused
+
+    shutil.copyfile(FULL_RATINGS, file_server.root / PATH)
+    file_server.faults[PATH] = Fault(status=status)
+    with pytest.raises(DownloadRefused, match=rf"title\.ratings\.tsv\.gz: HTTP {status}") as exc:
+        fetch(file_server, storage)
+    assert is_permanent(exc.value) and isinstance(exc.value, HTTPClientError | DownloadError)
+    assert exc.value.status == status
+    assert file_server.count(PATH) == 1  # the session does not retry it either
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503])
+def test_408_429_and_5xx_stay_transient(file_server, storage, status):
+    from dataset_ops.errors import is_permanent
+
+    shutil.copyfile(FULL_RATINGS, file_server.root / PATH)
+    file_server.faults[PATH] = Fault(status=status)
+    with pytest.raises(DownloadError, match=rf"HTTP {status}") as exc:
+        fetch(file_server, storage)
+    assert not is_permanent(exc.value)
+
+
+def test_connection_refused_is_transient(storage):
+    import socket
+
+    from dataset_ops.errors import is_permanent
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DownloadError, match="request failed") as exc:
+        download_file(RATINGS, f"http://127.0.0.1:{port}/", storage, session=fast_session())
+    assert not is_permanent(exc.value)
+
+
+def test_bad_content_is_permanent_a_cut_body_is_not(file_server, storage):
+    from dataset_ops.errors import is_permanent
+    from dataset_ops.imdb.datasets import InvalidDump
+
+    gzip_file(slice_path("title.basics"), file_server.root / PATH)  # wrong header
+    with pytest.raises(InvalidDump, match="line 1: wrong header") as exc:
+        fetch(file_server, storage)
+    assert is_permanent(exc.value) and isinstance(exc.value, StreamFormatError)
+
+    # the whole announced body arrived, but the gzip in it ends early: the host serves a bad file
+    (file_server.root / PATH).write_bytes(FULL_RATINGS.read_bytes()[:1_000_000])
+    with pytest.raises(InvalidDump, match="truncated gzip") as exc:
+        fetch(file_server, storage)
+    assert is_permanent(exc.value)
+
+    (file_server.root / PATH).write_bytes(b"\x1f\x8b\x08\x00" + b"\xff" * 5000)  # corrupt deflate
+    with pytest.raises(InvalidDump, match="not a valid gzip stream"):
+        fetch(file_server, storage)
+
+    # fewer bytes than announced: the connection broke, a retry may work
+    shutil.copyfile(FULL_RATINGS, file_server.root / PATH)
+    file_server.faults[PATH] = Fault(short_by=5000)
+    with pytest.raises(DownloadError) as exc:
+        fetch(file_server, storage)
+    assert not is_permanent(exc.value)
+    assert not storage.exists(raw_key(RATINGS))

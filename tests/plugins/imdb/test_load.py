@@ -218,3 +218,92 @@ def test_publish_gives_up_when_readers_hold_the_old_table(pg, postgres_url, publ
     assert_still_published(pg, published_basics)
     load.publish(pg, [staged])  # once the reader is gone, the new generation goes in
     assert pg.execute("SELECT count(*) FROM imdb.title_basics").fetchone()[0] == staged["rows"]
+
+
+# -- which failures are permanent (the task fails at once) and which are retried ---------------
+
+
+@pytest.mark.parametrize(
+    "bad_line",
+    [
+        b"tt9999999\tmovie\tA\tA\t0\t2000\t\\N\t90\tDrama\textra\n",  # a field too many
+        b"tt9999999\tmovie\tA\tA\t0\t2000\t\\N\t90\n",  # a field too few
+        b"tt9999999\tmovie\tCaf\xe9\tA\t0\t2000\t\\N\t90\tDrama\n",  # invalid UTF-8
+        b"tt9999999\tmovie\t\xed\xa0\x80\tA\t0\t2000\t\\N\t90\tDrama\n",  # an encoded surrogate
+        b"tt9999999\tmovie\tA\tA\tmaybe\t2000\t\\N\t90\tDrama\n",  # not a boolean
+        b"tt9999999\tmovie\tA\tA\t0\t99999999999\t\\N\t90\tDrama\n",  # out of range
+    ],
+)
+def test_bad_data_is_permanent(pg, bad_line):
+    from dataset_ops.errors import InputError, is_permanent
+
+    load.ensure_schemas(pg)
+    data = _with_line(slice_path("title.basics").read_bytes(), 99, bad_line)
+    with pytest.raises(load.BadDumpData, match=r"^title\.basics\.tsv\.gz: line 99: ") as exc:
+        load.stage_file(pg, BASICS, gz(data))
+    assert is_permanent(exc.value) and isinstance(exc.value, InputError | load.ImdbLoadError)
+
+
+def test_bad_files_and_duplicates_are_permanent(pg):
+    from dataset_ops.errors import is_permanent
+    from dataset_ops.imdb.datasets import InvalidDump
+
+    load.ensure_schemas(pg)
+    lines = slice_path("title.basics").read_bytes().splitlines(keepends=True)
+    with pytest.raises(load.BadDumpData, match=r"tconst\)=\(tt0000002\) is duplicated") as exc:
+        load.stage_file(pg, BASICS, gz(b"".join(lines + [lines[2]])))
+    assert is_permanent(exc.value)
+    with pytest.raises(InvalidDump, match="line 1: wrong header") as exc:
+        load.stage_file(pg, BASICS, gz(slice_path("title.crew").read_bytes()))
+    assert is_permanent(exc.value)
+    data = gzip.compress(b"".join(lines))
+    with pytest.raises(InvalidDump, match="truncated gzip") as exc:
+        load.stage_file(pg, BASICS, io.BytesIO(data[: len(data) // 2]))
+    assert is_permanent(exc.value)
+    with pytest.raises(load.BadDumpData, match="the download counted 7") as exc:
+        load.stage_file(pg, BASICS, gz(b"".join(lines)), expected_rows=7)
+    assert is_permanent(exc.value)
+
+
+def test_a_server_side_failure_is_transient(pg):
+    """A COPY cancelled by the server (statement_timeout, SQLSTATE 57014) is not the data's fault."""
+    from dataset_ops.errors import is_permanent
+
+    load.ensure_schemas(pg)
+    pg.execute("SET statement_timeout = '1ms'")
+    try:
+        with pytest.raises(load.ImdbLoadError, match="statement timeout") as exc:
+            load.stage_file(pg, BASICS, gz(slice_path("title.basics").read_bytes()))
+    finally:
+        pg.execute("RESET statement_timeout")
+    assert not is_permanent(exc.value)
+
+
+def _history(pg) -> list[tuple]:
+    return pg.execute("SELECT file, status FROM imdb.load_history ORDER BY id").fetchall()
+
+
+def test_one_failed_history_row_per_failed_load(pg, tmp_path):
+    """A transient failure with retries left writes no row (the retry will); the last try
+    writes one; a permanent failure writes one at once, as no retry follows."""
+    storage = open_storage(str(tmp_path))
+    storage.write_stream("imdb/raw/title.basics.tsv.gz", gz(slice_path("title.basics").read_bytes()))
+    load.ensure_schemas(pg)
+    item = {"file": "title.basics", "key": "imdb/raw/title.basics.tsv.gz", "sha256": "ab"}
+
+    # transient: COPY of the 50,001 rows takes longer than this, the history INSERT does not
+    pg.execute("SET statement_timeout = '25ms'")
+    try:
+        for final_try in (False, False, True):  # try 1 and 2 of 3 are retried, try 3 is the last
+            with pytest.raises(load.ImdbLoadError):
+                stage(pg, storage, item, dag_run_id="r1", final_try=final_try)
+    finally:
+        pg.execute("RESET statement_timeout")
+    assert _history(pg) == [("title.basics", "failed")]
+
+    data = _with_line(slice_path("title.basics").read_bytes(), 5, b"tt1\tx\n")  # permanent
+    storage.write_stream("imdb/raw/title.basics.tsv.gz", gz(data))
+    with pytest.raises(load.BadDumpData):
+        stage(pg, storage, item, dag_run_id="r2", final_try=False)
+    assert _history(pg) == [("title.basics", "failed")] * 2
+    assert pg.execute("SELECT dag_run_id FROM imdb.load_history ORDER BY id").fetchall() == [("r1",), ("r2",)]

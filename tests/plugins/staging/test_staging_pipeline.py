@@ -105,7 +105,7 @@ def test_quarantine_writes_the_report_then_moves_the_file(area):
     report = read_json(area, "failed/bad.csv.report.json")
     assert report["errors"][0]["reason"] == "unclosed quote" and report["name"] == "bad.csv"
     assert pipeline.retry_targets(area, ["bad.csv"]) == [
-        {"name": "bad.csv", "data_type": "csv", "source": "failed", "size": 16}
+        {"name": "bad.csv", "key": "failed/bad.csv", "data_type": "csv", "source": "failed", "size": 16}
     ]
     with pytest.raises(ValueError, match="no such file in failed/"):
         pipeline.retry_targets(area, ["other.csv"])

@@ -191,10 +191,11 @@ def test_unsafe_names_are_rejected(s3_bucket, s3, name, capsys):
 
 def test_bad_arguments_exit_2(s3_bucket, tmp_path, capsys):
     assert up.main([str(tmp_path / "missing.bin"), "--to", f"s3://{s3_bucket}/uploads/"]) == 2
-    assert up.main([str(GSM8K), "--to", str(tmp_path)]) == 2
+    assert up.main([str(GSM8K), "--to", "gs://bucket/uploads/"]) == 2
     assert up.main([str(GSM8K), "--to", f"s3://{s3_bucket}/uploads/", "--part-size-mib", "4"]) == 2
     err = capsys.readouterr().err
-    assert "No such file" in err and "must be an s3:// URI" in err and "5 MiB .. 5 GiB" in err
+    assert "No such file" in err and "scheme 'gs' is not supported" in err and "5 MiB .. 5 GiB" in err
+    assert not list(tmp_path.iterdir())  # nothing written anywhere
 
 
 def test_resume_after_crash(s3_bucket, s3, tmp_path):
@@ -401,3 +402,105 @@ def test_file_region_is_a_bounded_seekable_view(tmp_path):
         assert region.read() == bytes(range(110, 150)) and region.read() == b""
         assert region.seek(0) == 0 and counted == [40, -50]  # a retry rewinds the progress
         assert region.seek(0, os.SEEK_END) == 50 and region.tell() == 50
+
+
+# --- local staging root (issue 14, point 10) and no replacing (point 2) -------------------------
+def test_cli_uploads_to_a_local_staging_root_as_the_readme_shows(tmp_path):
+    """`AIRFLOW_VAR_STAGING_ROOT=<folder> python -m dataset_ops.upload FILE --data-type T`, and the
+    same with `--root`: the file is in uploads/ with an `uploaded` record holding its sha256."""
+    root = tmp_path / "staging"
+    result = run_cli(
+        str(GSM8K), "--data-type", "training_jsonl", env_extra={"AIRFLOW_VAR_STAGING_ROOT": str(root)}
+    )
+    assert result.returncode == 0, result.stderr
+    data = GSM8K.read_bytes()
+    assert (root / "uploads" / GSM8K.name).read_bytes() == data
+    status = read_status(open_storage(str(root)), GSM8K.name)
+    assert json.loads(result.stdout.splitlines()[-1])["sha256"] == status.sha256 == sha256_of(data)
+    assert status.state == "uploaded" and status.data_type == "training_jsonl" and status.size == len(data)
+    assert f"uploaded {root / 'uploads' / GSM8K.name}" in result.stderr
+    assert [p.name for p in (root / "uploads").iterdir()] == [GSM8K.name]  # no partial file left
+
+    other = tmp_path / "other"
+    result = run_cli(str(GSM8K), "--root", f"file://{other}", "--name", "g/train.jsonl")
+    assert result.returncode == 0, result.stderr
+    assert (other / "uploads" / "g" / "train.jsonl").read_bytes() == data
+
+
+def test_local_upload_resumes_after_a_crash_and_restarts_for_a_changed_file(tmp_path):
+    root = tmp_path / "staging"
+    path = tmp_path / "big.bin"
+    data = random_file(path, 20 * MiB)
+    crashed = run_cli(str(path), "--root", str(root), env_extra={up.CRASH_ENV: "1"})
+    assert crashed.returncode == 137
+    assert not (root / "uploads" / "big.bin").exists()  # never visible half-written
+    assert (root / "uploads" / ".big.bin.upload.partial").stat().st_size == 8 * MiB
+    storage = open_storage(str(root))
+    assert read_status(storage, "big.bin").state == "uploading"
+
+    resumed = run_cli(str(path), "--root", str(root))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming: 8.0 MiB of 20.0 MiB already copied" in resumed.stderr
+    assert (root / "uploads" / "big.bin").read_bytes() == data
+    assert read_status(storage, "big.bin").sha256 == sha256_of(data)
+    assert not (root / "uploads" / ".big.bin.upload.partial").exists()
+
+    # Interrupted again with another file of that name, then the file changes: starts over.
+    (root / "uploads" / "big.bin").unlink()
+    path2 = tmp_path / "v2" / "big.bin"
+    path2.parent.mkdir()
+    random_file(path2, 20 * MiB, seed=1)
+    assert run_cli(str(path2), "--root", str(root), env_extra={up.CRASH_ENV: "1"}).returncode == 137
+    data2 = random_file(path2, 20 * MiB, seed=2)
+    again = run_cli(str(path2), "--root", str(root))
+    assert again.returncode == 0, again.stderr
+    assert "starting over" in again.stderr
+    assert (root / "uploads" / "big.bin").read_bytes() == data2
+
+
+@pytest.mark.parametrize("backend", ["s3", "local"])
+def test_a_waiting_upload_is_never_replaced(backend, request, tmp_path, capsys):
+    """uploads/<name> holds a file not validated yet: different content is refused (exit 3) and
+    changes nothing; the same content is a no-op."""
+    if backend == "s3":
+        dest = f"s3://{request.getfixturevalue('s3_bucket')}/st/uploads/"
+        storage = open_storage(dest.removesuffix("uploads/"))
+    else:
+        dest = str(tmp_path / "st" / "uploads")
+        storage = open_storage(str(tmp_path / "st"))
+    first, second = tmp_path / "a" / "x.jsonl", tmp_path / "b" / "x.jsonl"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    first.write_bytes(b'{"a": 1}\n')
+    second.write_bytes(b'{"b": 2}\n')
+    status = up.upload_file(first, dest, progress=False)
+    assert up.main([str(second), "--to", dest]) == 3
+    err = capsys.readouterr().err
+    assert "holds a different file" in err and "nothing was replaced" in err
+    with storage.open_read("uploads/x.jsonl") as fh:
+        assert fh.read() == b'{"a": 1}\n'
+    assert read_status(storage, "x.jsonl") == status
+    assert up.main([str(first), "--to", dest]) == 0
+    assert "already holds this file" in capsys.readouterr().err
+    assert read_status(storage, "x.jsonl").sha256 == status.sha256
+
+
+def test_a_multipart_upload_never_replaces_a_file_that_appeared_meanwhile(
+    s3_bucket, s3, tmp_path, monkeypatch
+):
+    """CompleteMultipartUpload carries If-None-Match: *: a file put at the key while the parts went
+    out stays; the uploader stops with NameTaken and keeps its parts for a later rerun."""
+    path = tmp_path / "big.bin"
+    random_file(path, 20 * MiB)
+    real = up._send_parts
+
+    def send_then_someone_uploads(*args, **kwargs):
+        sent = real(*args, **kwargs)
+        s3.put_object(Bucket=s3_bucket, Key="uploads/big.bin", Body=b"other")
+        return sent
+
+    monkeypatch.setattr(up, "_send_parts", send_then_someone_uploads)
+    with pytest.raises(up.NameTaken, match="nothing was replaced"):
+        up.upload_file(path, f"s3://{s3_bucket}/uploads/", progress=False)
+    assert download(s3, s3_bucket, "uploads/big.bin") == b"other"
+    assert len(pending_uploads(s3, s3_bucket)) == 1
