@@ -405,7 +405,8 @@ def documented(command: str) -> str:
 
 def _shell_env(**extra: str) -> dict[str, str]:
     """A user's shell: no Airflow setting of this test session, no PYTHONPATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "PYTHONPATH"}
+    outer = ("PYTHONPATH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")  # `make test`'s own make settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k not in outer}
     env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
     return {**env, **extra}
 
@@ -545,9 +546,8 @@ def demo_checkout(tmp_path_factory):
     checkout = tmp_path_factory.mktemp("checkout")
     (checkout / ".venv").symlink_to(REPO / ".venv")
     data = checkout / ".data"
-    recipe = _ok(_bash(f"make -n {shlex.quote(documented('make demo').split()[1])}", cwd=REPO)).splitlines()[
-        -1
-    ]
+    target = shlex.quote(documented("make demo").split()[1])
+    recipe = _ok(_bash(f"make -n --no-print-directory {target}", cwd=REPO)).splitlines()[-1]
     assert recipe == ".venv/bin/python scripts/demo.py", recipe  # what `make demo` runs after `install`
     started = time.monotonic()
     out = _ok(_bash(f"{recipe} --data-dir {shlex.quote(str(data))}", cwd=REPO, timeout=600))

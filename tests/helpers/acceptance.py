@@ -1,4 +1,5 @@
-"""The acceptance layer's Airflow: the suite as its users run it, started once per test session.
+"""The acceptance layer's Airflow: the suite as its users run it, started once for the package
+``tests/acceptance`` and stopped after it (so that it does not run beside the Celery stack).
 
 The ``acceptance`` fixture starts :class:`airflow_stack.AirflowStack` with the LocalExecutor
 (``airflow api-server``, ``scheduler``, ``dag-processor`` and ``triggerer`` as separate processes,
@@ -274,7 +275,7 @@ class _InferenceWorld:
     images_root: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def acceptance(
     s3_endpoint, tmp_path_factory, inference_world, inference_es, inference_mysql, inference_images_bucket
 ) -> Acceptance:
