@@ -20,7 +20,7 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.acceptance]
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
-MAX_EXAMPLES = 40  # per operation; 5 operations
+MAX_EXAMPLES = 25  # per operation; 5 operations
 # the stateful phase (chains of calls through inferred links) took 171 s here for 78 scenarios
 PHASES = "examples,coverage,fuzzing"
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance"

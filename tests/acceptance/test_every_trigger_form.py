@@ -57,9 +57,10 @@ def browser():
         yield browser
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def page(browser, acceptance):
-    """A fresh browser context (1280x900) logged in to the stack's UI as its admin."""
+    """One browser context (1280x900) logged in to the stack's UI as its admin, for the module:
+    each test starts from the DAG's page."""
     with logged_in_page(browser, acceptance.stack) as tab:
         yield tab
 
