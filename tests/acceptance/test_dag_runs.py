@@ -199,6 +199,11 @@ def test_inference_chain_with_and_without_a_logical_date(s3):
         datasets.append(run.dag_run_id)
     for run_id in datasets:
         _ok(acc, "inference_dataset", run_id, acc.wait("inference_dataset", run_id))
+    # the review's TriggerDagRunOperator gives these a logical date; by hand, one without
+    assert all(acc.run("inference_dataset", run_id).logical_date is not None for run_id in datasets)
+    # (the name is registered already: registering it again fails at once, so not asked here)
+    again = acc.trigger("inference_dataset", {"process_name": processes[0], "register": False})
+    _ok(acc, "inference_dataset", again, acc.wait("inference_dataset", again))
 
     merges = [
         acc.trigger("inference_merge", {"process_names": processes, "target_process_name": "accept_merge_a"}),

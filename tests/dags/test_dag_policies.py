@@ -117,6 +117,7 @@ def _permanent_errors() -> list[BaseException]:
     from dataset_ops.imdb.download import DownloadRefused
     from dataset_ops.imdb.load import BadDumpData
     from dataset_ops.inference.extract import UnknownDeployment
+    from dataset_ops.inference.register import AlreadyRegistered, DatasetIncomplete
     from dataset_ops.ingest.http import IngestClientError
     from dataset_ops.staging.status import check_name
     from dataset_ops.validation import load_rules, validate_stream
@@ -150,6 +151,8 @@ def _permanent_errors() -> list[BaseException]:
         IngestClientError("GET https://h/api/x: HTTP 403 Forbidden", 403),
         UnknownDeployment("deployment 77 is not in the reference database"),
         RunNotFound("Apify has no actor run r2"),
+        AlreadyRegistered("dataset 'd1' is registered already"),
+        DatasetIncomplete("s3://b/processes/p/dataset has no _manifest.json: the dataset is incomplete"),
         InputError("bad Param value"),
     ]
     return errors

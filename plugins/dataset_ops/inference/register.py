@@ -50,6 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dataset_ops.errors import InputError
 from dataset_ops.inference.process import read_metadata
 from dataset_ops.storage import LocalStorage, S3Storage, open_storage, publish, publish_file
 
@@ -98,16 +99,16 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,119}")
 _CONFLICT_CODES = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
 
 
-class DatasetIncomplete(ValueError):
+class DatasetIncomplete(InputError):
     """The dataset folder is not a finished dataset: no ``_manifest.json``, a file the manifest
     names is missing, or a file's size differs from the manifest or changed while zipping."""
 
 
-class UnsafeZipPath(ValueError):
+class UnsafeZipPath(InputError):
     """A member path that would escape the archive's folder (absolute, ``..``, backslash...)."""
 
 
-class AlreadyRegistered(ValueError):
+class AlreadyRegistered(InputError):
     """The dataset name is in the registry already."""
 
 
@@ -293,9 +294,10 @@ def zip_dataset(storage: Storage, dataset_prefix: str, out: Path, *, log_every: 
 # --- registry CSV --------------------------------------------------------------------------------
 def check_dataset_name(name: object) -> str:
     """``name`` if it is a safe registry name (letters, digits, ``_.-``; at most 120; not starting
-    with ``.``/``-``/``_``; no ``..``). :raises ValueError: otherwise."""
+    with ``.``/``-``/``_``; no ``..``). :raises dataset_ops.errors.InputError: otherwise (a
+    ``ValueError``; the task fails without retries)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-        raise ValueError(f"{name!r} is not a dataset name (letters, digits, '_', '.', '-'; at most 120)")
+        raise InputError(f"{name!r} is not a dataset name (letters, digits, '_', '.', '-'; at most 120)")
     return name
 
 
