@@ -18,6 +18,10 @@ them without access to any worker's disk. Scheduled and asset-triggered runs are
 or ``airflow backfill create`` only, so what ran is what was asked for. Every DAG is unpaused at
 creation.
 
+With ``executor="LocalExecutor"`` (no workers, no broker, optionally a triggerer, schedules on,
+DAGs paused at creation) it is the single-machine Airflow of the acceptance tests
+(``tests/helpers/acceptance.py``).
+
 Used by ``make distributed`` (``scripts/distributed.py``), its benchmark and the tests
 (``tests/helpers/stack.py``)::
 
