@@ -280,7 +280,6 @@ def acceptance(
     s3_endpoint, tmp_path_factory, inference_world, inference_es, inference_mysql, inference_images_bucket
 ) -> Acceptance:
     """A running LocalExecutor Airflow with schedules on, configured through its REST API."""
-    import boto3
     import psycopg
     from airflow_client.client import ApiClient, Configuration
     from airflow_stack import AirflowStack, recreate_database
@@ -289,15 +288,9 @@ def acceptance(
     from helpers.http_server import FileServer
     from helpers.inference_data import IMAGES_PREFIX
     from helpers.inventory_server import InventoryServer
+    from helpers.moto import new_bucket
 
-    bucket = f"accept-{uuid.uuid4().hex[:10]}"
-    boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket=bucket)
+    bucket = new_bucket(s3_endpoint, "accept")
     imdb_files = tmp_path_factory.mktemp("imdb-www")
     for path in (REPO / "include" / "imdb_sample").glob("*.tsv.gz"):
         shutil.copy(path, imdb_files / path.name)

@@ -20,3 +20,21 @@ def use_moto(monkeypatch, endpoint: str) -> None:
             }
         ),
     )
+
+
+def new_bucket(endpoint: str, prefix: str) -> str:
+    """Create a bucket named ``<prefix>-<10 random hex digits>`` on the S3 server at ``endpoint``
+    (moto: any credentials); its name."""
+    import uuid
+
+    import boto3
+
+    bucket = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
+    return bucket

@@ -44,20 +44,13 @@ class StackWorld:
 @pytest.fixture(scope="session")
 def airflow_stack(s3_endpoint, tmp_path_factory) -> StackWorld:
     """A started :class:`AirflowStack` (two workers, one task slot each) and its world."""
-    import boto3
     from airflow_stack import AirflowStack, aws_connection, http_connection
 
     from helpers.apify_server import ApifyServer
     from helpers.inventory_server import InventoryServer
+    from helpers.moto import new_bucket
 
-    bucket = f"stack-{uuid.uuid4().hex[:10]}"
-    boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket=bucket)
+    bucket = new_bucket(s3_endpoint, "stack")
     with ApifyServer() as apify, InventoryServer(seed=11, orders=6_000) as inventory:
         apify_conn = {
             "conn_type": "http",
