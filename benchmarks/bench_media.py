@@ -23,7 +23,7 @@ Methods:
   size (``Content-Length``, cap) checked, sha256 recorded, ``.part`` then rename. Afterwards
   (untimed) every recorded sha256 and size is checked against the file on disk.
 * ``dag_step``: the ``download_media`` task's own function
-  (``dataset_ops.apify.pipeline.download_media``) on a local storage root prepared as the DAG
+  (``dataset_ops.apify.tasks.download_media``) on a local storage root prepared as the DAG
   does (manifest, ``{run_id}.jsonl``; untimed), so every media file of the items (all distinct
   refs, a few more than ``--files``) is fetched by ``MediaDownloader`` and recorded in
   ``manifest.json``; afterwards every manifest entry's sha256 and size is checked on disk.
@@ -131,7 +131,7 @@ def work(method: str, base_url: str, files: int, workers: int, parent: str | Non
         from apify_client import ApifyClient
 
         from dataset_ops.apify.items import download_items
-        from dataset_ops.apify.pipeline import dataset_workspace, download_media, prepare, read_manifest
+        from dataset_ops.apify.tasks import dataset_workspace, download_media, prepare, read_manifest
         from dataset_ops.storage import LocalStorage
 
         storage = LocalStorage(folder)

@@ -95,7 +95,7 @@ def apify_dataset_download():
     @task(multiple_outputs=False)
     def prepare(run: dict, params=None) -> dict:
         """Skip a complete dataset (unless forced); else mark it in_progress."""
-        from dataset_ops.apify.pipeline import prepare as start
+        from dataset_ops.apify.tasks import prepare as start
 
         return start(_storage(), run, params, get_current_context()["run_id"])
 
@@ -112,7 +112,7 @@ def apify_dataset_download():
     @task(multiple_outputs=False)
     def download_items(plan: dict) -> dict:
         """All items -> {run_id}.jsonl and {run_id}.csv."""
-        from dataset_ops.apify.pipeline import download_items as fetch
+        from dataset_ops.apify.tasks import download_items as fetch
 
         _skip_unless(plan)
         return fetch(_storage(), plan, conn_id=CONN_ID)
@@ -120,8 +120,8 @@ def apify_dataset_download():
     @task(multiple_outputs=False)
     def download_media(plan: dict, items: dict, params=None) -> dict:
         """Images and videos into media/ (only what is missing)."""
-        from dataset_ops.apify.pipeline import download_media as fetch
-        from dataset_ops.apify.pipeline import media_settings
+        from dataset_ops.apify.tasks import download_media as fetch
+        from dataset_ops.apify.tasks import media_settings
 
         _skip_unless(plan, params["download_media"], "download_media is off")
         return fetch(_storage(), plan, **media_settings(CONN_ID))
@@ -129,7 +129,7 @@ def apify_dataset_download():
     @task(multiple_outputs=False)
     def extract_video_frames(plan: dict, media: dict, params=None) -> dict:
         """One JPEG every frame_interval_seconds of each video into video_frames/."""
-        from dataset_ops.apify.pipeline import extract_video_frames as extract
+        from dataset_ops.apify.tasks import extract_video_frames as extract
 
         wanted = params["download_media"] and params["extract_video_frames"]
         _skip_unless(plan, wanted, "extract_video_frames (or download_media) is off")
@@ -140,7 +140,7 @@ def apify_dataset_download():
         """Completeness, report and final manifest; fails the run if a step failed."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from dataset_ops.apify.pipeline import finalize as close
+        from dataset_ops.apify.tasks import finalize as close
 
         if plan is None:
             raise AirflowFailException("prepare did not finish; nothing to finalize")

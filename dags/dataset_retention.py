@@ -96,8 +96,8 @@ def dataset_retention():
     @task(multiple_outputs=False)
     def staged_uploads(params=None) -> dict:
         """Old quarantined files and abandoned multipart uploads of the staging area."""
-        from dataset_ops.staging.pipeline import cleanup
         from dataset_ops.staging.status import staging_root
+        from dataset_ops.staging.tasks import cleanup
         from dataset_ops.storage import open_storage
 
         return cleanup(

@@ -66,8 +66,8 @@ def imdb_download():
     @task(multiple_outputs=False, outlets=[IMDB_RAW_ALIAS], map_index_template="{{ imdb_file }}")
     def download(name: str, params=None, dag_run=None, outlet_events=None) -> dict:
         """Fetch one dump; skipped when unchanged, else an Asset event with its metadata."""
-        from dataset_ops.imdb.pipeline import download as download_dump
-        from dataset_ops.imdb.pipeline import resolve_base_url
+        from dataset_ops.imdb.tasks import download as download_dump
+        from dataset_ops.imdb.tasks import resolve_base_url
         from dataset_ops.storage import storage_from_variable
 
         get_current_context()["imdb_file"] = name

@@ -67,7 +67,7 @@ def imdb_load():
     @task
     def plan(params=None) -> list[dict]:
         """Files with a new stored version (or all, with `force`)."""
-        from dataset_ops.imdb.pipeline import connect, plan_load
+        from dataset_ops.imdb.tasks import connect, plan_load
         from dataset_ops.storage import storage_from_variable
 
         with connect() as conn:
@@ -76,8 +76,8 @@ def imdb_load():
     @task(multiple_outputs=False, pool=IMDB_POOL, map_index_template="{{ imdb_file }}")
     def stage(item: dict, params=None, dag_run=None, ti=None) -> dict:
         """COPY one file into its staging table, then key, index and analyze it."""
-        from dataset_ops.imdb.pipeline import connect
-        from dataset_ops.imdb.pipeline import stage as stage_file
+        from dataset_ops.imdb.tasks import connect
+        from dataset_ops.imdb.tasks import stage as stage_file
         from dataset_ops.storage import storage_from_variable
 
         get_current_context()["imdb_file"] = item["file"]
@@ -94,8 +94,8 @@ def imdb_load():
     @task
     def publish(staged: list[dict], dag_run=None) -> list[dict]:
         """Swap every staged table into `imdb` in one transaction."""
-        from dataset_ops.imdb.pipeline import connect
-        from dataset_ops.imdb.pipeline import publish as publish_tables
+        from dataset_ops.imdb.tasks import connect
+        from dataset_ops.imdb.tasks import publish as publish_tables
 
         with connect() as conn:
             return publish_tables(conn, list(staged), dag_run.run_id)

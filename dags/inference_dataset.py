@@ -79,21 +79,21 @@ def inference_dataset():
     @task(multiple_outputs=False)
     def create_dataset(params=None) -> dict:
         """Class folders of images under dataset/."""
-        from dataset_ops.inference.steps import create_dataset_step
+        from dataset_ops.inference.tasks import create_dataset_step
 
         return create_dataset_step(params)
 
     @task(multiple_outputs=False)
     def summary_dataset(created: dict) -> dict:
         """reports/summary_dataset.csv: every image with its record's data."""
-        from dataset_ops.inference.steps import summary_step
+        from dataset_ops.inference.tasks import summary_step
 
         return summary_step(created)
 
     @task(multiple_outputs=False)
     def folder_structure(created: dict) -> dict:
         """reports/folder_structure.csv: leaf folders and image counts."""
-        from dataset_ops.inference.steps import folder_structure_step
+        from dataset_ops.inference.tasks import folder_structure_step
 
         return folder_structure_step(created)
 
@@ -102,7 +102,7 @@ def inference_dataset():
         """ZIP, upload and one row in the registry."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from dataset_ops.inference.steps import register_step
+        from dataset_ops.inference.tasks import register_step
 
         if not params["register"]:
             raise AirflowSkipException("register is off")

@@ -53,14 +53,14 @@ def inference_merge():
     @task(multiple_outputs=False)
     def merge_datasets(params=None) -> dict:
         """The sources' datasets into the target's dataset/."""
-        from dataset_ops.inference.steps import merge_step
+        from dataset_ops.inference.tasks import merge_step
 
         return merge_step(list(params["process_names"]), params["target_process_name"])
 
     @task(multiple_outputs=False)
     def folder_structure(merged: dict) -> dict:
         """reports/folder_structure.csv of the merged dataset."""
-        from dataset_ops.inference.steps import folder_structure_step
+        from dataset_ops.inference.tasks import folder_structure_step
 
         return folder_structure_step(merged)
 
@@ -69,7 +69,7 @@ def inference_merge():
         """ZIP, upload and one row in the registry."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from dataset_ops.inference.steps import register_step
+        from dataset_ops.inference.tasks import register_step
 
         if not params["register"]:
             raise AirflowSkipException("register is off")

@@ -84,8 +84,8 @@ def inference_report():
     def start(params=None) -> dict:
         """Check the deployment in MySQL, create the process folder, save the reference data."""
         from dataset_ops.inference.extract import UnknownDeployment
-        from dataset_ops.inference.pipeline import start_report
         from dataset_ops.inference.process import ProcessExists
+        from dataset_ops.inference.tasks import start_report
 
         ctx = get_current_context()
         with fail_without_retry(UnknownDeployment, ProcessExists, ValueError):
@@ -95,7 +95,7 @@ def inference_report():
     def extract_and_report(process: dict, params=None) -> dict:
         """All records of the deployment in the window -> data/records.parquet and the workbook
         in reports/ (the data sheet written while the next page is fetched), then the analysis."""
-        from dataset_ops.inference.pipeline import NoRecords, extract_and_report
+        from dataset_ops.inference.tasks import NoRecords, extract_and_report
 
         with fail_without_retry(NoRecords):
             return extract_and_report(_storage(), process, params)

@@ -96,7 +96,7 @@ def inference_review():
     def review_images(params=None) -> dict:
         """Choose, download and log the review images."""
         from dataset_ops.inference.review import review
-        from dataset_ops.inference.steps import images_root
+        from dataset_ops.inference.tasks import images_root
         from dataset_ops.storage import storage_from_variable
 
         selection = None

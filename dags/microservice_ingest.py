@@ -55,7 +55,7 @@ ENTITIES = [name for _, _, _, names in SERVICES for name in names]
 #: Docker network of the ingest containers (they must reach the services and S3); set when the
 #: scheduler starts, as DockerOperator does not template it.
 DOCKER_NETWORK = os.environ.get("DATASET_OPS_INGEST_NETWORK", "bridge")
-LAKE = "s3://inventario-datalake/"  # the Variable datalake_root's default (dataset_ops.ingest.runner)
+LAKE = "s3://inventario-datalake/"  # the Variable datalake_root's default (dataset_ops.ingest.tasks)
 
 
 @dag(
@@ -139,7 +139,7 @@ def microservice_ingest():
         from airflow.sdk.exceptions import AirflowSkipException
 
         from dataset_ops.ingest.interval import IngestInterval
-        from dataset_ops.ingest.runner import run_entity
+        from dataset_ops.ingest.tasks import run_entity
 
         get_current_context()["entity"] = entity
         if params["entities"] and entity not in params["entities"]:

@@ -71,8 +71,8 @@ def staged_upload_validation():
     @task
     def find(params=None) -> list[dict]:
         """New complete uploads, or the failed files named in `retry_failed`."""
-        from dataset_ops.staging.pipeline import find_uploads, retry_targets
         from dataset_ops.staging.status import staging_root
+        from dataset_ops.staging.tasks import find_uploads, retry_targets
         from dataset_ops.storage import open_storage
 
         storage = open_storage(staging_root())
@@ -85,8 +85,8 @@ def staged_upload_validation():
         """Validate one file as a stream; promote it to fresh/ or quarantine it in failed/."""
         from dataclasses import asdict
 
-        from dataset_ops.staging.pipeline import process_upload
         from dataset_ops.staging.status import UploadState, staging_root
+        from dataset_ops.staging.tasks import process_upload
         from dataset_ops.storage import open_storage
 
         get_current_context()["upload_name"] = upload["name"]

@@ -110,8 +110,8 @@ def staging_outcome(root: str) -> dict[str, dict]:
     records, errors, error_summary, the sha256 of its ``fresh/`` copy and its error report
     (without ``checked_at`` and ``elapsed_seconds``). Timings and timestamps differ between runs
     and are left out."""
-    from dataset_ops.staging.pipeline import report_key
     from dataset_ops.staging.status import FRESH, list_statuses
+    from dataset_ops.staging.tasks import report_key
     from dataset_ops.storage import file_sha256, open_storage, read_json
 
     storage = open_storage(root)

@@ -61,8 +61,6 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
 
 
-
-
 # --- PostgreSQL --------------------------------------------------------------------------------
 
 

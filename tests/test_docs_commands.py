@@ -164,8 +164,9 @@ REGISTRY: dict[str, Runs | Covered | NotRun] = {
     "make lock": NotRun("rewrites the pinned requirements from the package index", "no test runs it"),
     # --- staged uploads ------------------------------------------------------------------------
     ".venv/bin/python -m dataset_ops.upload train.jsonl --data-type training_jsonl": Runs(
-        STAGING, "after `source .data/demo.env` (the Variable from the demo's metadata DB), and with "
-        "AIRFLOW_VAR_STAGING_ROOT set"
+        STAGING,
+        "after `source .data/demo.env` (the Variable from the demo's metadata DB), and with "
+        "AIRFLOW_VAR_STAGING_ROOT set",
     ),
     ".venv/bin/python -m dataset_ops.upload train.jsonl --data-type training_jsonl "
     "--root .data/staging": Runs(STAGING),

@@ -236,7 +236,7 @@ def test_an_unreadable_video_is_reported_and_the_other_videos_get_their_frames(a
 
 
 def test_a_second_download_of_the_same_run_waits_for_the_first(apify, root):
-    from dataset_ops.apify.pipeline import DownloadInProgress, prepare
+    from dataset_ops.apify.tasks import DownloadInProgress, prepare
 
     storage = open_storage(str(root))
     params = {"download_media": True, "force_download": True, "extract_video_frames": True}
@@ -251,7 +251,7 @@ def test_a_second_download_of_the_same_run_waits_for_the_first(apify, root):
 def test_racing_downloads_of_one_dataset_let_exactly_one_through(apify, root):
     from concurrent.futures import ThreadPoolExecutor
 
-    from dataset_ops.apify.pipeline import DownloadInProgress, prepare
+    from dataset_ops.apify.tasks import DownloadInProgress, prepare
 
     storage = open_storage(str(root))
     params = {"download_media": True, "force_download": False, "extract_video_frames": True}

@@ -189,8 +189,9 @@ def _tries(dag_run) -> dict[int, tuple[str, int]]:
 
     with create_session() as session:
         rows = session.execute(
-            select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state, TaskInstance.try_number)
-            .where(TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id)
+            select(
+                TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state, TaskInstance.try_number
+            ).where(TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id)
         ).all()
     return {m: (str(s), t) for task_id, m, s, t in rows if m >= 0}
 
@@ -249,7 +250,7 @@ def test_transient_download_failures_keep_their_retries(file_server, local_stora
     from helpers.imdb_data import build_dump_folder
 
     from dataset_ops.dag_defaults import DEFAULT_ARGS
-    from dataset_ops.imdb import pipeline
+    from dataset_ops.imdb import tasks
     from dataset_ops.imdb.download import http_session
 
     build_dump_folder(file_server.root, ["title.basics", "title.ratings"])
@@ -260,7 +261,7 @@ def test_transient_download_failures_keep_their_retries(file_server, local_stora
     # dag.test's scheduling loop from the serialized DAG) and 2 requests per try without backoff.
     monkeypatch.setitem(DEFAULT_ARGS, "retry_delay", timedelta(seconds=1))
     monkeypatch.setitem(DEFAULT_ARGS, "retry_exponential_backoff", False)
-    monkeypatch.setattr(pipeline, "http_session", lambda retries, backoff_factor: http_session(1, 0))
+    monkeypatch.setattr(tasks, "http_session", lambda retries, backoff_factor: http_session(1, 0))
     dag = _dag("imdb_download")
     retried: list[tuple[int, int]] = []
     dag.get_task("download").on_retry_callback = [

@@ -131,8 +131,6 @@ def test_without_an_s3_connection_the_lake_is_the_local_storage_folder(services,
     assert "categorias/dt=2026-11-15/categorias_20261115_020000.csv" in list(local.list("categorias/"))
 
 
-
-
 # --- runs without a logical date, and the Param day ------------------------------------------
 def _last_complete_interval(run_after: datetime) -> tuple[datetime, datetime]:
     """The schedule's (02:00 UTC, one day) last interval ending at or before ``run_after``, by

@@ -122,7 +122,7 @@ def test_publish_file_uploads_a_local_file_in_parts_and_moves_it_into_place(stor
 
     import dataset_ops.storage as st
 
-    monkeypatch.setattr(st, "S3_PART_SIZE", 5 << 20)  # S3's smallest part: 3 parts for 12 MiB
+    monkeypatch.setattr("dataset_ops.storage.s3.S3_PART_SIZE", 5 << 20)  # S3's smallest part: 3 parts for 12 MiB
     data = hashlib.sha256(b"seed").digest() * (12 * (1 << 20) // 32) + b"tail"
     path = tmp_path / "out.csv"
     path.write_bytes(data)

@@ -5,7 +5,7 @@
 * :mod:`.media`: the media URLs of an item and their stable file names;
 * :mod:`.download`: concurrent, verified, resumable media downloads;
 * :mod:`.frames`: video frames with OpenCV;
-* :mod:`.pipeline`: the steps of the ``apify_dataset_download`` DAG and the manifest;
+* :mod:`.tasks`: the steps of the ``apify_dataset_download`` DAG and the manifest;
 * :mod:`.inventory`: list, inspect, delete and retention of stored datasets (DAGs and API);
 * :mod:`.api`: the ``/dataset-ops/apify/facebook`` API served by Airflow's API server.
 """

@@ -9,7 +9,7 @@ the table gets its primary key and indexes and is ANALYZEd.
 Durability: published tables stay UNLOGGED by default. Writing them to WAL (``SET LOGGED``)
 costs about as much as the COPY itself, and the tables can always be rebuilt from the dumps kept
 in object storage: after a crash PostgreSQL empties UNLOGGED tables, and the next ``imdb_load``
-run sees the empty table and reloads it (:func:`dataset_ops.imdb.pipeline.plan_load`). UNLOGGED
+run sees the empty table and reloads it (:func:`dataset_ops.imdb.tasks.plan_load`). UNLOGGED
 tables are not replicated to standbys; ``logged=True`` makes them LOGGED (crash-safe,
 replicated) at that cost.
 :func:`publish` then swaps any number of staged tables into the ``imdb`` schema in one
@@ -184,7 +184,7 @@ def stage_file(
     """COPY one gzipped IMDb file into ``imdb_staging.<table>`` and index it, ready to publish.
 
     :param conn: autocommit psycopg 3 connection (e.g. from
-        :func:`dataset_ops.imdb.pipeline.connect`); each step runs in its own transaction.
+        :func:`dataset_ops.imdb.tasks.connect`); each step runs in its own transaction.
     :param spec: which IMDb file this is.
     :param fileobj: the gzipped TSV, opened for binary reading (streamed, never read whole).
     :param total_bytes: compressed size in bytes, for progress percentages.
@@ -220,9 +220,7 @@ def stage_file(
     copy_seconds = time.monotonic() - started
     progress.update(counter.compressed_bytes, counter.rows, force=True)
     if copied != counter.rows:
-        raise BadDumpData(
-            f"{spec.file_name}: COPY loaded {copied:,} rows but the file has {counter.rows:,}"
-        )
+        raise BadDumpData(f"{spec.file_name}: COPY loaded {copied:,} rows but the file has {counter.rows:,}")
     if expected_rows is not None and copied != expected_rows:
         raise BadDumpData(
             f"{spec.file_name}: {copied:,} rows loaded, but the download counted "

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="config file (default: include/microservices.yaml)")
     parser.add_argument("--run-id", default=None, help="recorded in the metrics")
     args = parser.parse_args(argv)
-    from dataset_ops.ingest.runner import run_entity
+    from dataset_ops.ingest.tasks import run_entity
 
     try:
         metrics = run_entity(

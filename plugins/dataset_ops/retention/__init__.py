@@ -2,7 +2,7 @@
 
 * Apify datasets (:func:`dataset_ops.apify.inventory.cleanup_datasets`): older than ``days_old``
   days, always keeping the ``keep_recent`` newest and any download in progress.
-* Staged uploads (:func:`dataset_ops.staging.pipeline.cleanup`): quarantined files older than
+* Staged uploads (:func:`dataset_ops.staging.tasks.cleanup`): quarantined files older than
   ``failed_older_than_hours`` and incomplete multipart uploads older than
   ``multipart_older_than_hours``.
 * Working folders (:func:`cleanup_work_folders`): each folder directly below

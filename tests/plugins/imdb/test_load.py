@@ -10,7 +10,7 @@ from helpers.imdb_data import IMDB_DATA, data_rows, slice_path
 
 from dataset_ops.imdb import load
 from dataset_ops.imdb.datasets import imdb_file
-from dataset_ops.imdb.pipeline import stage
+from dataset_ops.imdb.tasks import stage
 from dataset_ops.storage import open_storage, write_json
 from dataset_ops.streams import StreamFormatError
 
@@ -191,7 +191,7 @@ def test_failed_stage_is_recorded_in_load_history(pg, tmp_path):
 
 
 def test_plan_reloads_a_published_table_that_a_crash_emptied(pg, tmp_path):
-    from dataset_ops.imdb.pipeline import plan_load, publish
+    from dataset_ops.imdb.tasks import plan_load, publish
 
     storage = open_storage(str(tmp_path))
     storage.write_stream("imdb/raw/title.ratings.tsv.gz", gz(slice_path("title.ratings").read_bytes()))

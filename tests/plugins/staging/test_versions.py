@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dataset_ops.staging import pipeline
+from dataset_ops.staging import tasks
 from dataset_ops.staging.status import (
     UploadState,
     UploadStatus,
@@ -72,14 +72,14 @@ def test_version_names(name, version, expected):
 
 
 def test_different_content_under_a_fresh_name_is_a_new_version_and_the_same_is_a_no_op(area, caplog):
-    caplog.set_level("INFO", logger="dataset_ops.staging.pipeline")
+    caplog.set_level("INFO", logger="dataset_ops.staging.tasks")
     upload(area, "x.jsonl", GOOD_A)
-    first = pipeline.process_upload(area, "x.jsonl", "jsonl")
+    first = tasks.process_upload(area, "x.jsonl", "jsonl")
     assert (first.state, first.version, first.key) == ("fresh", 1, "fresh/x.jsonl")
     assert "-> new: fresh/x.jsonl" in caplog.text
 
     upload(area, "x.jsonl", GOOD_B)
-    second = pipeline.process_upload(area, "x.jsonl", "jsonl")
+    second = tasks.process_upload(area, "x.jsonl", "jsonl")
     assert (second.state, second.version, second.key, second.duplicate_of) == (
         "fresh",
         2,
@@ -96,7 +96,7 @@ def test_different_content_under_a_fresh_name_is_a_new_version_and_the_same_is_a
 
     # The first content again: a duplicate, nothing written, the upload removed.
     upload(area, "x.jsonl", GOOD_A)
-    third = pipeline.process_upload(area, "x.jsonl", "jsonl")
+    third = tasks.process_upload(area, "x.jsonl", "jsonl")
     assert (third.state, third.version, third.duplicate_of) == ("fresh", 1, "fresh/x.jsonl")
     assert sorted(area.list("fresh")) == ["fresh/x.jsonl", "fresh/x.v2.jsonl"]
     assert list(area.list("uploads")) == []
@@ -106,9 +106,9 @@ def test_different_content_under_a_fresh_name_is_a_new_version_and_the_same_is_a
 
 def test_different_bad_files_of_one_name_keep_both_files_and_both_reports(area):
     upload(area, "d/bad.jsonl", BAD_A)
-    one = pipeline.process_upload(area, "d/bad.jsonl", "jsonl")
+    one = tasks.process_upload(area, "d/bad.jsonl", "jsonl")
     upload(area, "d/bad.jsonl", BAD_B)
-    two = pipeline.process_upload(area, "d/bad.jsonl", "jsonl")
+    two = tasks.process_upload(area, "d/bad.jsonl", "jsonl")
     assert (one.key, one.report_key) == ("failed/d/bad.jsonl", "failed/d/bad.jsonl.report.json")
     assert (two.key, two.version, two.report_key) == (
         "failed/d/bad.v2.jsonl",
@@ -122,7 +122,7 @@ def test_different_bad_files_of_one_name_keep_both_files_and_both_reports(area):
         assert report["valid"] is False and report["errors"]
 
     upload(area, "d/bad.jsonl", BAD_B)  # the same bad bytes again: nothing new
-    again = pipeline.process_upload(area, "d/bad.jsonl", "jsonl")
+    again = tasks.process_upload(area, "d/bad.jsonl", "jsonl")
     assert again.duplicate_of == "failed/d/bad.v2.jsonl"
     assert sorted(area.list("failed")) == [
         "failed/d/bad.jsonl",
@@ -134,12 +134,12 @@ def test_different_bad_files_of_one_name_keep_both_files_and_both_reports(area):
 
 def test_a_quarantined_version_retried_is_promoted_and_the_other_stays(area):
     upload(area, "bad.jsonl", BAD_A)
-    pipeline.process_upload(area, "bad.jsonl", "jsonl")
+    tasks.process_upload(area, "bad.jsonl", "jsonl")
     upload(area, "bad.jsonl", GOOD_A[:-1] + b"\n{oops\n")
-    pipeline.process_upload(area, "bad.jsonl", "jsonl")
-    (target,) = pipeline.retry_targets(area, ["bad.v2.jsonl"])
+    tasks.process_upload(area, "bad.jsonl", "jsonl")
+    (target,) = tasks.retry_targets(area, ["bad.v2.jsonl"])
     assert (target["name"], target["key"]) == ("bad.jsonl", "failed/bad.v2.jsonl")
-    final = pipeline.process_upload(
+    final = tasks.process_upload(
         area, target["name"], target["data_type"], {"max_errors": 5}, "failed", target["key"]
     )
     # max_errors does not make a file valid: still failed, in place, report refreshed, nothing new
@@ -156,9 +156,9 @@ def test_a_quarantined_version_retried_is_promoted_and_the_other_stays(area):
     status = read_status(area, "bad.jsonl")
     status.versions.append({"version": 3, "state": "failed", "key": "failed/bad.v3.jsonl", "sha256": "x"})
     write_status(area, status)
-    (target,) = pipeline.retry_targets(area, ["bad.v3.jsonl"])
+    (target,) = tasks.retry_targets(area, ["bad.v3.jsonl"])
     assert target["name"] == "bad.jsonl"
-    final = pipeline.process_upload(area, "bad.jsonl", "jsonl", None, "failed", target["key"])
+    final = tasks.process_upload(area, "bad.jsonl", "jsonl", None, "failed", target["key"])
     assert (final.state, final.key) == ("fresh", "fresh/bad.jsonl")
     assert read(area, "fresh/bad.jsonl") == GOOD_B
     assert not area.exists("failed/bad.v3.jsonl") and not area.exists("failed/bad.v3.jsonl.report.json")
@@ -177,7 +177,7 @@ def test_concurrent_writers_never_take_the_same_version(area):
         try:
             barrier.wait()
             sha = hashlib.sha256(contents[i]).hexdigest()
-            placed[i] = pipeline.place(
+            placed[i] = tasks.place(
                 area, "fresh", "x.jsonl", sha, {}, lambda key: area.copy_new(f"src/{i}.jsonl", key)
             )
         except Exception as exc:  # reported below
@@ -216,52 +216,52 @@ def test_s3_copy_new_in_several_parts(s3_bucket):
 
 def test_an_upload_replaced_during_validation_is_kept_and_never_promoted_unchecked(area, monkeypatch):
     upload(area, "x.jsonl", GOOD_A)
-    real = pipeline.validate_file
+    real = tasks.validate_file
 
     def validate_then_replace(storage, key, data_type, overrides):
         result = real(storage, key, data_type, overrides)
         storage.write_stream(key, io.BytesIO(b"not json at all\n"))  # replaced behind our back
         return result
 
-    monkeypatch.setattr(pipeline, "validate_file", validate_then_replace)
-    status = pipeline.process_upload(area, "x.jsonl", "jsonl")
+    monkeypatch.setattr(tasks, "validate_file", validate_then_replace)
+    status = tasks.process_upload(area, "x.jsonl", "jsonl")
     assert status.state == "uploaded" and "replaced while it was validated" in status.error_summary
     assert list(area.list("fresh")) == []  # the unchecked bytes never reached fresh/
     assert read(area, "uploads/x.jsonl") == b"not json at all\n"  # and the new upload is kept
     monkeypatch.undo()
-    assert pipeline.process_upload(area, "x.jsonl", "jsonl").state == "failed"
+    assert tasks.process_upload(area, "x.jsonl", "jsonl").state == "failed"
 
 
 def test_a_copy_of_the_validated_bytes_is_kept_when_the_upload_is_replaced_after_it(area, monkeypatch):
     upload(area, "x.jsonl", GOOD_A)
-    real_place = pipeline.place
+    real_place = tasks.place
 
     def place_then_replace(storage, folder, name, sha256, known, claim):
         placed = real_place(storage, folder, name, sha256, known, claim)
         storage.write_stream("uploads/x.jsonl", io.BytesIO(GOOD_B))  # a new upload lands now
         return placed
 
-    monkeypatch.setattr(pipeline, "place", place_then_replace)
-    status = pipeline.process_upload(area, "x.jsonl", "jsonl")
+    monkeypatch.setattr(tasks, "place", place_then_replace)
+    status = tasks.process_upload(area, "x.jsonl", "jsonl")
     assert (status.state, status.key) == ("fresh", "fresh/x.jsonl")
     assert read(area, "fresh/x.jsonl") == GOOD_A and read(area, "uploads/x.jsonl") == GOOD_B
     monkeypatch.undo()
     upload(area, "x.jsonl", GOOD_B)  # (its record, as the uploader would write it)
-    assert pipeline.process_upload(area, "x.jsonl", "jsonl").key == "fresh/x.v2.jsonl"
+    assert tasks.process_upload(area, "x.jsonl", "jsonl").key == "fresh/x.v2.jsonl"
 
 
 def test_cleanup_removes_old_failed_versions_only(area):
     upload(area, "bad.jsonl", BAD_A)
-    pipeline.process_upload(area, "bad.jsonl", "jsonl")
+    tasks.process_upload(area, "bad.jsonl", "jsonl")
     upload(area, "bad.jsonl", GOOD_A)
-    pipeline.process_upload(area, "bad.jsonl", "jsonl")  # fresh v1, the failed v1 stays
+    tasks.process_upload(area, "bad.jsonl", "jsonl")  # fresh v1, the failed v1 stays
     upload(area, "bad.jsonl", BAD_B)
-    pipeline.process_upload(area, "bad.jsonl", "jsonl")  # failed v2
+    tasks.process_upload(area, "bad.jsonl", "jsonl")  # failed v2
     status = read_status(area, "bad.jsonl")
     status.versions[0]["at"] = (datetime.now(UTC) - timedelta(hours=30)).isoformat(timespec="seconds")
     write_status(area, status)
-    assert pipeline.cleanup(area, dry_run=True)["failed"] == ["bad.jsonl"]
-    assert pipeline.cleanup(area)["failed"] == ["bad.jsonl"]
+    assert tasks.cleanup(area, dry_run=True)["failed"] == ["bad.jsonl"]
+    assert tasks.cleanup(area)["failed"] == ["bad.jsonl"]
     assert not area.exists("failed/bad.jsonl") and not area.exists("failed/bad.jsonl.report.json")
     assert area.exists("failed/bad.v2.jsonl") and area.exists("fresh/bad.jsonl")
     assert [v["key"] for v in read_status(area, "bad.jsonl").versions] == [
@@ -276,7 +276,7 @@ def test_listing_names_every_version(tmp_path, capsys):
     area = open_storage(str(tmp_path))
     for data in (GOOD_A, GOOD_B, BAD_A, GOOD_A):
         upload(area, "x.jsonl", data)
-        pipeline.process_upload(area, "x.jsonl", "jsonl")
+        tasks.process_upload(area, "x.jsonl", "jsonl")
     assert main(["list", "--root", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[:4] for line in lines] == [

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dataset_ops.staging import pipeline
+from dataset_ops.staging import tasks
 from dataset_ops.staging.status import (
     UploadState,
     UploadStatus,
@@ -52,7 +52,7 @@ def test_find_lists_complete_uploads_and_skips_ones_in_progress(area):
     write_status(
         area, UploadStatus(name="a/train.jsonl", state=UploadState.UPLOADED, data_type="training_jsonl")
     )
-    found = {f["name"]: f for f in pipeline.find_uploads(area)}
+    found = {f["name"]: f for f in tasks.find_uploads(area)}
     assert sorted(found) == ["a/train.jsonl", "tweets.csv"]
     assert found["a/train.jsonl"]["data_type"] == "training_jsonl"
     assert found["tweets.csv"] == {"name": "tweets.csv", "data_type": "csv", "size": 8}
@@ -62,7 +62,7 @@ def test_promote_copies_verifies_then_deletes_the_upload(area):
     data = open(GSM8K, "rb").read()
     put(area, "uploads/gsm8k.jsonl", data)
     status = UploadStatus(name="gsm8k.jsonl", state=UploadState.VALIDATING, data_type="training_jsonl")
-    final = pipeline.promote(
+    final = tasks.promote(
         area,
         "gsm8k.jsonl",
         "uploads/gsm8k.jsonl",
@@ -83,10 +83,10 @@ def test_a_crash_between_copy_and_delete_leaves_the_file_in_both_places(area, mo
     status = UploadStatus(name="x.jsonl", state=UploadState.VALIDATING)
     monkeypatch.setattr(type(area), "delete", lambda self, key: (_ for _ in ()).throw(OSError("killed")))
     with pytest.raises(OSError, match="killed"):
-        pipeline.promote(area, "x.jsonl", "uploads/x.jsonl", status, {"valid": True, "records": 1}, {})
+        tasks.promote(area, "x.jsonl", "uploads/x.jsonl", status, {"valid": True, "records": 1}, {})
     monkeypatch.undo()
     assert area.exists("uploads/x.jsonl") and area.exists("fresh/x.jsonl")
-    assert [f["name"] for f in pipeline.find_uploads(area)] == ["x.jsonl"]  # the next run finishes it
+    assert [f["name"] for f in tasks.find_uploads(area)] == ["x.jsonl"]  # the next run finishes it
 
 
 def test_quarantine_writes_the_report_then_moves_the_file(area):
@@ -98,17 +98,17 @@ def test_quarantine_writes_the_report_then_moves_the_file(area):
         "errors_found": 1,
         "errors": [{"line": 2, "offset": 4, "reason": "unclosed quote"}],
     }
-    final = pipeline.quarantine(area, "bad.csv", "uploads/bad.csv", status, result, {"validate": 0.1})
+    final = tasks.quarantine(area, "bad.csv", "uploads/bad.csv", status, result, {"validate": 0.1})
     assert final.state == "failed" and final.errors == 1
     assert final.error_summary == "line 2, offset 4: unclosed quote"
     assert not area.exists("uploads/bad.csv") and area.exists("failed/bad.csv")
     report = read_json(area, "failed/bad.csv.report.json")
     assert report["errors"][0]["reason"] == "unclosed quote" and report["name"] == "bad.csv"
-    assert pipeline.retry_targets(area, ["bad.csv"]) == [
+    assert tasks.retry_targets(area, ["bad.csv"]) == [
         {"name": "bad.csv", "key": "failed/bad.csv", "data_type": "csv", "source": "failed", "size": 16}
     ]
     with pytest.raises(ValueError, match="no such file in failed/"):
-        pipeline.retry_targets(area, ["other.csv"])
+        tasks.retry_targets(area, ["other.csv"])
 
 
 def test_cleanup_removes_old_failed_files_and_abandoned_uploads(area):
@@ -117,9 +117,9 @@ def test_cleanup_removes_old_failed_files_and_abandoned_uploads(area):
         put(area, f"failed/{name}.report.json", b"{}")
         updated = (datetime.now(UTC) - timedelta(hours=age_hours)).isoformat(timespec="seconds")
         write_status(area, UploadStatus(name=name, state=UploadState.FAILED, updated_at=updated))
-    assert pipeline.cleanup(area, dry_run=True)["failed"] == ["old.csv"]
+    assert tasks.cleanup(area, dry_run=True)["failed"] == ["old.csv"]
     assert area.exists("failed/old.csv")
-    result = pipeline.cleanup(area, failed_older_than_hours=24)
+    result = tasks.cleanup(area, failed_older_than_hours=24)
     assert result["failed"] == ["old.csv"]
     assert not area.exists("failed/old.csv") and not area.exists("failed/old.csv.report.json")
     assert [s.name for s in list_statuses(area)] == ["new.csv"]
@@ -132,9 +132,9 @@ def test_cleanup_aborts_incomplete_local_writes(tmp_path):
     partial = tmp_path / "uploads" / ".big.jsonl.x.partial"
     partial.write_bytes(b"half")
     os.utime(partial, (time.time() - 48 * 3600,) * 2)
-    assert pipeline.cleanup(area, dry_run=True)["incomplete_uploads"] == ["uploads/.big.jsonl.x.partial"]
+    assert tasks.cleanup(area, dry_run=True)["incomplete_uploads"] == ["uploads/.big.jsonl.x.partial"]
     assert partial.exists()  # a dry run only reports
-    assert pipeline.cleanup(area)["incomplete_uploads"] == ["uploads/.big.jsonl.x.partial"]
+    assert tasks.cleanup(area)["incomplete_uploads"] == ["uploads/.big.jsonl.x.partial"]
     assert not partial.exists()
 
 
@@ -155,7 +155,7 @@ def test_status_cli_lists_by_state(tmp_path, capsys):
 def test_unsafe_keys_on_s3_are_quarantined_under_a_safe_name(s3_bucket, bad_key):
     area = open_storage(f"s3://{s3_bucket}/training-data")
     area.client.put_object(Bucket=s3_bucket, Key=f"training-data/{bad_key}", Body=b"{}\n")
-    assert pipeline.find_uploads(area) == []
+    assert tasks.find_uploads(area) == []
     (status,) = list_statuses(area, "failed")
     assert status.name.startswith("_unsafe/") and bad_key[len("uploads/") :] in status.error_summary
     assert read_json(area, status.report_key)["original_key"] == bad_key
@@ -166,7 +166,7 @@ def test_unsafe_keys_on_s3_are_quarantined_under_a_safe_name(s3_bucket, bad_key)
 def test_every_extension_default_has_a_rule_set(name):
     from dataset_ops.validation import load_rules
 
-    assert load_rules(pipeline.infer_data_type(name)).name == pipeline.infer_data_type(name)
+    assert load_rules(tasks.infer_data_type(name)).name == tasks.infer_data_type(name)
 
 
 def test_files_without_data_type_validate_by_extension(tmp_path):
@@ -178,8 +178,7 @@ def test_files_without_data_type_validate_by_extension(tmp_path):
     )
     put(area, "uploads/notes.bin", b"\x00\x01")
     results = {
-        f["name"]: pipeline.process_upload(area, f["name"], f["data_type"])
-        for f in pipeline.find_uploads(area)
+        f["name"]: tasks.process_upload(area, f["name"], f["data_type"]) for f in tasks.find_uploads(area)
     }
     assert results["tweets.csv"].state == "fresh" and results["tweets.csv"].records == 14_640
     assert results["notes.bin"].state == "failed" and "unknown" in results["notes.bin"].error_summary
@@ -201,13 +200,12 @@ def test_an_object_changed_after_its_upload_is_quarantined(tmp_path):
             size=len(sent),
         ),
     )
-    final = pipeline.process_upload(area, "train.jsonl", "training_jsonl")
+    final = tasks.process_upload(area, "train.jsonl", "training_jsonl")
     assert final.state == "failed" and "differs from the uploaded file's" in final.error_summary
     assert not area.exists("fresh/train.jsonl")
     # Re-validating it later (its record is no longer `uploaded`) judges the content alone.
     assert (
-        pipeline.process_upload(area, "train.jsonl", "training_jsonl", source_prefix="failed").state
-        == "fresh"
+        tasks.process_upload(area, "train.jsonl", "training_jsonl", source_prefix="failed").state == "fresh"
     )
 
 
@@ -225,9 +223,9 @@ def test_validation_with_worker_processes_reads_the_s3_stream_once(area, monkeyp
     data = b"\n".join(lines)
     put(area, "uploads/big/train.jsonl", data)
 
-    one = pipeline.validate_file(area, "uploads/big/train.jsonl", "training_jsonl", None)
+    one = tasks.validate_file(area, "uploads/big/train.jsonl", "training_jsonl", None)
     monkeypatch.setattr(validator, "default_workers", lambda fmt, size: 2)
-    two = pipeline.validate_file(area, "uploads/big/train.jsonl", "training_jsonl", None)
+    two = tasks.validate_file(area, "uploads/big/train.jsonl", "training_jsonl", None)
 
     assert (one["workers"], two["workers"]) == (0, 2) and two["worker_peak_rss_bytes"] > 0
     assert two["sha256"] == one["sha256"] == hashlib.sha256(data).hexdigest()
