@@ -122,7 +122,7 @@ def test_publish_file_uploads_a_local_file_in_parts_and_moves_it_into_place(stor
 
     import dataset_ops.storage as st
 
-    monkeypatch.setattr("dataset_ops.storage.s3.S3_PART_SIZE", 5 << 20)  # S3's smallest part: 3 parts for 12 MiB
+    monkeypatch.setattr("dataset_ops.storage.s3.S3_PART_SIZE", 5 << 20)  # 3 parts for 12 MiB
     data = hashlib.sha256(b"seed").digest() * (12 * (1 << 20) // 32) + b"tail"
     path = tmp_path / "out.csv"
     path.write_bytes(data)
@@ -133,19 +133,6 @@ def test_publish_file_uploads_a_local_file_in_parts_and_moves_it_into_place(stor
     assert storage.write_file("raw/out.csv", path) == len(data)
     if storage.uri("k").startswith("s3://"):  # a multipart upload of 3 parts (the move copies it)
         assert storage.stat("raw/out.csv").etag.strip('"').endswith("-3")
-
-
-def test_manifest_lists_files_sizes_and_producer(storage):
-    from dataset_ops.storage import write_manifest
-
-    files = [
-        {"key": "ds/b.csv", "bytes": 5, "sha256": "bb", "rows": 1},
-        {"key": "ds/a.csv", "bytes": 7, "sha256": "aa", "rows": 2},
-    ]
-    manifest = write_manifest(storage, "ds", files, {"dag_id": "d", "run_id": "r"})
-    assert read_json(storage, "ds/manifest.json") == manifest
-    assert [f["key"] for f in manifest["files"]] == ["ds/a.csv", "ds/b.csv"]
-    assert manifest["total_bytes"] == 12 and manifest["created_at"].endswith("+00:00")
 
 
 def test_abort_incomplete_writes_only_touches_old_ones(s3_bucket, tmp_path):

@@ -9,14 +9,21 @@ Writes are all-or-nothing: :meth:`Storage.write_stream` publishes the object onl
 source stream ended cleanly; if reading the source raises, nothing appears at the key and a
 previous object there stays as it was. :func:`publish` adds verification: it writes under a
 temporary key (``_tmp/``), checks size and sha256, then moves the object into place.
-Datasets carry a ``manifest.json`` (:func:`write_manifest`).
+Datasets carry a manifest, ``_manifest.json``, written last (:mod:`.manifest`).
 """
 
 from __future__ import annotations
 
 from dataset_ops.storage.base import TMP_PREFIX, HashingReader, ObjectInfo, Storage, read_json, write_json
 from dataset_ops.storage.local import LocalStorage
-from dataset_ops.storage.manifest import write_manifest
+from dataset_ops.storage.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    ManifestError,
+    ManifestFile,
+    read_manifest,
+    write_manifest,
+)
 from dataset_ops.storage.publish import PublishError, file_sha256, publish, publish_file
 from dataset_ops.storage.roots import (
     STORAGE_ROOT_VARIABLE,
@@ -39,7 +46,11 @@ __all__ = [
     "S3_PART_SIZE",
     "STORAGE_ROOT_VARIABLE",
     "TMP_PREFIX",
+    "MANIFEST_NAME",
     "HashingReader",
+    "Manifest",
+    "ManifestError",
+    "ManifestFile",
     "LocalStorage",
     "ObjectInfo",
     "PublishError",
@@ -51,6 +62,7 @@ __all__ = [
     "publish",
     "publish_file",
     "read_json",
+    "read_manifest",
     "storage_from_variable",
     "write_json",
     "write_manifest",
