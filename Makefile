@@ -71,7 +71,7 @@ airflow: install
 screenshots: install services
 	DATASET_OPS_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest tests/browser -q
 
-# CeleryExecutor on the machine's PostgreSQL + Redis, two workers, S3 on a moto server
+# CeleryExecutor on the machine's PostgreSQL + Redis, two workers, S3 on a SeaweedFS server
 distributed: install services
 	$(PY) scripts/distributed.py $(DISTRIBUTED_ARGS)
 
@@ -98,7 +98,7 @@ bench-media: install
 bench-inference: install services
 	$(PY) benchmarks/bench_inference.py $(BENCH_ARGS)
 
-# 1 against 2 Celery workers (scripts/airflow_stack.py: PostgreSQL + Redis, moto S3 started by the script)
+# 1 against 2 Celery workers (scripts/airflow_stack.py: PostgreSQL + Redis, SeaweedFS S3 started by the script)
 bench-distributed: install services
 	$(PY) benchmarks/bench_distributed.py $(BENCH_ARGS)
 

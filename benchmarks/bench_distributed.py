@@ -6,7 +6,7 @@ task logs on S3), with **one worker** (the baseline) and with **two workers**. A
 ``airflow celery worker`` process with ``--concurrency 1`` (one task at a time) in its own UTS
 namespace (host name ``worker-N``), own ``AIRFLOW_HOME``, ``TMPDIR`` and working directory.
 The figure is the ratio (one worker's time / two workers' time) per workload; the issue's target
-is at least 1.6x on this 2-core machine. Everything (Airflow, PostgreSQL, moto) shares the cores.
+is at least 1.6x on this 2-core machine. Everything (Airflow, PostgreSQL, SeaweedFS) shares the cores.
 
 * **IMDb load**: ``imdb_load`` (``plan`` -> seven mapped ``stage`` tasks in the pool
   ``imdb_postgres``, 4 slots -> ``publish``) with conf ``{"force": true}``, from the trigger to the
@@ -24,7 +24,7 @@ The time of a run is from just before the trigger request to the run's ``end_dat
 Each round starts a stack per setup (start-up, about 25 s, is never timed), runs the workloads and
 stops it; setups alternate order from round to round; ``--repeat N`` rounds, medians reported.
 Printed per run: the time, the checks, CPU seconds used meanwhile by the workers (their process
-trees), the scheduler, the api-server, the dag-processor, the moto S3 server and PostgreSQL (the
+trees), the scheduler, the api-server, the dag-processor, the SeaweedFS S3 server and PostgreSQL (the
 whole server, other databases included) and by the rest of the machine (other people's work),
 the load average, the Execution API requests of the tasks (from the api-server's access log),
 for the staged batch the median validate/promote seconds of the files' status records, and
@@ -55,7 +55,7 @@ Data (prepared before any timing, cached in ``.data/bench/distributed/data``; pr
   ``gsm8k/part-NN.jsonl`` and ``newsgroups/part-NN.jsonl``.
 
 Services: PostgreSQL on 127.0.0.1:5432 (user ``postgres``, trust), Redis on 127.0.0.1:6379 (database
-8), a moto S3 server started here (``python -m moto.server``), ``unshare`` as root. The metadata
+8), a SeaweedFS S3 server started here (``scripts/seaweedfs.py``), ``unshare`` as root. The metadata
 database is ``dataset_ops_bench_distributed`` (dropped at the end with the target database);
 stack homes and component logs are in ``.data/bench/distributed/stack`` (emptied at each start).
 
@@ -88,10 +88,11 @@ for _sub in ("plugins", "scripts", "tests", "benchmarks"):
     sys.path.insert(0, str(REPO / _sub))
 
 import psycopg  # noqa: E402
-from airflow_stack import AirflowStack, MotoServer, StackError, recreate_database  # noqa: E402
+from airflow_stack import AirflowStack, StackError, recreate_database  # noqa: E402
 from bench_imdb_copy import _read_meta, _write_meta, generate_basics  # noqa: E402
 from helpers.http_server import FileServer  # noqa: E402
 from helpers.imdb_data import SHARED_DATA, slice_path  # noqa: E402
+from seaweedfs import SeaweedFS, SeaweedFSError  # noqa: E402
 
 from dataset_ops.imdb.datasets import IMDB_FILE_NAMES, imdb_file  # noqa: E402
 
@@ -195,8 +196,8 @@ def prepare_uploads(target_bytes: int) -> dict[str, bytes]:
 # --- services -----------------------------------------------------------------------------------
 
 
-class Moto(MotoServer):
-    """The moto S3 server (:class:`airflow_stack.MotoServer`; :attr:`pid` for CPU accounting)
+class S3Server(SeaweedFS):
+    """The SeaweedFS S3 server (:class:`seaweedfs.SeaweedFS`; :attr:`pid` for CPU accounting)
     with the listing and clean-up the benchmark needs."""
 
     def delete_prefix(self, prefix: str) -> None:
@@ -377,10 +378,10 @@ def execution_api_stats(stack: AirflowStack, start: datetime, end: datetime | No
     return count, seconds
 
 
-def component_roots(stack: AirflowStack, moto: Moto, postmaster: int | None) -> dict[str, int]:
+def component_roots(stack: AirflowStack, s3: S3Server, postmaster: int | None) -> dict[str, int]:
     """Label -> root PID of every process tree whose CPU is reported."""
     roots = {component.name: component.proc.pid for component in stack.components}
-    roots["moto"] = moto.pid
+    roots["seaweedfs"] = s3.pid
     if postmaster:
         roots["postgres"] = postmaster
     return roots
@@ -394,7 +395,7 @@ def summarise_cpu(cpu: dict[str, float]) -> dict[str, float]:
 
 
 def run_imdb(
-    stack: AirflowStack, moto: Moto, roots, rows: dict[str, int], workers: int, rnd: int
+    stack: AirflowStack, s3: S3Server, roots, rows: dict[str, int], workers: int, rnd: int
 ) -> tuple[RunResult, RunResult]:
     """``imdb_download`` (timed apart, informational), then the timed ``imdb_load``; row counts of
     the seven tables checked in the target database."""
@@ -421,20 +422,20 @@ def run_imdb(
                 result.checks.append(f"imdb.{table}: {got} rows, expected {expected:,}")
     if result.ok:
         result.checks.append(f"row counts of all 7 tables right ({sum(rows.values()):,} rows)")
-    moto.delete_prefix(f"{stack_prefix(workers, rnd)}/datasets/")
+    s3.delete_prefix(f"{stack_prefix(workers, rnd)}/datasets/")
     return dl, result
 
 
 def run_staged(
-    stack: AirflowStack, moto: Moto, roots, uploads: dict[str, bytes], workers: int, rnd: int
+    stack: AirflowStack, s3: S3Server, roots, uploads: dict[str, bytes], workers: int, rnd: int
 ) -> RunResult:
     """Put the 20 files into uploads/ (untimed), then the timed ``staged_upload_validation``;
     checks that all 20 are in fresh/ with their sizes and uploads/ is empty."""
     root = f"{stack_prefix(workers, rnd)}/staging"
     for name, content in uploads.items():
-        moto.s3.upload_fileobj(io.BytesIO(content), BUCKET, f"{root}/uploads/{name}")
+        s3.s3.upload_fileobj(io.BytesIO(content), BUCKET, f"{root}/uploads/{name}")
     result = timed_run(stack, "staged_upload_validation", {}, roots, workers, rnd)
-    fresh, left = moto.objects(f"{root}/fresh/"), moto.objects(f"{root}/uploads/")
+    fresh, left = s3.objects(f"{root}/fresh/"), s3.objects(f"{root}/uploads/")
     wrong = [n for n, c in uploads.items() if fresh.get(n) != len(c)]
     if wrong or left or len(fresh) != UPLOADS:
         result.ok = False
@@ -447,12 +448,12 @@ def run_staged(
             f"all {UPLOADS} files in fresh/ with their sizes ({total / MB:,.0f} MB), uploads/ empty"
         )
     timings: dict[str, list[float]] = {}
-    for key in moto.objects(f"{root}/_status/"):
-        body = moto.s3.get_object(Bucket=BUCKET, Key=f"{root}/_status/{key}")["Body"].read()
+    for key in s3.objects(f"{root}/_status/"):
+        body = s3.s3.get_object(Bucket=BUCKET, Key=f"{root}/_status/{key}")["Body"].read()
         for step, secs in (json.loads(body).get("timings") or {}).items():
             timings.setdefault(step, []).append(secs)
     result.steps = {step: statistics.median(v) for step, v in timings.items()}
-    moto.delete_prefix(f"{root}/")
+    s3.delete_prefix(f"{root}/")
     return result
 
 
@@ -620,19 +621,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  uploads: {len(uploads)} files of {' / '.join(f'{s / MB:.1f}' for s in sizes)} MB")
 
     BENCH.mkdir(parents=True, exist_ok=True)
-    moto = Moto(BENCH / "moto.log")
+    s3 = S3Server(log=BENCH / "seaweedfs.log")
+    try:
+        s3.start()
+    except SeaweedFSError as exc:
+        print(f"\nSTOPPED: {exc}", flush=True)
+        return 1
     server = FileServer(www) if www else None
     postmaster = postmaster_pid()
     results: list[RunResult] = []
     failed = False
     try:
-        moto.s3.create_bucket(Bucket=BUCKET)
+        s3.create_bucket(BUCKET)
         conn_aws = json.dumps(
             {
                 "conn_type": "aws",
                 "login": "bench",
                 "password": "bench",
-                "extra": {"endpoint_url": moto.endpoint, "region_name": "us-east-1"},
+                "extra": {"endpoint_url": s3.endpoint, "region_name": "us-east-1"},
             }
         )
         for rnd in range(args.repeat):
@@ -668,21 +674,21 @@ def main(argv: list[str] | None = None) -> int:
                         f"(hosts {', '.join(stack.hostnames)})",
                         flush=True,
                     )
-                    roots = component_roots(stack, moto, postmaster)
+                    roots = component_roots(stack, s3, postmaster)
                     if "imdb" in args.workloads:
-                        results.extend(run_imdb(stack, moto, roots, rows, workers, rnd))
+                        results.extend(run_imdb(stack, s3, roots, rows, workers, rnd))
                         print_run(results[-1])
                     if "staged" in args.workloads:
-                        results.append(run_staged(stack, moto, roots, uploads, workers, rnd))
+                        results.append(run_staged(stack, s3, roots, uploads, workers, rnd))
                         print_run(results[-1])
-                moto.delete_prefix("airflow-logs/")
+                s3.delete_prefix("airflow-logs/")
     except StackError as exc:
         print(f"\nSTOPPED: {exc}", flush=True)
         failed = True
     finally:
         if server:
             server.close()
-        moto.stop()
+        s3.stop()
         with contextlib.suppress(psycopg.Error):
             drop_databases()
     print_summary(results, args.setups)

@@ -537,7 +537,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep", type=Path, help="keep the workbooks (and profile) in this folder")
     args = ap.parse_args(argv)
 
-    sys.path.insert(0, str(REPO / "tests"))
+    sys.path[:0] = [str(REPO / "tests"), str(REPO / "scripts")]  # scripts/: ports.py
     from helpers.es_server import NoidaElasticsearch, bulk_load, create_index
     from helpers.inference_data import ES_MAPPINGS, make_world
 

@@ -6,10 +6,10 @@ Run: ``make bench-ingest`` (builds dlt 1.31.0 in its own venv, ``.data/bench/dlt
 
 Setup, the same for every method: the inventory test server (``tests/helpers/inventory_server.py``)
 in its own process serves ``/api/ordenes`` (cursor pagination, 500 records a page) with
-``--latency`` seconds of delay per request; each run gets a fresh moto S3 server in its own
-process. Each method runs in its own subprocess; the time is the extraction and landing only
-(interpreter start and imports excluded for every method); peak RSS is the worker's ``VmHWM``
-(imports included).
+``--latency`` seconds of delay per request; each run gets a fresh SeaweedFS S3 server
+(``scripts/seaweedfs.py``) in its own process. Each method runs in its own subprocess; the
+time is the extraction and landing only (interpreter start and imports excluded for every
+method); peak RSS is the worker's ``VmHWM`` (imports included).
 
 Methods:
 
@@ -18,7 +18,7 @@ Methods:
   + Parquet, each published to S3 with a verified atomic publish, plus the metrics object.
 * ``dlt rest_api -> filesystem (parquet)`` and ``(jsonl)``: dlt's ``rest_api_source`` with its
   cursor paginator, ``pipeline.run(..., loader_file_format=...)`` into the ``filesystem``
-  destination on the same moto server (s3fs). jsonl is dlt's default format.
+  destination on the same SeaweedFS server (s3fs). jsonl is dlt's default format.
 * ``requests loop -> CSV``: a bare ``requests`` loop following the cursor and writing a local
   CSV file: no validation, no S3, no Parquet (the floor).
 
@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_upload import free_port, start_moto  # noqa: E402  (same folder)
+from bench_upload import start_s3  # noqa: E402  (same folder)
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER = REPO / "tests" / "helpers" / "inventory_server.py"
@@ -184,19 +184,10 @@ def _start_server(records: int, latency: float) -> tuple[subprocess.Popen, str]:
 
 
 def _run(method: str, python: str, base_url: str, extra_env: dict) -> dict:
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    moto = start_moto(port)
+    server = start_s3()
+    endpoint = server.endpoint
     try:
-        import boto3
-
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        ).create_bucket(Bucket=BUCKET)
+        server.create_bucket(BUCKET)
         home = tempfile.mkdtemp(prefix="bench-ingest-home-")
         env = {
             **os.environ,
@@ -216,8 +207,7 @@ def _run(method: str, python: str, base_url: str, extra_env: dict) -> dict:
             return {"method": method, "error": proc.stderr.strip()[-600:]}
         return {"method": method, **json.loads(proc.stdout.strip().splitlines()[-1])}
     finally:
-        moto.terminate()
-        moto.wait(timeout=30)
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,7 @@ Methods:
   (``dataset_ops.apify.tasks.download_media``) on a local storage root prepared as the DAG
   does (manifest, ``{run_id}.jsonl``; untimed), so every media file of the items (all distinct
   refs, a few more than ``--files``) is fetched by ``MediaDownloader`` and recorded in
-  ``manifest.json``; afterwards every manifest entry's sha256 and size is checked on disk.
+  ``_manifest.json``; afterwards every manifest entry's sha256 and size is checked on disk.
   Its content digest covers the same first ``--files`` files as the other methods.
 * ``pool``: a plain ``ThreadPoolExecutor(--workers)``, one ``requests.Session`` per thread,
   ``get`` + ``write_bytes`` when the status is 200; no other check.
@@ -132,6 +132,7 @@ def work(method: str, base_url: str, files: int, workers: int, parent: str | Non
 
         from dataset_ops.apify.items import download_items
         from dataset_ops.apify.tasks import dataset_workspace, download_media, prepare, read_manifest
+        from dataset_ops.settings import ApifyDownloadParams
         from dataset_ops.storage import LocalStorage
 
         storage = LocalStorage(folder)
@@ -141,19 +142,21 @@ def work(method: str, base_url: str, files: int, workers: int, parent: str | Non
             "dataset_id": client.run(RUN_ID).get().default_dataset_id,
             "status": "SUCCEEDED",
         }
-        params = {
-            "download_media": True,
-            "force_download": False,
-            "extract_video_frames": False,
-            "frame_interval_seconds": 1.0,
-        }
-        plan = prepare(storage, run, params, "bench")
+        params = ApifyDownloadParams.from_params(
+            {
+                "download_media": True,
+                "force_download": False,
+                "extract_video_frames": False,
+                "frame_interval_seconds": 1.0,
+            }
+        )
+        plan = prepare(storage, run, params, "bench", {"dag_id": "bench_media", "run_id": "bench"})
         with dataset_workspace(storage, RUN_ID) as ws:
             download_items(client, plan["dataset_id"], ws.path, RUN_ID)
         t = time.perf_counter()
         summary = download_media(storage, plan, workers=workers)
         seconds = time.perf_counter() - t
-        entries = read_manifest(storage, RUN_ID)["media"]
+        entries = read_manifest(storage, RUN_ID).extra["media"]
         every = _digests(folder / "datasets" / "facebook" / RUN_ID / "media")
         out["files"], ok = len(entries), summary["downloaded"]
         out["sha256_recorded"] = sum(1 for e in entries if e["sha256"])
@@ -310,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         ours = [r for r in results[method] if "seconds" in r]
         if not ours:
             continue
-        where = "in manifest.json" if method == "dag_step" else "recorded"
+        where = "in _manifest.json" if method == "dag_step" else "recorded"
         print(
             f"\n{method} verified: "
             + ", ".join(f"{r['verified']}/{r['files']} (sha256 {where} {r['sha256_recorded']})" for r in ours)

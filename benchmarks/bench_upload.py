@@ -1,15 +1,15 @@
 """Benchmark: ``python -m dataset_ops.upload`` vs boto3 ``upload_file`` (default TransferConfig).
 
 Both upload the same generated file (default 2 GiB of random bytes, cached in
-``.data/bench/``, git-ignored) to a moto S3 server started as a separate process
-(``python -m moto.server``) on 127.0.0.1. Each method runs as its own subprocess, ``--repeat``
-times in rotating rounds; wall time and peak RSS (``ru_maxrss`` of that child, from
+``.data/bench/``, git-ignored) to a SeaweedFS S3 server started as a separate process
+(``scripts/seaweedfs.py``, ``weed server -s3``) on 127.0.0.1. Each method runs as its own
+subprocess, ``--repeat`` times in rotating rounds; wall time and peak RSS (``ru_maxrss`` of that child, from
 ``os.wait4``) are measured per run, and the upload is verified (size; for ours also the sha256
 of its status record against the file's and the record's ETag against the object's).
-Every run gets a fresh moto server: moto keeps objects in memory and does not give the memory
-back after a delete, which slowed later runs by up to 40% when one server was shared. A third,
-diagnostic method runs ``dataset_ops.upload --part-size-mib 16`` to show the part-size effect on
-moto. It prints figures and never asserts.
+Every run gets a fresh server with an empty data folder, so no run pays for an earlier run's
+data (with moto, the server used before, a shared server slowed later runs by up to 40%). A
+third, diagnostic method runs ``dataset_ops.upload --part-size-mib 16`` to show the part-size
+effect. It prints figures and never asserts.
 
     .venv/bin/python benchmarks/bench_upload.py [--size-mib 2048] [--repeat 2] [--parallel 4]
         [--diagnostic-part-size-mib 16 (0: skip)]
@@ -23,13 +23,11 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,12 +47,6 @@ started = time.perf_counter()
 client.upload_file(path, bucket, key, Config=TransferConfig())
 print(time.perf_counter() - started)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prepare_file(size: int) -> tuple[Path, str]:
@@ -88,22 +80,25 @@ def prepare_file(size: int) -> tuple[Path, str]:
     return path, sha
 
 
-def start_moto(port: int) -> subprocess.Popen:
-    """A fresh ``python -m moto.server`` on 127.0.0.1:``port`` (its request log discarded)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
-            return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("moto server did not start")
+def start_s3():
+    """A fresh, started :class:`seaweedfs.SeaweedFS` (``scripts/seaweedfs.py``) in a temporary
+    folder that its ``stop()`` deletes; :class:`seaweedfs.SeaweedFSError` if it does not start."""
+    if str(REPO / "scripts") not in sys.path:
+        sys.path.insert(0, str(REPO / "scripts"))
+    from seaweedfs import SeaweedFS
+
+    server = SeaweedFS(stop_grace=1)  # a throwaway: its data is deleted anyway
+    server.start()
+    return server
+
+
+def s3_version() -> str:
+    """SeaweedFS's version (``weed version``), for the printed versions line."""
+    if str(REPO / "scripts") not in sys.path:
+        sys.path.insert(0, str(REPO / "scripts"))
+    from seaweedfs import weed_version
+
+    return weed_version().removeprefix("version ")
 
 
 def rss_mib(pid: int) -> float:
@@ -140,7 +135,6 @@ def main() -> None:
 
     import boto3
     import botocore
-    import moto
     import s3transfer
 
     size = args.size_mib * MiB
@@ -153,7 +147,7 @@ def main() -> None:
     )
     print(
         f"versions: boto3 {boto3.__version__}, botocore {botocore.__version__}, "
-        f"s3transfer {s3transfer.__version__}, moto {moto.__version__} (server: separate process, HTTP)"
+        f"s3transfer {s3transfer.__version__}; SeaweedFS {s3_version()} (server: separate process, HTTP)"
     )
     print(f"file: {size:,} bytes ({args.size_mib} MiB), random; page cache warm; MB = 10^6 bytes\n")
 
@@ -183,9 +177,8 @@ def main() -> None:
             names = list(methods)
             for name in names[round_no % len(names) :] + names[: round_no % len(names)]:
                 make_cmd, key = methods[name]
-                port = free_port()
-                endpoint = f"http://127.0.0.1:{port}"
-                moto_proc = start_moto(port)
+                server = start_s3()
+                endpoint = server.endpoint
                 try:
                     client = boto3.client(
                         "s3",
@@ -222,15 +215,14 @@ def main() -> None:
                         note = f"in-process {inner['upload']:.1f} s (sha256 {inner['hash']:.1f} s alongside)"
                     elif ok:
                         note = f"in-process upload_file {float(stdout.strip()):.1f} s"
-                    moto_rss = rss_mib(moto_proc.pid)
+                    server_rss = rss_mib(server.pid)
                 finally:
-                    moto_proc.terminate()
-                    moto_proc.wait(timeout=30)
+                    server.stop()
                 results[name].append({"wall": wall, "rss": rss, "ok": ok})
                 print(
                     f"round {round_no + 1} {name:{width}s} exit {code}  {'verified' if ok else 'FAILED'}  "
                     f"wall {wall:6.1f} s  {size / 1e6 / wall:6.1f} MB/s  peak RSS {rss:6.1f} MiB  "
-                    f"{note}; moto server RSS after {moto_rss:.0f} MiB",
+                    f"{note}; SeaweedFS RSS after {server_rss:.0f} MiB",
                     flush=True,
                 )
                 if not ok:

@@ -8,8 +8,10 @@ under `datasets/facebook/{run_id}/`, as the ads team keeps them:
 * `media/`: every image and video of the ads (originals, with the actor's fallbacks), fetched
   concurrently, verified (status, Content-Type, size, sha256) and resumable;
 * `video_frames/`: one JPEG every `frame_interval_seconds` of each video (OpenCV);
-* `reports/download_report.json` and `manifest.json` (counts, sizes in bytes, sha256 per file,
-  created_at, last_modified, completeness: `complete` or `partial`).
+* `reports/download_report.json` and `_manifest.json`, the suite's dataset manifest (every file
+  with bytes, sha256 and rows, producer DAG run, created_at, updated_at, status: `complete` or
+  `partial`; counts, media and frames in its `extra`). Datasets of earlier versions keep their
+  `manifest.json`, which is still read (and replaced by `_manifest.json` when a run resumes them).
 
 The run must have SUCCEEDED: a run still RUNNING is waited for in the triggerer (up to 6 hours);
 a FAILED, TIMED-OUT or ABORTED run fails the DAG run with that status. A dataset that is already
@@ -37,9 +39,9 @@ CONN_ID = "apify_default"
 
 
 def _storage():
-    from dataset_ops.storage import storage_from_variable
+    from dataset_ops import settings
 
-    return storage_from_variable()
+    return settings.storage()
 
 
 @dag(
@@ -96,8 +98,12 @@ def apify_dataset_download():
     def prepare(run: dict, params=None) -> dict:
         """Skip a complete dataset (unless forced); else mark it in_progress."""
         from dataset_ops.apify.tasks import prepare as start
+        from dataset_ops.settings import ApifyDownloadParams, producer
 
-        return start(_storage(), run, params, get_current_context()["run_id"])
+        context = get_current_context()
+        return start(
+            _storage(), run, ApifyDownloadParams.from_params(params), context["run_id"], producer(context)
+        )
 
     def _skip_unless(plan: dict, wanted: bool = True, why: str = "") -> None:
         from airflow.sdk.exceptions import AirflowSkipException

@@ -83,11 +83,11 @@ def dataset_retention():
     @task(multiple_outputs=False)
     def apify_datasets(params=None) -> dict:
         """Old Apify datasets (keeping the newest and those in progress)."""
+        from dataset_ops import settings
         from dataset_ops.apify.inventory import cleanup_datasets
-        from dataset_ops.storage import storage_from_variable
 
         return cleanup_datasets(
-            storage_from_variable(),
+            settings.storage(),
             days_old=params["days_old"],
             keep_recent=params["keep_recent"],
             dry_run=_dry_run(params),
@@ -96,12 +96,11 @@ def dataset_retention():
     @task(multiple_outputs=False)
     def staged_uploads(params=None) -> dict:
         """Old quarantined files and abandoned multipart uploads of the staging area."""
-        from dataset_ops.staging.status import staging_root
+        from dataset_ops import settings
         from dataset_ops.staging.tasks import cleanup
-        from dataset_ops.storage import open_storage
 
         return cleanup(
-            open_storage(staging_root()),
+            settings.staging_root().open(),
             failed_older_than_hours=params["failed_older_than_hours"],
             multipart_older_than_hours=params["multipart_older_than_hours"],
             dry_run=_dry_run(params),
@@ -110,11 +109,11 @@ def dataset_retention():
     @task(multiple_outputs=False)
     def work_folders(params=None) -> dict:
         """Old working folders of the inference workflow."""
+        from dataset_ops import settings
         from dataset_ops.retention import cleanup_work_folders
-        from dataset_ops.storage import storage_from_variable
 
         return cleanup_work_folders(
-            storage_from_variable(), older_than_days=params["work_older_than_days"], dry_run=_dry_run(params)
+            settings.storage(), older_than_days=params["work_older_than_days"], dry_run=_dry_run(params)
         )
 
     @task(multiple_outputs=False, trigger_rule="all_done")

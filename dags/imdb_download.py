@@ -66,15 +66,14 @@ def imdb_download():
     @task(multiple_outputs=False, outlets=[IMDB_RAW_ALIAS], map_index_template="{{ imdb_file }}")
     def download(name: str, params=None, dag_run=None, outlet_events=None) -> dict:
         """Fetch one dump; skipped when unchanged, else an Asset event with its metadata."""
+        from dataset_ops import settings
         from dataset_ops.imdb.tasks import download as download_dump
-        from dataset_ops.imdb.tasks import resolve_base_url
-        from dataset_ops.storage import storage_from_variable
 
         get_current_context()["imdb_file"] = name
         result = download_dump(
             name,
-            resolve_base_url(params["base_url"]),
-            storage_from_variable(),
+            settings.imdb_base_url(params["base_url"]),
+            settings.storage(),
             read_timeout=params["read_timeout_seconds"],
             producer={"dag_id": dag_run.dag_id, "run_id": dag_run.run_id},
         )

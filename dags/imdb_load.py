@@ -67,24 +67,24 @@ def imdb_load():
     @task
     def plan(params=None) -> list[dict]:
         """Files with a new stored version (or all, with `force`)."""
+        from dataset_ops import settings
         from dataset_ops.imdb.tasks import connect, plan_load
-        from dataset_ops.storage import storage_from_variable
 
         with connect() as conn:
-            return plan_load(conn, storage_from_variable(), params["files"], params["force"])
+            return plan_load(conn, settings.storage(), params["files"], params["force"])
 
     @task(multiple_outputs=False, pool=IMDB_POOL, map_index_template="{{ imdb_file }}")
     def stage(item: dict, params=None, dag_run=None, ti=None) -> dict:
         """COPY one file into its staging table, then key, index and analyze it."""
+        from dataset_ops import settings
         from dataset_ops.imdb.tasks import connect
         from dataset_ops.imdb.tasks import stage as stage_file
-        from dataset_ops.storage import storage_from_variable
 
         get_current_context()["imdb_file"] = item["file"]
         with connect() as conn:
             return stage_file(
                 conn,
-                storage_from_variable(),
+                settings.storage(),
                 item,
                 dag_run.run_id,
                 logged=params["logged_tables"],

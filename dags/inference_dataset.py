@@ -79,34 +79,53 @@ def inference_dataset():
     @task(multiple_outputs=False)
     def create_dataset(params=None) -> dict:
         """Class folders of images under dataset/."""
+        from dataset_ops import settings
         from dataset_ops.inference.tasks import create_dataset_step
 
-        return create_dataset_step(params)
+        options = settings.InferenceDatasetParams.from_params(params)
+        registry = settings.inference_registry_root().open() if options.exclude_registered else None
+        return create_dataset_step(
+            settings.storage(),
+            options,
+            settings.inference_images_root().open(),
+            registry,
+            settings.producer(),
+        )
 
     @task(multiple_outputs=False)
     def summary_dataset(created: dict) -> dict:
         """reports/summary_dataset.csv: every image with its record's data."""
+        from dataset_ops import settings
         from dataset_ops.inference.tasks import summary_step
 
-        return summary_step(created)
+        return summary_step(settings.storage(), created)
 
     @task(multiple_outputs=False)
     def folder_structure(created: dict) -> dict:
         """reports/folder_structure.csv: leaf folders and image counts."""
+        from dataset_ops import settings
         from dataset_ops.inference.tasks import folder_structure_step
 
-        return folder_structure_step(created)
+        return folder_structure_step(settings.storage(), created)
 
     @task(multiple_outputs=False)
     def register_dataset(created: dict, params=None, dag_run=None) -> dict:
         """ZIP, upload and one row in the registry."""
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from dataset_ops import settings
         from dataset_ops.inference.tasks import register_step
 
-        if not params["register"]:
+        options = settings.InferenceDatasetParams.from_params(params)
+        if not options.register:
             raise AirflowSkipException("register is off")
-        return register_step(created, params["dataset_name"] or params["process_name"], dag_run.run_id)
+        return register_step(
+            settings.storage(),
+            created,
+            settings.inference_registry_root().open(),
+            options.registry_name,
+            dag_run.run_id,
+        )
 
     created = create_dataset()
     [summary_dataset(created), folder_structure(created)] >> register_dataset(created)

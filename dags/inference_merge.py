@@ -53,27 +53,41 @@ def inference_merge():
     @task(multiple_outputs=False)
     def merge_datasets(params=None) -> dict:
         """The sources' datasets into the target's dataset/."""
+        from dataset_ops import settings
         from dataset_ops.inference.tasks import merge_step
 
-        return merge_step(list(params["process_names"]), params["target_process_name"])
+        return merge_step(
+            settings.storage(),
+            list(params["process_names"]),
+            params["target_process_name"],
+            settings.producer(),
+        )
 
     @task(multiple_outputs=False)
     def folder_structure(merged: dict) -> dict:
         """reports/folder_structure.csv of the merged dataset."""
+        from dataset_ops import settings
         from dataset_ops.inference.tasks import folder_structure_step
 
-        return folder_structure_step(merged)
+        return folder_structure_step(settings.storage(), merged)
 
     @task(multiple_outputs=False)
     def register_dataset(merged: dict, params=None, dag_run=None) -> dict:
         """ZIP, upload and one row in the registry."""
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from dataset_ops import settings
         from dataset_ops.inference.tasks import register_step
 
         if not params["register"]:
             raise AirflowSkipException("register is off")
-        return register_step(merged, params["dataset_name"] or params["target_process_name"], dag_run.run_id)
+        return register_step(
+            settings.storage(),
+            merged,
+            settings.inference_registry_root().open(),
+            params["dataset_name"] or params["target_process_name"],
+            dag_run.run_id,
+        )
 
     merged = merge_datasets()
     folder_structure(merged) >> register_dataset(merged)

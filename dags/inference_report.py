@@ -25,9 +25,15 @@ from dataset_ops.dag_defaults import DEFAULT_ARGS, START_DATE, fail_without_retr
 
 
 def _storage():
-    from dataset_ops.storage import storage_from_variable
+    from dataset_ops import settings
 
-    return storage_from_variable()
+    return settings.storage()
+
+
+def _params(params):
+    from dataset_ops.settings import InferenceReportParams
+
+    return InferenceReportParams.from_params(params)
 
 
 @dag(
@@ -89,7 +95,7 @@ def inference_report():
 
         ctx = get_current_context()
         with fail_without_retry(UnknownDeployment, ProcessExists, ValueError):
-            return start_report(_storage(), params, ctx["run_id"], ctx["dag_run"])
+            return start_report(_storage(), _params(params), ctx["run_id"], ctx["dag_run"])
 
     @task(multiple_outputs=False)
     def extract_and_report(process: dict, params=None) -> dict:
@@ -98,7 +104,7 @@ def inference_report():
         from dataset_ops.inference.tasks import NoRecords, extract_and_report
 
         with fail_without_retry(NoRecords):
-            return extract_and_report(_storage(), process, params)
+            return extract_and_report(_storage(), process, _params(params))
 
     extract_and_report(start())
 

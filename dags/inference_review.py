@@ -95,9 +95,8 @@ def inference_review():
     @task(multiple_outputs=False)
     def review_images(params=None) -> dict:
         """Choose, download and log the review images."""
+        from dataset_ops import settings
         from dataset_ops.inference.review import review
-        from dataset_ops.inference.tasks import images_root
-        from dataset_ops.storage import storage_from_variable
 
         selection = None
         if params["selection"] == "params":
@@ -106,14 +105,14 @@ def inference_review():
                 "devices": list(params["devices"] or []),
             }
         summary = review(
-            storage_from_variable(),
+            settings.storage(),
             params["process_name"],
             selection=selection,
             workbook_name=params["workbook"] or None,
             per_item=params["images_per_item"],
             kind=params["kind"],
             dry_run=params["dry_run"],
-            images_root=images_root(),
+            images_root=settings.inference_images_root().check().uri,
         )
         if summary["picked"] and not summary["downloaded"] and not params["dry_run"]:
             raise RuntimeError(f"none of the {summary['picked']} review images was downloaded: {summary}")

@@ -3,12 +3,14 @@
 
 Every day at 02:00 UTC, each entity of the inventory microservices (products and categories,
 orders and customers, suppliers) is pulled page by page from its REST service and landed in the
-data lake (Variable `datalake_root`, default `s3://inventario-datalake/`) for Glue and Athena:
+data lake (Variable `datalake_root`, e.g. `s3://inventario-datalake/`, which goes through the
+Connection `aws_default`; unset: `datalake/` below the storage root) for Glue and Athena:
 
 * `<entity>/dt=YYYY-MM-DD/<entity>_YYYYMMDD_HHMMSS.csv`: header, UTF-8, RFC 4180 quoting;
 * `parquet/<entity>/dt=.../...parquet` (typed columns) and `raw/<entity>/dt=.../...jsonl` (the
-  records as received); `_metrics/<entity>/dt=.../...json`: rows, pages, bytes, duplicates,
-  invalid rows, seconds.
+  records as received); each of these partitions has a `_manifest.json` (every file with bytes,
+  sha256 and rows, the producing run, and per run: pages, bytes, duplicates, invalid rows,
+  seconds). Partitions written by earlier versions keep their `_metrics/<entity>/dt=.../...json`.
 
 The date and time in the names are the start of the interval the run ingests (UTC), so a rerun
 replaces its own files and `dt=` is the day the data covers. The task `data_interval` picks that
@@ -55,7 +57,16 @@ ENTITIES = [name for _, _, _, names in SERVICES for name in names]
 #: Docker network of the ingest containers (they must reach the services and S3); set when the
 #: scheduler starts, as DockerOperator does not template it.
 DOCKER_NETWORK = os.environ.get("DATASET_OPS_INGEST_NETWORK", "bridge")
-LAKE = "s3://inventario-datalake/"  # the Variable datalake_root's default (dataset_ops.ingest.tasks)
+
+
+def datalake_root() -> str:
+    """The lake root for the Docker runner's container (the macro ``datalake_root()``, rendered in
+    the worker): :func:`dataset_ops.settings.datalake_root`, its ``s3://`` Connection checked.
+
+    :raises dataset_ops.settings.MissingConnection: an ``s3://`` lake and no ``aws_default``."""
+    from dataset_ops import settings
+
+    return settings.datalake_root().check().uri
 
 
 @dag(
@@ -67,6 +78,7 @@ LAKE = "s3://inventario-datalake/"  # the Variable datalake_root's default (data
     default_args=DEFAULT_ARGS,
     tags=["ingest", "s3", "datalake", "rest"],
     doc_md=__doc__,
+    user_defined_macros={"datalake_root": datalake_root},
     params={
         "runner": Param(
             "in_process",
@@ -138,6 +150,7 @@ def microservice_ingest():
         """Pull one entity for the run's interval and land its files (see the DAG docs)."""
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from dataset_ops import settings
         from dataset_ops.ingest.interval import IngestInterval
         from dataset_ops.ingest.tasks import run_entity
 
@@ -146,7 +159,8 @@ def microservice_ingest():
             raise AirflowSkipException(f"{entity} is not in the Param entities")
         window = IngestInterval.from_dict(interval)
         producer = {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "runner": "in_process"}
-        return run_entity(entity, window.start, window.end, layout=params["layout"], producer=producer)
+        lake = settings.datalake_root().open()
+        return run_entity(entity, window.start, window.end, lake, layout=params["layout"], producer=producer)
 
     @task(trigger_rule="none_failed_min_one_success")
     def summary(ti=None) -> list[dict]:
@@ -187,7 +201,7 @@ def microservice_ingest():
             pool=pool,
             conn_id=conn_id,
             image="{{ var.value.get('ingest_image', '" + DEFAULT_IMAGE + "') }}",
-            environment={"AIRFLOW_VAR_DATALAKE_ROOT": "{{ var.value.get('datalake_root', '" + LAKE + "') }}"},
+            environment={"AIRFLOW_VAR_DATALAKE_ROOT": "{{ datalake_root() }}"},
             network_mode=DOCKER_NETWORK,
             auto_remove="success",
             mount_tmp_dir=False,

@@ -71,11 +71,10 @@ def staged_upload_validation():
     @task
     def find(params=None) -> list[dict]:
         """New complete uploads, or the failed files named in `retry_failed`."""
-        from dataset_ops.staging.status import staging_root
+        from dataset_ops import settings
         from dataset_ops.staging.tasks import find_uploads, retry_targets
-        from dataset_ops.storage import open_storage
 
-        storage = open_storage(staging_root())
+        storage = settings.staging_root().open()
         if params["retry_failed"]:
             return retry_targets(storage, params["retry_failed"])
         return find_uploads(storage)
@@ -85,12 +84,12 @@ def staged_upload_validation():
         """Validate one file as a stream; promote it to fresh/ or quarantine it in failed/."""
         from dataclasses import asdict
 
-        from dataset_ops.staging.status import UploadState, staging_root
+        from dataset_ops import settings
+        from dataset_ops.staging.status import UploadState
         from dataset_ops.staging.tasks import process_upload
-        from dataset_ops.storage import open_storage
 
         get_current_context()["upload_name"] = upload["name"]
-        storage = open_storage(staging_root())
+        storage = settings.staging_root().open()
         status = process_upload(
             storage,
             upload["name"],

@@ -44,7 +44,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -52,6 +51,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote, urlsplit
+
+from ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -66,15 +67,9 @@ class StackError(RuntimeError):
     """The stack could not start, or a request to it failed; the message says which and why."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def aws_connection(endpoint: str) -> str:
-    """The ``aws_default`` Connection (JSON form) for an S3 server at ``endpoint`` (moto: any key)."""
+    """The ``aws_default`` Connection (JSON form) for an S3 server at ``endpoint`` (the local
+    SeaweedFS of ``scripts/seaweedfs.py`` takes any key)."""
     extra = {"endpoint_url": endpoint, "region_name": "us-east-1"}
     return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra})
 
@@ -97,56 +92,6 @@ def recreate_database(pg_admin_url: str, name: str) -> str:
     except psycopg.OperationalError as exc:
         raise StackError(f"PostgreSQL at {pg_admin_url} is needed: {exc}") from exc
     return f"{pg_admin_url.rsplit('/', 1)[0]}/{name}"
-
-
-class MotoServer:
-    """``python -m moto.server`` (an S3 API) on a free port of 127.0.0.1, in a session of its own,
-    output appended to ``log``. :attr:`endpoint` is its URL, :attr:`pid` its process id and
-    :attr:`s3` a boto3 client on it. :class:`StackError` if it does not answer within 60 s."""
-
-    def __init__(self, log: Path):
-        import boto3
-
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._log = open(log, "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pid = self.proc.pid
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise StackError(f"the moto S3 server did not start; see {log}") from None
-                time.sleep(0.3)
-        self.s3 = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
-    def stop(self) -> None:
-        """SIGTERM to the server's process group, SIGKILL after 15 s."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-            self.proc.wait(5)
-        self._log.close()
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -576,10 +576,11 @@ def report_download(states, elapsed: float) -> int:
     for task, label, state in states:
         if task != "download":
             continue
-        manifest = {}
-        path = STORAGE_ROOT / "imdb" / "raw" / f"{label}.tsv.gz.json"
+        manifest = {}  # this dump's entry in imdb/raw/_manifest.json (the dataset manifest)
+        path = STORAGE_ROOT / "imdb" / "raw" / "_manifest.json"
         with contextlib.suppress(OSError, ValueError):
-            manifest = json.loads(path.read_text())
+            files = json.loads(path.read_text())["files"]
+            manifest = next((f for f in files if f["path"] == f"{label}.tsv.gz"), {})
         if state == "success":
             downloaded += 1
             out(

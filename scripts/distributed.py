@@ -2,9 +2,9 @@
 """``make distributed``: three DAGs on a CeleryExecutor Airflow with two workers, checked against a
 single-machine run.
 
-1. **S3**: a moto server started as its own process (``.data/distributed/moto.log``), bucket
-   ``dataset-ops``; it holds every root the DAGs write (``datasets/``, ``staging/``, ``lake/``) and
-   the task logs (``airflow-logs/``).
+1. **S3**: a SeaweedFS server (``scripts/seaweedfs.py``) started as its own process
+   (``.data/distributed/seaweedfs.log``), bucket ``dataset-ops``; it holds every root the DAGs
+   write (``datasets/``, ``staging/``, ``lake/``) and the task logs (``airflow-logs/``).
 2. **Sources**: the bundled IMDb sample (``include/imdb_sample``, real IMDb slices) over HTTP, and
    the three inventory microservices (``tests/helpers/inventory_server.py``, seed 11), both in
    threads of this process; PostgreSQL databases ``imdb_distributed`` and ``imdb_single`` on
@@ -23,7 +23,7 @@ single-machine run.
    executor) on a throwaway SQLite home, writing to ``single/`` roots and ``imdb_single``; then the
    results are compared: IMDb tables (rows and an md5 over the sorted rows), the staging outcome
    (state, size, sha256, records, errors, first error and the error report of every file), and
-   every key and byte of the data lake (``_metrics/`` aside).
+   every key and byte of the data lake (manifests aside).
 
 Prints a summary; exit status 0 when every run succeeded, both workers ran tasks and the results
 match, 1 otherwise. ``--keep`` leaves the stack running afterwards (URL and admin password
@@ -51,12 +51,12 @@ sys.path[:0] = [str(REPO / "plugins"), str(REPO / "tests"), str(REPO / "scripts"
 from airflow_stack import (  # noqa: E402
     AIRFLOW,
     AirflowStack,
-    MotoServer,
     StackError,
     aws_connection,
     http_connection,
     recreate_database,
 )
+from seaweedfs import SeaweedFS, SeaweedFSError  # noqa: E402
 
 BASE = REPO / ".data" / "distributed"
 BUCKET = "dataset-ops"
@@ -136,11 +136,16 @@ def staging_outcome(root: str) -> dict[str, dict]:
 
 
 def lake_snapshot(root: str) -> dict[str, str]:
-    """Every key of the data lake under ``root`` (``_metrics/`` aside) -> sha256 of its bytes."""
+    """Every key of the data lake under ``root`` (the run-specific ``_metrics/`` and
+    ``_manifest.json`` aside) -> sha256 of its bytes."""
     from dataset_ops.storage import file_sha256, open_storage
 
     lake = open_storage(root)
-    return {key: file_sha256(lake, key) for key in sorted(lake.list("")) if not key.startswith("_metrics/")}
+    return {
+        key: file_sha256(lake, key)
+        for key in sorted(lake.list(""))
+        if not key.startswith("_metrics/") and not key.endswith("_manifest.json")
+    }
 
 
 def imdb_tables(url: str) -> dict[str, tuple[int, str]]:
@@ -266,8 +271,13 @@ def main(argv: list[str] | None = None) -> int:
 
     shutil.rmtree(BASE, ignore_errors=True)
     BASE.mkdir(parents=True)
-    moto = MotoServer(BASE / "moto.log")
-    endpoint = moto.endpoint
+    s3_server = SeaweedFS(log=BASE / "seaweedfs.log")
+    try:
+        s3_server.start()
+    except SeaweedFSError as exc:
+        out(f"error: {exc}")
+        return 1
+    endpoint = s3_server.endpoint
     # this process reads the results through the same Connection; Airflow's INFO lines stay out
     os.environ.update(
         {
@@ -280,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     samples, inventory = FileServer(SAMPLE_DIR), InventoryServer(seed=11, orders=6_000)
     inventory.start()
     try:
-        moto.s3.create_bucket(Bucket=BUCKET)
+        s3_server.create_bucket(BUCKET)
         batch = staged_batch()
         common = {
             "AWS_ACCESS_KEY_ID": "testing",
@@ -364,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         inventory.stop()
         samples.close()
-        moto.stop()
+        s3_server.stop()
 
 
 if __name__ == "__main__":

@@ -335,6 +335,12 @@ def ensure_service_user() -> pwd.struct_passwd:
     return pwd.getpwnam(SERVICE_USER)
 
 
+def _setpriv(entry: pwd.struct_passwd) -> tuple[str, ...]:
+    """The command prefix that runs a command as the user ``entry`` (uid, gid and supplementary
+    groups) with util-linux ``setpriv``."""
+    return ("setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", "--")
+
+
 def resolve_run_as() -> RunAs:
     """Decide which OS user runs the PostgreSQL binaries.
 
@@ -348,13 +354,7 @@ def resolve_run_as() -> RunAs:
     if shutil.which("runuser"):
         prefix: tuple[str, ...] = ("runuser", "-u", SERVICE_USER, "--")
     elif shutil.which("setpriv"):
-        prefix = (
-            "setpriv",
-            f"--reuid={entry.pw_uid}",
-            f"--regid={entry.pw_gid}",
-            "--init-groups",
-            "--",
-        )
+        prefix = _setpriv(entry)
     else:
         raise LocalPostgresError(
             "running as root, but neither `runuser` nor `setpriv` (util-linux) is "
@@ -783,18 +783,7 @@ def stop() -> bool:
         if owner != run_as.uid:
             # Cluster belongs to someone else (e.g. created by a normal user): act as them.
             entry = pwd.getpwuid(owner)
-            run_as = RunAs(
-                entry.pw_name,
-                entry.pw_uid,
-                entry.pw_gid,
-                (
-                    "setpriv",
-                    f"--reuid={entry.pw_uid}",
-                    f"--regid={entry.pw_gid}",
-                    "--init-groups",
-                    "--",
-                ),
-            )
+            run_as = RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid, _setpriv(entry))
     else:
         run_as = resolve_run_as()
         if PGDATA.stat().st_uid != run_as.uid:

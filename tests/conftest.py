@@ -5,7 +5,8 @@
 * PostgreSQL: a throwaway database on the server at ``DATASET_OPS_TEST_PG`` (default
   ``postgresql://postgres@127.0.0.1:5432/postgres``), dropped afterwards.
 * MariaDB: a throwaway database on ``127.0.0.1:3306`` (root, no password), dropped afterwards.
-* S3: moto's ``ThreadedMotoServer`` over HTTP on a free port.
+* S3: a SeaweedFS server (``scripts/seaweedfs.py``, a real object store) over HTTP on free ports,
+  one per session.
 * HTTP: :class:`helpers.http_server.FileServer` serving a temporary folder.
 
 `make test` starts PostgreSQL and MariaDB when they are down; a fixture whose service does not
@@ -23,7 +24,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers.moto import use_moto
+from helpers.s3 import new_bucket, use_s3
 from helpers.services import PG_ADMIN_URL, free_port  # noqa: F401 (free_port: for conftest users)
 
 pytest_plugins = ["helpers.inference_fixtures", "helpers.stack", "helpers.acceptance"]
@@ -118,10 +119,39 @@ def mariadb_url() -> str:
     admin.close()
 
 
-# --- S3 over HTTP (moto server) ----------------------------------------------------------------
+# --- S3 over HTTP (SeaweedFS) ------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def s3_endpoint() -> str:
-    """Endpoint URL of a moto S3 server running in this process for the session."""
+    """Endpoint URL (``http://127.0.0.1:PORT``) of a SeaweedFS S3 gateway started for the session
+    (``scripts/seaweedfs.py``: a separate process, any access key); stopped and deleted at the end.
+    The Airflow stacks of ``helpers.stack`` and ``helpers.acceptance`` use it too."""
+    from seaweedfs import SeaweedFS, SeaweedFSError
+
+    server = SeaweedFS()
+    try:
+        server.start()
+    except SeaweedFSError as exc:
+        pytest.fail(f"the S3 server (SeaweedFS, `make install`) did not start: {exc}")
+    yield server.endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, monkeypatch) -> str:
+    """A new bucket on the session's S3 server; the Connection ``aws_default`` points at it."""
+    use_s3(monkeypatch, s3_endpoint)
+    return new_bucket(s3_endpoint, "test")
+
+
+# --- moto: only where the real server cannot do what a test needs --------------------------------
+@pytest.fixture(scope="session")
+def moto_s3_endpoint() -> str:
+    """Endpoint URL of moto's ``ThreadedMotoServer`` (an S3 mock in this process) for the session.
+
+    Only for tests that need what AWS S3 does and SeaweedFS does not (each says why in a comment):
+    keys with ``..``, ``.`` or empty segments, which AWS stores as given and SeaweedFS refuses or
+    normalises; an atomic ``If-None-Match`` on ``CompleteMultipartUpload``, which SeaweedFS 4.48
+    checks without a lock. Everything else runs on :func:`s3_endpoint`."""
     from moto.server import ThreadedMotoServer
 
     port = free_port()
@@ -132,14 +162,11 @@ def s3_endpoint() -> str:
 
 
 @pytest.fixture
-def s3_bucket(s3_endpoint, monkeypatch) -> str:
-    """A new bucket on the moto server; the Connection ``aws_default`` points at it."""
-    import boto3
-
-    use_moto(monkeypatch, s3_endpoint)
-    bucket = f"test-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-    return bucket
+def moto_bucket(moto_s3_endpoint, monkeypatch) -> str:
+    """A new bucket on the moto server; the Connection ``aws_default`` points at moto (do not use
+    it with :func:`s3_bucket` in one test)."""
+    use_s3(monkeypatch, moto_s3_endpoint)
+    return new_bucket(moto_s3_endpoint, "moto")
 
 
 # --- HTTP file server --------------------------------------------------------------------------

@@ -22,7 +22,7 @@ shell environment (none of this session's ``AIRFLOW_*`` settings):
 * ``make demo``'s recipe (what ``make -n demo`` prints) with ``--data-dir`` in a temporary
   "checkout" (a folder with ``.venv`` linked to the project's), so the real ``.data`` is never
   touched; then, in that checkout, ``source .data/demo.env`` with ``airflow dags trigger`` and
-  ``airflow backfill create``, the staged-upload commands of the README and of
+  ``airflow backfill create``, the staged-upload commands of docs/staging.md, docs/operations.md and
   ``docs/airflow-dags-test.md``, ``airflow dags test staged_upload_validation`` and the listings;
 * the stand-in services of ``docs/airflow-dags-test.md`` (moto S3, the Apify and inventory
   servers) with the page's ``export`` lines, and the ingest image's command against them;
@@ -154,15 +154,16 @@ DOCS_SETUP = NotRun(
 )
 
 REGISTRY: dict[str, Runs | Covered | NotRun] = {
-    # --- README.md: the two commands ---------------------------------------------------------
+    # --- README.md: the two commands (also shown in docs/testing.md, docs/operations.md) -------
     "make demo": Runs(DEMO_FLOW, "the recipe `make -n demo` prints, with --data-dir in a temporary checkout"),
     "make test": NotRun("the test suite itself; a test cannot run the suite it is part of", "The last run:"),
     "bash .ci/run": NotRun("`make test` on a fresh clone: the suite itself", "The last run:"),
     "make install": NotRun(
-        "the installation `make test` and `make demo` run first", "installs what is missing"
+        "the installation `make test` and `make demo` run first",
+        "the first step of `make demo` and `make test`",
     ),
     "make lock": NotRun("rewrites the pinned requirements from the package index", "no test runs it"),
-    # --- staged uploads ------------------------------------------------------------------------
+    # --- docs/staging.md: staged uploads -------------------------------------------------------
     ".venv/bin/python -m dataset_ops.upload train.jsonl --data-type training_jsonl": Runs(
         STAGING,
         "after `source .data/demo.env` (the Variable from the demo's metadata DB), and with "
@@ -175,14 +176,27 @@ REGISTRY: dict[str, Runs | Covered | NotRun] = {
     "python -m dataset_ops.upload": Covered(
         UPLOAD_CLI, "names the program; the test runs it as a subprocess"
     ),
-    # --- microservice ingest -------------------------------------------------------------------
+    "python -m dataset_ops.staging": Covered(
+        STAGING, "names the program (docs/architecture.md); the test runs its `list` command"
+    ),
+    "python -m dataset_ops.staging.upload": Covered(
+        "tests/plugins/staging/test_upload.py::test_the_new_module_runs_the_same_command",
+        "names the program (docs/architecture.md, docs/staging.md); the test runs it as a "
+        "subprocess into a local staging root and checks its usage line",
+    ),
+    "python -m dataset_ops.validation.jsonl_worker": Covered(
+        "tests/plugins/validation/test_validation_parallel.py::test_workers_give_the_same_result",
+        "names the worker program (docs/architecture.md, benchmarks/README.md); the validator "
+        "starts it as its worker processes and the test compares their result with one process",
+    ),
+    # --- docs/ingest.md: microservice ingest ---------------------------------------------------
     "airflow backfill create --dag-id microservice_ingest --from-date 2026-11-11T02:00:00+00:00 "
     "--to-date 2026-11-13T02:00:00+00:00": Runs(
         f"{INGEST}::test_the_readme_backfill_command_gives_the_partitions_the_readme_promises"
     ),
     "airflow backfill create": Covered(
         f"{INGEST}::test_the_readme_backfill_command_gives_the_partitions_the_readme_promises",
-        "names the command; the test runs the README's backfill",
+        "names the command; the test runs the backfill of docs/ingest.md",
     ),
     "airflow dags test microservice_ingest 2026-11-16T02:00:00+00:00": Covered(
         f"{INGEST}::test_a_manual_run_lands_the_last_complete_interval_of_the_schedule", DAGS_TEST
@@ -197,7 +211,10 @@ REGISTRY: dict[str, Runs | Covered | NotRun] = {
     "python -m dataset_ops.ingest ENTITY --start ISO --end ISO --layout ...": Runs(
         STAND_INS, "ENTITY categorias, the interval of 2026-11-12, layout partitioned"
     ),
-    # --- Opening the Airflow UI locally ----------------------------------------------------------
+    "python -m dataset_ops.ingest": Covered(
+        STAND_INS, "names the program (docs/architecture.md); the test runs the documented ingest command"
+    ),
+    # --- docs/operations.md: opening the Airflow UI locally; README.md: configuration -----------
     "make airflow": Covered(
         DEMO_SETUP,
         "`scripts/demo.py --ui`: the same setup (run with --setup-only) and the launch environment "
@@ -235,7 +252,7 @@ REGISTRY: dict[str, Runs | Covered | NotRun] = {
     "airflow pools import include/pools.json": Covered(
         ACCEPTANCE, "the acceptance stack (scripts/airflow_stack.py) imports include/pools.json so"
     ),
-    # --- docker compose --------------------------------------------------------------------------
+    # --- docs/operations.md: docker compose; docs/architecture.md: more workers ----------------
     "cp .env.example .env": Covered(
         COMPOSE, "`docker compose config` resolves the file with .env.example as .env"
     ),
@@ -247,7 +264,7 @@ REGISTRY: dict[str, Runs | Covered | NotRun] = {
     "docker compose config": Covered(COMPOSE, "the real Compose v2 binary, `config` with .env.example"),
     "psql -h localhost -p 5433 -U imdb imdb": NO_DOCKER,
     "mysql -h 127.0.0.1 -P 3307 -u inference -p inference": NO_DOCKER,
-    # --- distributed, browser, API ---------------------------------------------------------------
+    # --- docs/operations.md: distributed, browser; docs/apify.md: the API ----------------------
     "make distributed": Covered(
         CELERY, "the same stack (scripts/airflow_stack.py), a staged batch compared with a dag.test() run"
     ),
@@ -265,7 +282,7 @@ REGISTRY: dict[str, Runs | Covered | NotRun] = {
     '--to-date 2026-11-17T02:00:00+00:00 --dag-run-conf \'{"entities": ["ordenes"]}\'': Covered(
         CELERY_BACKFILL, "the same arguments as an argv list, on the Celery stack"
     ),
-    # --- benchmarks ------------------------------------------------------------------------------
+    # --- benchmarks (benchmarks/README.md, docs/imdb.md, staging.md, ingest.md, operations.md) ---
     "make bench": BENCH,
     'make bench BENCH_ARGS="--only ratings"': BENCH,
     "make bench-validation": BENCH,
@@ -567,7 +584,8 @@ def _sample_rows() -> dict[str, int]:
 
 
 def test_make_demo_downloads_and_loads_the_bundled_sample(demo_checkout):
-    """README: `make demo` "runs the IMDb download + COPY load on the bundled sample", and "once:
+    """README: `make demo` "runs the IMDb download + COPY load on the bundled sample", and
+    docs/operations.md: "once:
     creates .data/airflow (SQLite metadata DB), pools, Variables, Connection, database": every
     table of the sample is published with the rows include/imdb_sample/README.md lists."""
     import psycopg
@@ -595,7 +613,7 @@ def _runs(checkout: Path, dag_id: str) -> list[tuple[str, str, str | None]]:
 
 
 def test_demo_env_gives_the_airflow_cli_the_demo_home(demo_checkout):
-    """README: "`source .data/demo.env` gives a shell the same home and metadata DB for the
+    """docs/operations.md: "`source .data/demo.env` gives a shell the same home and metadata DB for the
     `airflow` CLI, e.g. `airflow dags trigger imdb_download` or `airflow backfill create ...`":
     both land in the demo home's DB beside the demo's own run; the backfill makes one run per
     day 2026-11-01 .. 11-03 (imdb_download runs @daily, at midnight)."""
@@ -620,7 +638,8 @@ def test_demo_env_gives_the_airflow_cli_the_demo_home(demo_checkout):
 
 
 def test_staged_upload_commands_on_the_demo_home_do_what_the_docs_say(demo_checkout):
-    """The README's staged-upload block and its "Opening the Airflow UI locally" commands, and the
+    """The staged-upload block of docs/staging.md, the "Opening the Airflow UI locally" commands of
+    docs/operations.md, and the
     uploads of docs/airflow-dags-test.md, on the demo home: uploads land in `uploads/` of the
     Variable's root or of `--root`; `airflow dags test staged_upload_validation` (after `source
     .data/demo.env`) promotes the good files to `fresh/` (gsm8k 7,473 and the tweets 14,640
@@ -643,7 +662,7 @@ def test_staged_upload_commands_on_the_demo_home_do_what_the_docs_say(demo_check
         ".venv/bin/python -m dataset_ops.upload FILE --data-type training_jsonl --root .data/staging"
     )
 
-    # the README block in the demo's shell: the Variable staging_root from the demo's metadata
+    # the docs/staging.md block in the demo's shell: the Variable staging_root from the demo's metadata
     # database (.data/staging), then --root (the same file again: a no-op); then in a shell with
     # the Variable's environment form, which wins
     source = documented("source .data/demo.env")

@@ -2,19 +2,29 @@
 
 Nothing here holds a whole file: memory is one compressed block (1 MiB) plus at most 8 MiB of
 decompressed output, whatever the file size or compression ratio. Gzip format: RFC 1952;
-multi-member files are read member after member as ``gzip``/``zcat`` do.
+multi-member files are read member after member as ``gzip``/``zcat`` do. Progress lines come
+from the suite's one reporter, :class:`dataset_ops.progress.ProgressLog`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import time
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from dataset_ops.progress import ProgressLog
+
+__all__ = [
+    "BLOCK_SIZE",
+    "MAX_HEADER_BYTES",
+    "MAX_OUTPUT",
+    "GunzipCounter",
+    "StreamFormatError",
+    "VerifyingReader",
+    "gunzip_blocks",
+]
 
 #: Compressed bytes read per step (bytes).
 BLOCK_SIZE = 1 << 20
@@ -136,34 +146,6 @@ class GunzipCounter:
         return max(lines - (1 if self.expected_header is not None else 0), 0)
 
 
-class ProgressLog:
-    """Log progress of long work at a steady interval (seconds): bytes, rate, percent."""
-
-    def __init__(self, what: str, total_bytes: int | None = None, every: float = 10.0):
-        self.what, self.total, self.every = what, total_bytes, every
-        self.start = self._last = time.monotonic()
-
-    def update(self, done_bytes: int, rows: int | None = None, force: bool = False) -> None:
-        """Log if ``every`` seconds passed since the last line (or ``force``)."""
-        now = time.monotonic()
-        if not force and now - self._last < self.every:
-            return
-        self._last = now
-        elapsed = max(now - self.start, 1e-9)
-        rate = done_bytes / elapsed / (1 << 20)
-        pct = f"{100 * done_bytes / self.total:5.1f}% " if self.total else ""
-        rows_part = f", {rows:,} rows" if rows is not None else ""
-        log.info(
-            "%s: %s%.1f MiB%s, %.1f MiB/s, %.1f s",
-            self.what,
-            pct,
-            done_bytes / (1 << 20),
-            rows_part,
-            rate,
-            elapsed,
-        )
-
-
 class VerifyingReader:
     """A read-only binary file object over a gzip source that checks it while it is read.
 
@@ -177,6 +159,7 @@ class VerifyingReader:
     :param source: name for messages (the URL).
     :param expected_header: first line the decompressed text must have.
     :param expected_bytes: Content-Length, if announced; a shorter body is an error.
+    :param progress: updated with the compressed bytes and rows after each block read.
     """
 
     def __init__(

@@ -18,7 +18,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers.moto import use_moto
+from helpers.s3 import use_s3
 
 from dataset_ops.storage import open_storage
 
@@ -46,8 +46,8 @@ def _ok(acc, dag_id: str, run_id: str, state: str, allowed=frozenset({"success",
 
 @pytest.fixture
 def s3(acceptance, monkeypatch):
-    """The test process reads the acceptance world's S3 (aws_default -> the moto server)."""
-    use_moto(monkeypatch, acceptance.s3_endpoint)
+    """The test process reads the acceptance world's S3 (aws_default -> the SeaweedFS server)."""
+    use_s3(monkeypatch, acceptance.s3_endpoint)
     return acceptance
 
 

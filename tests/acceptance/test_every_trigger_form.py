@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 from helpers.dags import DAG_IDS, load_dag
-from helpers.moto import use_moto
+from helpers.s3 import use_s3
 from helpers.ui import (
     chromium,
     clear_logical_date,
@@ -96,7 +96,7 @@ def test_ingest_form_lists_the_entities_and_runs_one_without_a_logical_date(page
     from dataset_ops.ingest.config import services_overview
 
     acc, dag_id = acceptance, "microservice_ingest"
-    use_moto(monkeypatch, acc.s3_endpoint)
+    use_s3(monkeypatch, acc.s3_endpoint)
     entities = [name for *_, names in services_overview() for name in names]
     acc.set_paused(dag_id, False)
     dialog = open_trigger_form(page, acc.stack, dag_id)

@@ -1,5 +1,5 @@
 """The Airflow 3.3.2 UI in headless Chromium (Playwright, Debian's ``/usr/bin/chromium``) on the
-distributed stack (``airflow_stack``: CeleryExecutor, two workers, S3 on moto, the Apify API fake).
+distributed stack (``airflow_stack``: CeleryExecutor, two workers, S3 on SeaweedFS, the Apify API fake).
 
 For ``apify_dataset_download`` and ``dataset_retention``: log in on the SimpleAuthManager page,
 open the DAG, open its Trigger form, fill one field per Param of the DAG (every Param must have a
@@ -32,7 +32,7 @@ from urllib.parse import quote, unquote, urlsplit
 import pytest
 from helpers.apify_datasets import make_dataset
 from helpers.apify_server import VIDEO_FPS, VIDEO_FRAMES, apify_id
-from helpers.moto import use_moto
+from helpers.s3 import use_s3
 from helpers.stack import STORAGE_PREFIX
 from helpers.ui import (
     chromium,
@@ -170,7 +170,7 @@ def test_dataset_retention_triggered_from_its_form_deletes_what_the_form_says(
     page, airflow_stack, monkeypatch
 ):
     stack, dag_id = airflow_stack.stack, "dataset_retention"
-    use_moto(monkeypatch, airflow_stack.s3_endpoint)
+    use_s3(monkeypatch, airflow_stack.s3_endpoint)
     storage = open_storage(airflow_stack.root(STORAGE_PREFIX))
     with tempfile.TemporaryDirectory() as local:
         for run, age in RETENTION_AGES.items():

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from distributed import placement, put_batch, staged_batch, staging_outcome
 from helpers.dags import load_dag
-from helpers.moto import use_moto
+from helpers.s3 import use_s3
 from helpers.stack import LAKE_PREFIX, STAGING_PREFIX
 
 from dataset_ops.storage import open_storage
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.distributed]
 
 def test_a_staged_batch_runs_on_both_workers_and_ends_as_on_one_machine(airflow_stack, monkeypatch):
     world, stack = airflow_stack, airflow_stack.stack
-    use_moto(monkeypatch, world.s3_endpoint)
+    use_s3(monkeypatch, world.s3_endpoint)
     batch = staged_batch(8)  # 6 good JSON Lines files, one with a broken line, one empty
     root = world.root(STAGING_PREFIX)
     put_batch(root, batch)
@@ -70,7 +70,7 @@ def _backfill_runs(stack, dag_id: str, count: int, timeout: float = 600) -> list
 
 def test_a_week_backfill_runs_once_per_day_with_one_partition_per_day(airflow_stack, monkeypatch):
     world, stack = airflow_stack, airflow_stack.stack
-    use_moto(monkeypatch, world.s3_endpoint)
+    use_s3(monkeypatch, world.s3_endpoint)
     first = datetime(2026, 11, 11, 2, 0, tzinfo=UTC)
     stack.airflow(
         "backfill", "create", "--dag-id", "microservice_ingest",
@@ -83,9 +83,11 @@ def test_a_week_backfill_runs_once_per_day_with_one_partition_per_day(airflow_st
     assert [b - a for a, b in zip(starts, starts[1:], strict=False)] == [timedelta(days=1)] * 6
 
     lake = open_storage(world.root(LAKE_PREFIX))
-    keys = sorted(k for k in lake.list("ordenes/"))
+    keys = sorted(k for k in lake.list("ordenes/") if not k.endswith("/_manifest.json"))
     days = [s.strftime("%Y-%m-%d") for s in starts]
     assert [k.split("/")[1] for k in keys] == [f"dt={d}" for d in days]  # one partition per day
+    manifests = sorted(k for k in lake.list("ordenes/") if k.endswith("/_manifest.json"))
+    assert [k.split("/")[1] for k in manifests] == [f"dt={d}" for d in days]  # each written last
     landed = []
     for key in keys:
         with lake.open_read(key) as fh:

@@ -11,7 +11,7 @@ metadata database; the pools come from ``include/pools.json`` (``airflow pools i
 
 The world, all reached over the network by the task processes:
 
-* S3: a bucket on the session's moto server: storage root ``s3://<bucket>/datasets``, staging
+* S3: a bucket on the session's S3 server (SeaweedFS): storage root ``s3://<bucket>/datasets``, staging
   root ``.../staging``, data lake ``.../lake``, inference registry ``.../registry/``;
 * IMDb: the bundled sample (``include/imdb_sample/``) over HTTP with ETag/Last-Modified, loaded
   into a fresh PostgreSQL database (Connection ``imdb_postgres``);
@@ -288,7 +288,7 @@ def acceptance(
     from helpers.http_server import FileServer
     from helpers.inference_data import IMAGES_PREFIX
     from helpers.inventory_server import InventoryServer
-    from helpers.moto import new_bucket
+    from helpers.s3 import new_bucket
 
     bucket = new_bucket(s3_endpoint, "accept")
     imdb_files = tmp_path_factory.mktemp("imdb-www")

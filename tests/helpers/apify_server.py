@@ -93,9 +93,15 @@ import numpy as np
 import orjson
 
 try:  # imported as tests' helpers.<module>, or run as a script from tests/helpers/
-    from helpers.serving import BackgroundServer, LocalHTTPServer, QuietHandler, serve_until_signalled
+    from helpers.serving import (
+        BackgroundServer,
+        LocalHTTPServer,
+        QuietHandler,
+        serve_until_signalled,
+        take_fault,
+    )
 except ImportError:  # pragma: no cover
-    from serving import BackgroundServer, LocalHTTPServer, QuietHandler, serve_until_signalled
+    from serving import BackgroundServer, LocalHTTPServer, QuietHandler, serve_until_signalled, take_fault
 
 
 #: Real public data (``shared/data`` beside the checkout, or ``$DATASET_OPS_SHARED_DATA``).
@@ -771,15 +777,9 @@ class ApifyServer(BackgroundServer):
             keys = [path] if self._faults.get(path) else []
             keys += [k for k in self._faults if "*" in k and k != path and fnmatch.fnmatchcase(path, k)]
             for key in keys:
-                queue = self._faults.get(key)
-                if not queue:
-                    continue
-                entry = queue[0]
-                if entry[1] is not None:
-                    entry[1] -= 1
-                    if entry[1] <= 0:
-                        queue.pop(0)
-                return entry[0]
+                fault = take_fault(self._faults.get(key))
+                if fault is not None:
+                    return fault
             return None
 
     # --- HTTP --------------------------------------------------------------------------------

@@ -41,11 +41,9 @@ NOIDA_BIN = Path(sys.executable).with_name("noida-db")
 
 
 def _free_port() -> int:
-    import socket
+    from ports import free_port  # scripts/ports.py, the repository's one port picker
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 class NoidaElasticsearch:

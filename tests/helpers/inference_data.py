@@ -215,7 +215,7 @@ class World:
     #: (timestamp, transaction_id)
     records: list[Record]
     #: references and devices whose images are in S3 (``inference_images``): uploading all 30k
-    #: images to moto takes minutes, so only the records a review test selects get one
+    #: images to the test S3 server takes minutes, so only the records a review test selects get one
     review_references: tuple[int, ...]
     review_devices: tuple[int, ...]
     #: image keys of review candidates deliberately absent from S3

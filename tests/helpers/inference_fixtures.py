@@ -8,8 +8,8 @@ once, on first use:
 * ``inference_es``     a ``noida-db`` Elasticsearch holding every record in ``inferences-YYYY.MM``
                        (plus the decoy index); an :class:`InferenceES`.
 * ``inference_mysql``  URL of a MariaDB database with ``schema.sql`` and the world's rows.
-* ``inference_images`` ``s3://<bucket>/images/`` on the moto server with the review candidates'
-                       images (function fixture over a bucket filled once per session).
+* ``inference_images`` ``s3://<bucket>/images/`` on the session's S3 server with the review
+                       candidates' images (function fixture over a bucket filled once per session).
 * ``inference_env``    sets the Connections ``inference_es``, ``inference_mysql`` (and
                        ``aws_default``) and the Variable ``inference_images_root``; an
                        :class:`InferenceEnv`.
@@ -141,8 +141,8 @@ def _s3_client(endpoint: str):
 
 
 def upload_images(world: World, endpoint: str, bucket: str, keys, prefix: str = IMAGES_PREFIX) -> int:
-    """Put ``world.image_bytes(key)`` at ``prefix + key`` for each key (8 threads; moto takes
-    about 6 ms an object); returns how many."""
+    """Put ``world.image_bytes(key)`` at ``prefix + key`` for each key (8 threads);
+    returns how many."""
     from concurrent.futures import ThreadPoolExecutor
 
     s3 = _s3_client(endpoint)
@@ -158,7 +158,7 @@ def upload_images(world: World, endpoint: str, bucket: str, keys, prefix: str = 
 
 @pytest.fixture(scope="session")
 def inference_images_bucket(s3_endpoint, inference_world) -> str:
-    """A bucket on the session's moto server with the images of
+    """A bucket on the session's S3 server with the images of
     ``inference_world.uploaded_image_keys()`` (the review candidates minus ``missing_images``)
     under ``images/``, filled once per session (~800 objects, ~5 s)."""
     bucket = f"inference-images-{uuid.uuid4().hex[:8]}"
@@ -173,10 +173,11 @@ def inference_images_bucket(s3_endpoint, inference_world) -> str:
 @pytest.fixture
 def inference_images(inference_images_bucket, s3_endpoint, monkeypatch) -> str:
     """``s3://<bucket>/images/`` with the review candidates' images; points the Connection
-    ``aws_default`` at the moto server exactly as ``s3_bucket`` does (both can be used together)."""
-    from helpers.moto import use_moto
+    ``aws_default`` at the session's S3 server exactly as ``s3_bucket`` does (both can be used
+    together)."""
+    from helpers.s3 import use_s3
 
-    use_moto(monkeypatch, s3_endpoint)
+    use_s3(monkeypatch, s3_endpoint)
     return f"s3://{inference_images_bucket}/{IMAGES_PREFIX}"
 
 

@@ -54,9 +54,15 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 try:  # imported as tests' helpers.<module>, or run as a script from tests/helpers/
-    from helpers.serving import BackgroundServer, LocalHTTPServer, QuietHandler, serve_until_signalled
+    from helpers.serving import (
+        BackgroundServer,
+        LocalHTTPServer,
+        QuietHandler,
+        serve_until_signalled,
+        take_fault,
+    )
 except ImportError:  # pragma: no cover
-    from serving import BackgroundServer, LocalHTTPServer, QuietHandler, serve_until_signalled
+    from serving import BackgroundServer, LocalHTTPServer, QuietHandler, serve_until_signalled, take_fault
 
 
 # --- sizes and time ranges --------------------------------------------------------------------
@@ -613,15 +619,7 @@ class InventoryServer(BackgroundServer):
 
     def _take_fault(self, path: str) -> Fault | None:
         with self._lock:
-            queue = self._faults.get(path)
-            if not queue:
-                return None
-            entry = queue[0]
-            if entry[1] is not None:
-                entry[1] -= 1
-                if entry[1] <= 0:
-                    queue.pop(0)
-            return entry[0]
+            return take_fault(self._faults.get(path))
 
     # --- data ----------------------------------------------------------------------------------
     def count(self, entity: str) -> int:

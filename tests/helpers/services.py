@@ -4,14 +4,8 @@
 from __future__ import annotations
 
 import os
-import socket
+
+from ports import free_port  # noqa: F401 (the repository's one port picker, scripts/ports.py)
 
 #: The PostgreSQL server tests create their throwaway databases on (``DATASET_OPS_TEST_PG``).
 PG_ADMIN_URL = os.environ.get("DATASET_OPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -62,6 +62,22 @@ class BackgroundServer:
         self.stop()
 
 
+def take_fault(queue: list[list] | None):
+    """The first fault of a server's per-path fault queue, spending one of its uses.
+
+    ``queue`` holds ``[fault, remaining]`` pairs (``remaining`` None: every request, forever); an
+    entry whose uses are spent is removed. Returns None for an empty or missing queue. The caller
+    holds the server's lock."""
+    if not queue:
+        return None
+    entry = queue[0]
+    if entry[1] is not None:
+        entry[1] -= 1
+        if entry[1] <= 0:
+            queue.pop(0)
+    return entry[0]
+
+
 def serve_until_signalled(server: BackgroundServer, note: str | None = None) -> int:
     """CLI main loop: start ``server``, print its ``base_url`` (the first stdout line, flushed)
     and ``note`` on stderr, serve until SIGTERM or Ctrl-C, stop; returns exit code 0."""

@@ -5,7 +5,7 @@ scheduler, dag-processor and two Celery workers as separate processes, each work
 host name, home and ``TMPDIR``; metadata on the PostgreSQL server, broker Redis database 7) on
 the world the DAGs it runs need, all reached over the network by the workers:
 
-* S3: a bucket on the session's moto server (``s3_endpoint``), which also holds the task logs;
+* S3: a bucket on the session's S3 server (SeaweedFS, ``s3_endpoint``), which also holds the task logs;
   storage root ``s3://<bucket>/datasets``, staging root ``s3://<bucket>/staging``, data lake
   ``s3://<bucket>/lake``;
 * the Apify API (:class:`helpers.apify_server.ApifyServer`, Connection ``apify_default``);
@@ -48,7 +48,7 @@ def airflow_stack(s3_endpoint, tmp_path_factory) -> StackWorld:
 
     from helpers.apify_server import ApifyServer
     from helpers.inventory_server import InventoryServer
-    from helpers.moto import new_bucket
+    from helpers.s3 import new_bucket
 
     bucket = new_bucket(s3_endpoint, "stack")
     with ApifyServer() as apify, InventoryServer(seed=11, orders=6_000) as inventory:

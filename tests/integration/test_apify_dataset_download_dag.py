@@ -22,6 +22,7 @@ from helpers.dags import load_dag
 from dataset_ops.apify.inventory import get_dataset
 from dataset_ops.apify.media import media_refs
 from dataset_ops.storage import open_storage
+from dataset_ops.storage.manifest import read_manifest, verify
 
 pytestmark = pytest.mark.integration
 
@@ -74,8 +75,8 @@ def test_a_run_lays_out_the_dataset_and_a_second_run_fetches_nothing(apify, root
     run = dag.test(run_conf=CONF)
     assert str(run.state) == "success", _states(run)
     folder = root / PREFIX
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["completeness"] == "complete", manifest["problems"]
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    assert manifest["status"] == "complete", manifest["problems"]
     assert not (folder / ".download.lock").exists()  # the claim ends with the download
 
     # items: every served item, in order, in both files
@@ -84,28 +85,37 @@ def test_a_run_lays_out_the_dataset_and_a_second_run_fetches_nothing(apify, root
     with open(folder / f"{RUN_ID}.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["adArchiveID"] for r in rows] == [str(i["adArchiveID"]) for i in apify.items]
-    assert manifest["counts"]["items"] == manifest["counts"]["csv_rows"] == len(apify.items) == 61
+    counts = manifest["extra"]["counts"]
+    assert counts["items"] == counts["csv_rows"] == len(apify.items) == 61
+    listed = {f["path"]: f for f in manifest["files"]}
     for kind in ("jsonl", "csv"):
-        entry = manifest["files"][kind]
-        assert entry["sha256"] == _sha(folder / entry["name"])
-        assert entry["bytes"] == (folder / entry["name"]).stat().st_size
+        entry = listed[f"{RUN_ID}.{kind}"]
+        assert entry["sha256"] == _sha(folder / entry["path"]) and entry["rows"] == 61
+        assert entry["bytes"] == (folder / entry["path"]).stat().st_size
+    assert manifest["producer"] == {"dag_id": "apify_dataset_download", "run_id": run.run_id}
+    assert manifest["format_version"] == 1 and manifest["dataset"] == PREFIX
+    # the one manifest type lists every file of the folder (itself aside), each as stored
+    stored = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+    assert set(listed) == stored - {"_manifest.json"}
+    storage = open_storage(str(root))
+    assert verify(storage, read_manifest(storage, PREFIX), checksums=True) == []
 
     # media: exactly the expected files, each the bytes the server has, checksums recorded
     expected = _expected_media(apify)
     on_disk = {p.name for p in (folder / "media").iterdir()}
     assert on_disk == set(expected)
-    for entry in manifest["media"]:
+    for entry in manifest["extra"]["media"]:
         data = (folder / "media" / entry["name"]).read_bytes()
         assert data == apify.media[urlsplit(entry["url"]).path]
         assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["bytes"] == len(data)
     videos = [n for n, r in expected.items() if r.kind == "video"]
-    assert manifest["counts"]["videos"] == len(videos) > 0
-    assert manifest["counts"]["images"] == len(expected) - len(videos)
+    assert manifest["extra"]["counts"]["videos"] == len(videos) > 0
+    assert manifest["extra"]["counts"]["images"] == len(expected) - len(videos)
 
     # frames: one per second of each video, named from it, decodable, checksummed
     frames = {p.name for p in (folder / "video_frames").iterdir()}
     total = 0
-    for entry in manifest["video_frames"]:
+    for entry in manifest["extra"]["video_frames"]:
         cap = cv2.VideoCapture(str(folder / "media" / entry["video"]))
         duration = cap.get(cv2.CAP_PROP_FRAME_COUNT) / cap.get(cv2.CAP_PROP_FPS)
         cap.release()
@@ -115,9 +125,9 @@ def test_a_run_lays_out_the_dataset_and_a_second_run_fetches_nothing(apify, root
             assert frame["name"] in frames and frame["name"].startswith(entry["video"].rsplit(".", 1)[0])
             assert frame["sha256"] == _sha(folder / "video_frames" / frame["name"])
         total += len(entry["frames"])
-    assert total == len(frames) == manifest["counts"]["video_frames"]
+    assert total == len(frames) == manifest["extra"]["counts"]["video_frames"]
     report = folder / "reports" / "download_report.json"
-    assert manifest["files"]["report"]["sha256"] == _sha(report)
+    assert listed["reports/download_report.json"]["sha256"] == _sha(report)
     assert json.loads(report.read_text())["completeness"] == "complete"
 
     # the inventory sees the same dataset
@@ -131,7 +141,7 @@ def test_a_run_lays_out_the_dataset_and_a_second_run_fetches_nothing(apify, root
     states = _states(again)
     assert states["download_items"] == states["download_media"] == "skipped", states
     assert all(path.startswith("/v2/actor-runs/") for path, _, _ in apify.requests[seen:])
-    assert json.loads((folder / "manifest.json").read_text())["media"] == manifest["media"]
+    assert json.loads((folder / "_manifest.json").read_text())["extra"]["media"] == manifest["extra"]["media"]
 
 
 def test_failed_media_leave_a_partial_dataset_that_a_rerun_completes(apify, root):
@@ -145,12 +155,13 @@ def test_failed_media_leave_a_partial_dataset_that_a_rerun_completes(apify, root
     run = dag.test(run_conf=CONF | {"extract_video_frames": False})
     assert str(run.state) == "success", _states(run)
     folder = root / PREFIX
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["completeness"] == "partial"
-    failed = {urlsplit(m["url"]).path: m["error"] for m in manifest["media"] if m["status"] == "failed"}
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    assert manifest["status"] == "partial"
+    media = manifest["extra"]["media"]
+    failed = {urlsplit(m["url"]).path: m["error"] for m in media if m["status"] == "failed"}
     assert set(failed) == {missing, broken, slow}
     assert "404" in failed[missing] and "500" in failed[broken] and "timed out" in failed[slow].lower()
-    assert manifest["counts"]["media_failed"] == 3
+    assert manifest["extra"]["counts"]["media_failed"] == 3
     assert len(list((folder / "media").iterdir())) == len(expected) - 3
     report = json.loads((folder / "reports" / "download_report.json").read_text())
     assert {urlsplit(m["url"]).path for m in report["failed_media"]} == set(failed)
@@ -161,8 +172,8 @@ def test_failed_media_leave_a_partial_dataset_that_a_rerun_completes(apify, root
     assert str(again.state) == "success"
     # only the three that failed (a stalled request of the first run may log its end late)
     assert {p for p, _, _ in apify.requests[before:] if p.startswith("/media/")} == {missing, broken, slow}
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["completeness"] == "complete" and manifest["counts"]["media_failed"] == 0
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["extra"]["counts"]["media_failed"] == 0
     assert len(list((folder / "media").iterdir())) == len(expected)
 
 
@@ -201,15 +212,18 @@ def test_an_s3_root_gets_the_same_layout(apify, s3_bucket, monkeypatch):
     run = dag.test(run_conf=CONF)
     assert str(run.state) == "success", _states(run)
     storage = open_storage(f"s3://{s3_bucket}/ads")
-    with storage.open_read(f"{PREFIX}/manifest.json") as fh:
+    with storage.open_read(f"{PREFIX}/_manifest.json") as fh:
         manifest = json.loads(fh.read())
-    assert manifest["completeness"] == "complete", manifest["problems"]
+    assert manifest["status"] == "complete", manifest["problems"]
     keys = set(storage.list(PREFIX + "/"))
-    assert {f"{PREFIX}/media/{m['name']}" for m in manifest["media"]} <= keys
-    frames = {f"{PREFIX}/video_frames/{f['name']}" for v in manifest["video_frames"] for f in v["frames"]}
+    assert {f"{PREFIX}/media/{m['name']}" for m in manifest["extra"]["media"]} <= keys
+    videos = manifest["extra"]["video_frames"]
+    frames = {f"{PREFIX}/video_frames/{f['name']}" for v in videos for f in v["frames"]}
     assert frames and frames <= keys
     with storage.open_read(f"{PREFIX}/{RUN_ID}.jsonl") as fh:
-        assert hashlib.sha256(fh.read()).hexdigest() == manifest["files"]["jsonl"]["sha256"]
+        jsonl = next(f for f in manifest["files"] if f["path"] == f"{RUN_ID}.jsonl")
+        assert hashlib.sha256(fh.read()).hexdigest() == jsonl["sha256"]
+    assert verify(storage, read_manifest(storage, PREFIX), checksums=True) == []
     detail = get_dataset(storage, RUN_ID).details()
     assert detail["files"]["jsonl"]["lines"] == 61 and detail["video_frames"]["count"] == len(frames)
 
@@ -224,12 +238,12 @@ def test_an_unreadable_video_is_reported_and_the_other_videos_get_their_frames(a
     dag = load_dag("apify_dataset_download", retries=0)
     run = dag.test(run_conf=CONF)
     assert str(run.state) == "success", _states(run)
-    manifest = json.loads((root / PREFIX / "manifest.json").read_text())
-    assert manifest["completeness"] == "partial"
-    frames = {v["video"]: v for v in manifest["video_frames"]}
-    broken = next(m["name"] for m in manifest["media"] if urlsplit(m["url"]).path == videos[0])
+    manifest = json.loads((root / PREFIX / "_manifest.json").read_text())
+    assert manifest["status"] == "partial"
+    frames = {v["video"]: v for v in manifest["extra"]["video_frames"]}
+    broken = next(m["name"] for m in manifest["extra"]["media"] if urlsplit(m["url"]).path == videos[0])
     assert frames[broken]["status"] == "failed" and broken in frames[broken]["error"]
-    assert frames[broken]["frames"] == [] and manifest["counts"]["videos_failed"] == 1
+    assert frames[broken]["frames"] == [] and manifest["extra"]["counts"]["videos_failed"] == 1
     good = [v for name, v in frames.items() if name != broken]
     assert len(good) == len(videos) - 1 and all(v["status"] == "extracted" and v["frames"] for v in good)
     assert any(broken in p for p in manifest["problems"])
@@ -237,29 +251,31 @@ def test_an_unreadable_video_is_reported_and_the_other_videos_get_their_frames(a
 
 def test_a_second_download_of_the_same_run_waits_for_the_first(apify, root):
     from dataset_ops.apify.tasks import DownloadInProgress, prepare
+    from dataset_ops.settings import ApifyDownloadParams
 
     storage = open_storage(str(root))
-    params = {"download_media": True, "force_download": True, "extract_video_frames": True}
+    params = ApifyDownloadParams(download_media=True, force_download=True, extract_video_frames=True)
     run = {"run_id": RUN_ID, "dataset_id": "WkzbQMuFYuamGv3YF", "status": "SUCCEEDED"}
-    prepare(storage, run, params | {"frame_interval_seconds": 1.0}, "manual__first")
+    prepare(storage, run, params, "manual__first")
     with pytest.raises(DownloadInProgress, match="manual__first"):
-        prepare(storage, run, params | {"frame_interval_seconds": 1.0}, "manual__second")
+        prepare(storage, run, params, "manual__second")
     # the same DAG run (a retry of its prepare task) goes on
-    assert prepare(storage, run, params | {"frame_interval_seconds": 1.0}, "manual__first")["skip"] is False
+    assert prepare(storage, run, params, "manual__first")["skip"] is False
 
 
 def test_racing_downloads_of_one_dataset_let_exactly_one_through(apify, root):
     from concurrent.futures import ThreadPoolExecutor
 
     from dataset_ops.apify.tasks import DownloadInProgress, prepare
+    from dataset_ops.settings import ApifyDownloadParams
 
     storage = open_storage(str(root))
-    params = {"download_media": True, "force_download": False, "extract_video_frames": True}
+    params = ApifyDownloadParams(download_media=True, force_download=False, extract_video_frames=True)
     run = {"run_id": RUN_ID, "dataset_id": "WkzbQMuFYuamGv3YF", "status": "SUCCEEDED"}
 
     def start(i: int) -> str:
         try:
-            prepare(storage, run, params | {"frame_interval_seconds": 1.0}, f"manual__{i}")
+            prepare(storage, run, params, f"manual__{i}")
             return "started"
         except DownloadInProgress:
             return "refused"
@@ -274,9 +290,9 @@ def test_a_new_frame_interval_replaces_the_old_frames(apify, root):
     assert str(dag.test(run_conf=CONF).state) == "success"
     run = dag.test(run_conf=CONF | {"frame_interval_seconds": 2.0})
     assert str(run.state) == "success"
-    manifest = json.loads((root / PREFIX / "manifest.json").read_text())
-    listed = {f["name"] for v in manifest["video_frames"] for f in v["frames"]}
+    manifest = json.loads((root / PREFIX / "_manifest.json").read_text())
+    listed = {f["name"] for v in manifest["extra"]["video_frames"] for f in v["frames"]}
     assert {p.name for p in (root / PREFIX / "video_frames").iterdir()} == listed
-    assert all(v["interval_seconds"] == 2.0 for v in manifest["video_frames"])
+    assert all(v["interval_seconds"] == 2.0 for v in manifest["extra"]["video_frames"])
     detail = get_dataset(open_storage(str(root)), RUN_ID).details()
-    assert detail["video_frames"]["count"] == manifest["counts"]["video_frames"] == len(listed)
+    assert detail["video_frames"]["count"] == manifest["extra"]["counts"]["video_frames"] == len(listed)

@@ -77,6 +77,13 @@ def test_download_then_load_all_seven_files(file_server, storage_root, imdb_conn
     extra = _asset_events()["title.ratings.tsv.gz"][-1]
     assert extra["rows"] == rows["title.ratings"] and extra["status"] == "downloaded"
     assert extra["uri"].endswith("imdb/raw/title.ratings.tsv.gz") and extra["etag"]
+    # the seven mapped downloads each listed their dump in the one manifest of imdb/raw
+    from dataset_ops.imdb.download import read_raw_manifest
+    from dataset_ops.storage import open_storage
+
+    raw = read_raw_manifest(open_storage(storage_root))
+    assert raw.status == "complete" and not raw.legacy and raw.producer["dag_id"] == "imdb_download"
+    assert {f.path: f.rows for f in raw.files} == {f"{n}.tsv.gz": rows[n] for n in IMDB_FILE_NAMES}
 
     run = load_dag.test()
     assert str(run.state) == "success", _states(run)
@@ -167,10 +174,15 @@ def test_bad_files_fail_their_task_and_leave_published_tables_intact(
     (file_server.root / "title.ratings.tsv.gz").write_bytes(data[: len(data) // 2])
     run = download_dag.test(run_conf={"files": ["title.ratings"]})
     assert _states(run)["download"] == ["failed"]
-    from dataset_ops.storage import open_storage, read_json
+    from dataset_ops.imdb.download import read_raw_manifest
+    from dataset_ops.storage import open_storage
+    from dataset_ops.storage.manifest import verify
 
-    stored = read_json(open_storage(storage_root), "imdb/raw/title.ratings.tsv.gz.json")
-    assert stored["rows"] == FULL_RATINGS_ROWS  # the last complete download is kept
+    storage = open_storage(storage_root)
+    manifest = read_raw_manifest(storage)  # imdb/raw/_manifest.json
+    # the last complete download is kept
+    assert manifest.file("title.ratings.tsv.gz").rows == FULL_RATINGS_ROWS
+    assert verify(storage, manifest, checksums=True) == []
     assert pg.execute("SELECT count(*) FROM imdb.title_ratings").fetchone()[0] == rows["title.ratings"]
 
 
@@ -304,8 +316,11 @@ def test_hopeless_loads_fail_at_once_with_one_failed_history_row(
     storage.write_stream(
         "imdb/raw/title.ratings.tsv.gz", io.BytesIO(gzip.compress(slice_path("title.crew").read_bytes()))
     )
-    manifest = read_json(storage, "imdb/raw/title.ratings.tsv.gz.json")
-    write_json(storage, "imdb/raw/title.ratings.tsv.gz.json", {**manifest, "sha256": "0" * 64})
+    manifest = read_json(storage, "imdb/raw/_manifest.json")
+    for entry in manifest["files"]:
+        if entry["path"] == "title.ratings.tsv.gz":
+            entry["sha256"] = "0" * 64
+    write_json(storage, "imdb/raw/_manifest.json", manifest)
 
     run = load_dag.test(run_conf=conf)
     assert str(run.state) == "failed"

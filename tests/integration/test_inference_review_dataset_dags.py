@@ -83,6 +83,10 @@ def test_review_then_dataset_then_register(setup):
     with open(folder / "reports" / "summary_dataset.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == sum(expected.values())
     assert (folder / "reports" / "folder_structure.csv").is_file()
+    manifest = json.loads((folder / "dataset" / "_manifest.json").read_text())  # the one format
+    assert manifest["format_version"] == 1 and manifest["status"] in ("complete", "partial")
+    assert manifest["producer"] == {"dag_id": "inference_dataset", "run_id": dataset.run_id}
+    assert len(manifest["files"]) == sum(expected.values())
 
     # registration: the ZIP holds the dataset, the registry one row
     from dataset_ops.inference.register import read_registry
@@ -131,6 +135,8 @@ def test_merge_two_processes_datasets(setup):
     assert len(list(merged.rglob("*.jpg"))) == count[first]
     report = json.loads((merged / "_merge_report.json").read_text())
     assert report["duplicates"] == count[second] and report["conflicts"] == []
+    produced = json.loads((merged / "_manifest.json").read_text())["producer"]
+    assert produced == {"dag_id": "inference_merge", "run_id": merge.run_id}
     from dataset_ops.inference.register import read_registry
 
     rows = read_registry(registry)

@@ -56,10 +56,17 @@ def lake(s3_bucket, monkeypatch):
     return open_storage(root)
 
 
+def _data_keys(lake, prefix: str) -> list[str]:
+    """The data files below ``prefix`` (each partition's ``_manifest.json`` aside)."""
+    return [k for k in lake.list(prefix) if not k.endswith("/_manifest.json")]
+
+
 def _snapshot(lake) -> dict[str, bytes]:
+    """Every data file of the lake (the partitions' ``_manifest.json`` aside: a rerun rewrites
+    them with its own run id and time)."""
     out = {}
     for key in sorted(lake.list("")):
-        if key.startswith("_metrics/"):
+        if key.endswith("/_manifest.json"):
             continue
         with lake.open_read(key) as fh:
             out[key] = fh.read()
@@ -83,6 +90,14 @@ def test_a_daily_run_lands_every_entity_and_a_rerun_changes_nothing(services, la
         for e in es
     )
     first = _snapshot(lake)
+    with lake.open_read("ordenes/dt=2026-11-15/_manifest.json") as fh:
+        manifest = json.loads(fh.read())
+    assert manifest["status"] == "complete"
+    assert (manifest["producer"]["dag_id"], manifest["producer"]["run_id"]) == (
+        "microservice_ingest",
+        run.run_id,
+    )
+    assert [f["path"] for f in manifest["files"]] == ["ordenes_20261115_020000.csv"]
     for entity in ENTITIES:
         assert f"{entity}/dt=2026-11-15/{entity}_20261115_020000.csv" in first
         assert f"parquet/{entity}/dt=2026-11-15/{entity}_20261115_020000.parquet" in first
@@ -108,7 +123,7 @@ def test_three_days_give_three_partitions(services, lake):
     for day in range(3):
         run = dag.test(logical_date=DAY + timedelta(days=day), run_conf={"entities": ["ordenes"]})
         assert str(run.state) == "success", _states(run)
-    keys = [k for k in lake.list("ordenes/")]
+    keys = _data_keys(lake, "ordenes/")
     assert keys == [
         "ordenes/dt=2026-11-15/ordenes_20261115_020000.csv",
         "ordenes/dt=2026-11-16/ordenes_20261116_020000.csv",
@@ -117,18 +132,39 @@ def test_three_days_give_three_partitions(services, lake):
     assert not [k for k in lake.list("productos/")]  # not asked for: skipped
 
 
-def test_without_an_s3_connection_the_lake_is_the_local_storage_folder(services, monkeypatch, tmp_path):
-    """The old containers' `/data` fallback: no `aws_default`, so `s3://inventario-datalake/`
-    becomes `$AIRFLOW_HOME/dataset-ops-storage/inventario-datalake/`."""
+def test_without_the_variable_the_lake_is_datalake_below_the_storage_root(services, monkeypatch):
+    """No Variable `datalake_root`: the lake is `datalake/` below the storage root, here the
+    storage root's default `$AIRFLOW_HOME/dataset-ops-storage` (a local folder: no AWS needed).
+    This replaces the old silent fallback of `s3://inventario-datalake/` to a local folder."""
     import os
 
     monkeypatch.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
     monkeypatch.delenv("AIRFLOW_VAR_DATALAKE_ROOT", raising=False)
+    monkeypatch.delenv("AIRFLOW_VAR_DATASET_OPS_STORAGE_ROOT", raising=False)
     run = _dag().test(logical_date=DAY, run_conf={"entities": ["categorias"]})
     assert str(run.state) == "success", _states(run)
-    folder = os.path.join(os.environ["AIRFLOW_HOME"], "dataset-ops-storage", "inventario-datalake")
+    folder = os.path.join(os.environ["AIRFLOW_HOME"], "dataset-ops-storage", "datalake")
     local = open_storage(folder)
     assert "categorias/dt=2026-11-15/categorias_20261115_020000.csv" in list(local.list("categorias/"))
+
+
+def test_an_s3_lake_without_the_aws_connection_fails_at_the_first_try_naming_it(services, monkeypatch, capfd):
+    """`datalake_root` on S3 and no Connection `aws_default`: the ingest task fails at its first
+    try (the DAG's own retries are not used) with an error naming the Connection and the
+    Variable; nothing lands anywhere else."""
+    monkeypatch.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
+    monkeypatch.setenv("AIRFLOW_VAR_DATALAKE_ROOT", "s3://inventario-datalake/")
+    run = load_dag("microservice_ingest").test(logical_date=DAY, run_conf={"entities": ["categorias"]})
+    assert str(run.state) == "failed"
+    [ti] = [
+        ti
+        for ti in run.get_task_instances()
+        if ti.task_id == "ingest_productos_service" and ti.rendered_map_index == "categorias"
+    ]
+    assert str(ti.state) == "failed" and ti.try_number == 1
+    log = "".join(capfd.readouterr())
+    assert "MissingConnection" in log and "no Connection aws_default exists" in log
+    assert "set the Variable datalake_root to a local folder" in log
 
 
 # --- runs without a logical date, and the Param day ------------------------------------------
@@ -167,8 +203,8 @@ def test_a_manual_run_lands_the_last_complete_interval_of_the_schedule(services,
         (start, end), source = (DAY - timedelta(days=1), DAY), "aligned"
     assert _interval_xcom(run) == {"start": start.isoformat(), "end": end.isoformat(), "source": source}
     stamp = f"{start:%Y%m%d}_020000"
-    assert list(lake.list("categorias/")) == [f"categorias/dt={start:%Y-%m-%d}/categorias_{stamp}.csv"]
-    assert list(lake.list("ordenes/")) == [f"ordenes/dt={start:%Y-%m-%d}/ordenes_{stamp}.csv"]
+    assert _data_keys(lake, "categorias/") == [f"categorias/dt={start:%Y-%m-%d}/categorias_{stamp}.csv"]
+    assert _data_keys(lake, "ordenes/") == [f"ordenes/dt={start:%Y-%m-%d}/ordenes_{stamp}.csv"]
     with lake.open_read(f"categorias/dt={start:%Y-%m-%d}/categorias_{stamp}.csv") as fh:
         assert len(pd.read_csv(io.BytesIO(fh.read()))) == services.count("categorias")
     with lake.open_read(f"ordenes/dt={start:%Y-%m-%d}/ordenes_{stamp}.csv") as fh:
@@ -190,7 +226,7 @@ def test_the_param_day_lands_that_days_interval(services, lake, logical_date, da
     end = start + timedelta(days=1)
     assert _interval_xcom(run) == {"start": start.isoformat(), "end": end.isoformat(), "source": "day"}
     key = f"ordenes/dt={day}/ordenes_{start:%Y%m%d}_020000.csv"
-    assert list(lake.list("ordenes/")) == [key]
+    assert _data_keys(lake, "ordenes/") == [key]
     with lake.open_read(key) as fh:
         landed = pd.read_csv(io.BytesIO(fh.read()))["id"].tolist()
     expected = services.records("ordenes", updated_since=start.isoformat(), updated_before=end.isoformat())
@@ -261,6 +297,7 @@ def test_docker_runner_runs_only_the_entities_asked_for_and_shows_no_secret(
         "AIRFLOW_CONN_AWS_DEFAULT",
         json.dumps({"conn_type": "aws", "login": "AKIAFAKE", "password": AWS_SECRET}),
     )
+    monkeypatch.setenv("AIRFLOW_VAR_DATALAKE_ROOT", "s3://inventario-datalake/")
     output = ['{"entity": "x", "rows": 7, "pages": 1, "duplicates": 0, "invalid_rows": 0, "seconds": 0.1}']
     with FakeDockerEngine(output=output) as engine:
         monkeypatch.setenv("DOCKER_HOST", engine.docker_url)
@@ -297,7 +334,7 @@ def test_docker_runner_runs_only_the_entities_asked_for_and_shows_no_secret(
         service_conn = Connection.from_uri(env[f"AIRFLOW_CONN_{services[entity].upper()}"], conn_id="x")
         assert (service_conn.host, service_conn.password) == ("inventory.internal", SERVICE_PASSWORD)
         assert Connection.from_uri(env["AIRFLOW_CONN_AWS_DEFAULT"], conn_id="y").password == AWS_SECRET
-        assert env["AIRFLOW_VAR_DATALAKE_ROOT"] == "s3://inventario-datalake/"
+        assert env["AIRFLOW_VAR_DATALAKE_ROOT"] == "s3://inventario-datalake/"  # resolved in the worker
         others = {f"AIRFLOW_CONN_{s.upper()}" for s in set(services.values()) - {services[entity]}}
         assert not others & set(env)  # only its own service's Connection
     assert len(run.get_task_instance("summary").xcom_pull(task_ids="summary")) == len(entities)
@@ -366,7 +403,8 @@ def test_the_readme_backfill_command_gives_the_partitions_the_readme_promises(co
     from dataset_ops.ingest.extract import lake_key
     from dataset_ops.ingest.interval import resolve_interval
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    # the ingest reference moved from README.md to docs/ingest.md (issue 15)
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "ingest.md").read_text(encoding="utf-8")
     text = " ".join(readme.split())
     assert README_BACKFILL in text and README_MIDNIGHTS in text, "the README's command changed"
     assert all(f"`{p}`" in readme for p in partitions)

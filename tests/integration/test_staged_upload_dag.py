@@ -69,7 +69,7 @@ def test_mixed_batch_is_promoted_or_quarantined_then_a_retry_passes(s3_bucket, m
     }
     # The uploader itself sends one file (one PutObject below 16 MiB, sha256 recorded); the rest
     # land directly, as from `aws s3 cp`.
-    from dataset_ops.upload import upload_file
+    from dataset_ops.staging.upload import upload_file
 
     uploaded = upload_file(
         ML / "gsm8k_train.jsonl",

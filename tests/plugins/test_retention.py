@@ -28,11 +28,16 @@ AGES = {
 }
 
 
-@pytest.fixture
-def datasets(tmp_path):
+@pytest.fixture(params=["manifest", "legacy"])
+def datasets(tmp_path, request):
+    """The datasets of ``AGES`` with ``_manifest.json``, or with the ``manifest.json`` of
+    earlier versions (the same rules hold for both)."""
     root = tmp_path / "storage"
+    legacy = request.param == "legacy"
     sizes = {
-        run_id: make_dataset(root, run_id, days_ago=age, completeness=state, touched_days_ago=touched)
+        run_id: make_dataset(
+            root, run_id, days_ago=age, completeness=state, touched_days_ago=touched, legacy=legacy
+        )
         for run_id, (age, state, touched) in AGES.items()
     }
     return root, sizes

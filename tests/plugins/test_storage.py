@@ -1,4 +1,4 @@
-"""Storage API on a local folder and on S3 over HTTP (moto server)."""
+"""Storage API on a local folder and on S3 over HTTP (the session's SeaweedFS server)."""
 
 from __future__ import annotations
 
@@ -142,8 +142,10 @@ def test_abort_incomplete_writes_only_touches_old_ones(s3_bucket, tmp_path):
     s3 = open_storage(f"s3://{s3_bucket}/root")
     s3.client.create_multipart_upload(Bucket=s3_bucket, Key="root/uploads/abandoned.jsonl")
     s3.client.create_multipart_upload(Bucket=s3_bucket, Key="root/elsewhere.bin")
-    # moto reports every upload as initiated on 2010-11-10, so only the local backend below can
-    # show that recent writes are kept.
+    # the server reports when each upload was initiated (to the second): both are recent, so an
+    # hour's threshold keeps them; "older than 0 s" takes every upload started before now
+    assert s3.abort_incomplete_writes(3600) == []
+    assert len(s3.client.list_multipart_uploads(Bucket=s3_bucket)["Uploads"]) == 2
     assert s3.abort_incomplete_writes(0, "uploads", dry_run=True) == ["uploads/abandoned.jsonl"]
     assert len(s3.client.list_multipart_uploads(Bucket=s3_bucket)["Uploads"]) == 2  # untouched
     assert s3.abort_incomplete_writes(0, "uploads") == ["uploads/abandoned.jsonl"]

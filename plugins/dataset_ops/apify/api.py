@@ -56,7 +56,8 @@ needs read access to that DAG, deleting and cleanup need edit access to it, the 
 permission to create its DAG runs (as `POST /api/v2/dags/{dag_id}/dagRuns`).
 
 Datasets live in the storage of the Airflow Variable `dataset_ops_storage_root` (a local folder or
-`s3://bucket/prefix`; default `$AIRFLOW_HOME/dataset-ops-storage`) under
+`s3://bucket/prefix` through the Airflow Connection `aws_default`, which must exist; default
+`$AIRFLOW_HOME/dataset-ops-storage`) under
 `datasets/facebook/{run_id}/`. Sizes are in bytes, dates UTC ISO 8601.
 
 **Bad input is answered 4xx before the storage is touched.** A run id is 17 letters and digits;
@@ -165,22 +166,17 @@ EditorDep = Annotated[Any, Depends(_requires_dag_access("PUT"))]
 TriggerDep = Annotated[Any, Depends(_requires_dag_access("POST", run_access=True))]
 
 
-def storage_root() -> str:
-    """The Variable ``dataset_ops_storage_root`` as the API server sees it (environment
-    ``AIRFLOW_VAR_DATASET_OPS_STORAGE_ROOT``, secrets backends, metadata DB), else the default.
-    ``airflow.sdk.Variable`` is for tasks; outside one, ``airflow.models.Variable`` reads it."""
-    from airflow.models import Variable
-
-    from dataset_ops.storage import STORAGE_ROOT_VARIABLE, default_storage_root
-
-    # not airflow.sdk.Variable: outside a task it reads env and secrets backends, not the DB
-    return Variable.get(STORAGE_ROOT_VARIABLE, default_var=default_storage_root())  # noqa: AIR311
-
-
 def _storage():
-    from dataset_ops.storage import open_storage
+    """The storage root (Variable ``dataset_ops_storage_root`` as the API server sees it: environment,
+    secrets backends, metadata DB; else the default), opened by the suite's one rule
+    (:func:`dataset_ops.settings.open_root`).
 
-    return open_storage(storage_root())
+    :raises dataset_ops.settings.VariableUnavailable: the metadata DB cannot be read (a 500).
+    :raises dataset_ops.settings.MissingConnection: an ``s3://`` root without the Connection
+        ``aws_default`` (a 500 naming the Connection and the Variable)."""
+    from dataset_ops import settings
+
+    return settings.storage_root().open()
 
 
 def _http_errors(func, *args, **kwargs):

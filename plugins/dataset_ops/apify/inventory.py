@@ -5,12 +5,15 @@ One module serves the ``apify_dataset_download`` and ``dataset_retention`` DAGs 
 :mod:`dataset_ops.storage`) under ``datasets/facebook/{run_id}/``, as the ads team's old service
 kept them::
 
-    {run_id}.csv  {run_id}.jsonl  media/  video_frames/  reports/  manifest.json
+    {run_id}.csv  {run_id}.jsonl  media/  video_frames/  reports/  _manifest.json
 
 Everything here is computed from one listing of the objects (sizes and dates come with it) plus
-the dataset's ``manifest.json`` where there is one (rows, lines, completeness), so a folder the
-team copied in by hand is listed too. The JSON shapes are those of the old service's endpoints
-(``GET /runs/list``, ``GET /runs/{run_id}``, ``DELETE /runs/{run_id}``, ``POST /runs/cleanup``);
+the dataset's manifest where there is one (rows, lines, completeness): ``_manifest.json``, the
+suite's one manifest type (:mod:`dataset_ops.storage.manifest`), or the ``manifest.json`` that
+earlier versions wrote (read by :func:`legacy_manifest`). A folder without either (copied in by
+hand, or written by the old service) is listed and deletable too, its completeness ``unknown``.
+The JSON shapes are those of the old service's endpoints (``GET /runs/list``,
+``GET /runs/{run_id}``, ``DELETE /runs/{run_id}``, ``POST /runs/cleanup``);
 every size is in bytes, every date UTC ISO 8601.
 """
 
@@ -27,6 +30,14 @@ from typing import TYPE_CHECKING
 
 from dataset_ops.apify.items import check_run_id
 from dataset_ops.storage import LocalStorage, ObjectInfo, read_json
+from dataset_ops.storage.manifest import (
+    MANIFEST_NAME,
+    STATUSES,
+    Manifest,
+    ManifestError,
+    ManifestFile,
+    read_manifest,
+)
 
 if TYPE_CHECKING:
     from dataset_ops.storage import Storage
@@ -35,9 +46,14 @@ log = logging.getLogger(__name__)
 
 #: Where the Facebook Ads Library datasets live below the storage root.
 DATASETS_PREFIX = "datasets/facebook"
-MANIFEST = "manifest.json"
+#: The dataset's manifest (:mod:`dataset_ops.storage.manifest`).
+MANIFEST = MANIFEST_NAME
+#: The manifest written before the one manifest type (read by :func:`legacy_manifest`).
+LEGACY_MANIFEST = "manifest.json"
+#: The DAG that writes the datasets (the producer of a legacy manifest).
+DAG_ID = "apify_dataset_download"
 MEDIA, FRAMES, REPORTS = "media", "video_frames", "reports"
-#: ``completeness`` values of a manifest.
+#: ``completeness`` values of a dataset (its manifest's ``status``).
 COMPLETE, PARTIAL, IN_PROGRESS = "complete", "partial", "in_progress"
 #: A download whose manifest says ``in_progress`` but was not updated for this long is taken as
 #: dead (its worker was lost), so retention may remove it.
@@ -98,13 +114,85 @@ def _parse(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+_OK = ("downloaded", "present")
+
+
+def legacy_manifest(storage: Storage, prefix: str) -> Manifest | None:
+    """The ``manifest.json`` of an earlier version of the DAG as a :class:`Manifest`
+    (``legacy=True``), or None when the dataset has none.
+
+    The old file (UTC ISO 8601 dates, bytes)::
+
+        {"run_id", "dataset_id", "completeness", "created_at", "last_modified", "run", "params",
+         "download": {"dag_run_id", ...}, "counts": {...},
+         "files": {"jsonl" | "csv" | "report": {"name", "bytes", "sha256"}},
+         "media": [{"name", "status", "bytes", "sha256", ...}],
+         "video_frames": [{"video", "frames": [{"name", "bytes", "sha256", ...}], ...}],
+         "total_size_bytes", "problems"}
+
+    ``completeness`` becomes ``status``, ``last_modified`` ``updated_at``; the files, the media
+    downloaded and the frames become the file list (CSV rows and JSONL lines from ``counts``);
+    ``run_id``, ``dataset_id``, ``run``, ``params``, ``download``, ``counts``, ``media`` and
+    ``video_frames`` go to ``extra`` as :mod:`dataset_ops.apify.tasks` writes them.
+
+    :raises ManifestError: the file is not a JSON object or its ``completeness`` is not one of
+        ``complete``, ``partial``, ``in_progress``. :raises ValueError: not JSON.
+    """
+    old = read_json(storage, f"{prefix.strip('/')}/{LEGACY_MANIFEST}")
+    if old is None:
+        return None
+    if not isinstance(old, dict) or old.get("completeness") not in STATUSES:
+        raise ManifestError(f"{storage.uri(prefix)}/{LEGACY_MANIFEST}: no valid completeness")
+    counts = old.get("counts") or {}
+    rows = {"csv": counts.get("csv_rows"), "jsonl": counts.get("jsonl_lines")}
+    try:
+        files = [
+            ManifestFile(f["name"], int(f["bytes"]), str(f["sha256"]), rows.get(kind))
+            for kind, f in (old.get("files") or {}).items()
+        ]
+        files += [
+            ManifestFile(f"{MEDIA}/{m['name']}", int(m["bytes"]), str(m["sha256"]))
+            for m in old.get("media") or []
+            if m.get("status") in _OK and m.get("sha256")
+        ]
+        files += [
+            ManifestFile(f"{FRAMES}/{f['name']}", int(f["bytes"]), str(f["sha256"]))
+            for v in old.get("video_frames") or []
+            for f in v.get("frames") or []
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestError(f"{storage.uri(prefix)}/{LEGACY_MANIFEST}: bad file entry: {exc}") from exc
+    dag_run_id = (old.get("download") or {}).get("dag_run_id")
+    keep = ("run_id", "dataset_id", "run", "params", "download", "counts", "media", "video_frames")
+    return Manifest(
+        dataset=prefix.strip("/"),
+        producer={"dag_id": DAG_ID, "run_id": dag_run_id} if dag_run_id else {},
+        status=old["completeness"],
+        files=files,
+        created_at=old.get("created_at") or "",
+        updated_at=old.get("last_modified"),
+        problems=list(old.get("problems") or []),
+        extra={k: old[k] for k in keep if k in old},
+        legacy=True,
+    )
+
+
+def read_dataset_manifest(storage: Storage, run_id: str) -> Manifest | None:
+    """The manifest of the dataset of ``run_id``: ``_manifest.json``, else the legacy
+    ``manifest.json`` (:func:`legacy_manifest`), else None.
+
+    :raises InvalidArgument: not a run id. :raises ManifestError: an unreadable manifest.
+    """
+    return read_manifest(storage, dataset_prefix(run_id), legacy=legacy_manifest)
+
+
 @dataclass
 class StoredDataset:
     """One run's stored objects (from a listing) and its manifest (None when missing)."""
 
     run_id: str
     objects: list[ObjectInfo] = field(default_factory=list)
-    manifest: dict | None = None
+    manifest: Manifest | None = None
 
     def _rel(self, obj: ObjectInfo) -> str:
         return obj.key[len(DATASETS_PREFIX) + len(self.run_id) + 2 :]
@@ -122,19 +210,19 @@ class StoredDataset:
     @property
     def created_at(self) -> datetime:
         """When the download started (manifest), else the oldest object's date."""
-        stamp = _parse((self.manifest or {}).get("created_at"))
+        stamp = _parse(self.manifest.created_at) if self.manifest else None
         return stamp or min(o.last_modified for o in self.objects)
 
     @property
     def last_modified(self) -> datetime:
-        stamp = _parse((self.manifest or {}).get("last_modified"))
+        stamp = _parse(self.manifest.updated_at) if self.manifest else None
         newest = max(o.last_modified for o in self.objects)
         return max(stamp, newest) if stamp else newest
 
     @property
     def completeness(self) -> str:
         """``complete``, ``partial``, ``in_progress`` (manifest) or ``unknown`` (no manifest)."""
-        return (self.manifest or {}).get("completeness", "unknown")
+        return self.manifest.status if self.manifest else "unknown"
 
     def in_progress(self, now: datetime) -> bool:
         """A download is writing this dataset: ``in_progress`` and updated within
@@ -170,8 +258,8 @@ class StoredDataset:
         size_bytes), ``video_frames`` (count, size_bytes, videos_failed), ``reports`` (names),
         ``total_size_bytes``, dates and completeness. ``rows``/``lines`` come from the manifest
         (None without one)."""
-        manifest = self.manifest or {}
-        counts = manifest.get("counts", {})
+        extra = self.manifest.extra if self.manifest else {}
+        counts = extra.get("counts") or {}
         files = {}
         for kind, measure in (("csv", "rows"), ("jsonl", "lines")):
             obj = self._file(f"{self.run_id}.{kind}")
@@ -190,7 +278,7 @@ class StoredDataset:
         return {
             "run_id": self.run_id,
             "path": f"{DATASETS_PREFIX}/{self.run_id}",
-            "dataset_id": manifest.get("dataset_id"),
+            "dataset_id": extra.get("dataset_id"),
             "created_at": _iso(self.created_at),
             "last_modified": _iso(self.last_modified),
             "completeness": self.completeness,
@@ -226,17 +314,22 @@ def _group(objects: Iterable[ObjectInfo]) -> dict[str, list[ObjectInfo]]:
     return runs
 
 
+def _manifest_keys(run_id: str) -> tuple[str, str]:
+    prefix = f"{DATASETS_PREFIX}/{run_id}/"
+    return prefix + MANIFEST, prefix + LEGACY_MANIFEST
+
+
 def list_datasets(storage: Storage) -> list[StoredDataset]:
     """Every stored dataset, newest first (by ``created_at``). One listing of
-    ``datasets/facebook/`` plus one read per ``manifest.json``."""
+    ``datasets/facebook/`` plus one read per manifest (``_manifest.json`` or legacy
+    ``manifest.json``).
+
+    :raises ManifestError: a dataset's manifest is unreadable."""
     runs = _group(storage.list_objects(DATASETS_PREFIX + "/"))
     datasets = []
     for run_id, objects in runs.items():
-        manifest = (
-            read_json(storage, f"{DATASETS_PREFIX}/{run_id}/{MANIFEST}")
-            if any(o.key.endswith("/" + MANIFEST) for o in objects)
-            else None
-        )
+        keys = _manifest_keys(run_id)
+        manifest = read_dataset_manifest(storage, run_id) if any(o.key in keys for o in objects) else None
         datasets.append(StoredDataset(run_id, objects, manifest))
     datasets.sort(key=lambda d: (d.created_at, d.run_id), reverse=True)
     return datasets
@@ -249,8 +342,7 @@ def get_dataset(storage: Storage, run_id: str) -> StoredDataset:
     objects = [o for o in storage.list_objects(prefix) if not o.key.endswith(_TEMP_SUFFIXES)]
     if not objects:
         raise DatasetNotFound(f"no dataset stored for run {run_id} under {DATASETS_PREFIX}/")
-    manifest = read_json(storage, prefix + MANIFEST)
-    return StoredDataset(run_id, objects, manifest)
+    return StoredDataset(run_id, objects, read_dataset_manifest(storage, run_id))
 
 
 def runs_list(storage: Storage) -> dict:
@@ -274,7 +366,7 @@ def prune_empty_folders(storage: Storage, prefix: str) -> None:
 
 
 def delete_dataset(storage: Storage, run_id: str, *, force: bool = False) -> dict:
-    """Delete every object of the dataset (manifest last, so an interrupted delete still shows).
+    """Delete every object of the dataset (manifests last, so an interrupted delete still shows).
 
     :returns: ``{"run_id", "deleted": True, "files_deleted", "freed_space_bytes"}``.
     :raises DatasetNotFound: nothing stored. :raises DatasetBusy: a download is in progress
@@ -285,8 +377,8 @@ def delete_dataset(storage: Storage, run_id: str, *, force: bool = False) -> dic
         raise DatasetBusy(
             f"run {run_id}: a download is in progress (manifest updated {_iso(dataset.last_modified)})"
         )
-    manifest_key = f"{dataset_prefix(run_id)}/{MANIFEST}"
-    ordered = sorted(dataset.objects, key=lambda o: o.key == manifest_key)
+    keys = _manifest_keys(run_id)
+    ordered = sorted(dataset.objects, key=lambda o: o.key in keys)
     for obj in ordered:
         storage.delete(obj.key)
     prune_empty_folders(storage, dataset_prefix(run_id))

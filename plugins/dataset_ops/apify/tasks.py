@@ -3,27 +3,34 @@
 The dataset of a run lives in the storage (local folder or S3, :mod:`dataset_ops.storage`) under
 ``datasets/facebook/{run_id}/`` (:mod:`dataset_ops.apify.inventory`)::
 
-    {run_id}.jsonl  {run_id}.csv  media/  video_frames/  reports/download_report.json  manifest.json
+    {run_id}.jsonl  {run_id}.csv  media/  video_frames/  reports/download_report.json  _manifest.json
 
 Each step works in a :func:`dataset_workspace`: with a local storage root that is the dataset folder
 itself (files are written under temporary names and renamed, so a reader never sees half a
 file); with S3 it is a temporary local folder whose finished files are uploaded, so any worker
 can run any step and nothing is shared on local disk. The manifest is read at the start of each
-step and rewritten at its end; it says ``in_progress`` until :func:`finalize` decides
-``complete`` (everything requested is there) or ``partial`` (some media or frames failed, or a
-step failed), and a rerun of a partial dataset fetches only what is missing.
+step and rewritten at its end, after the files it lists; it says ``in_progress`` until
+:func:`finalize` decides ``complete`` (everything requested is there) or ``partial`` (some media
+or frames failed, or a step failed), and a rerun of a partial dataset fetches only what is
+missing.
 
-``manifest.json`` (sizes in bytes, dates UTC ISO 8601)::
+``_manifest.json`` is the suite's one manifest type (:mod:`dataset_ops.storage.manifest`: files
+with bytes, sha256 and rows, producer DAG and run, created_at, status, problems); the dataset's
+own fields are in its ``extra`` (sizes in bytes, dates UTC ISO 8601)::
 
-    {"run_id", "dataset_id", "completeness", "created_at", "last_modified",
-     "run": {"status", "finished_at"}, "params": {download_media, extract_video_frames,
-     frame_interval_seconds}, "download": {"dag_run_id", "started_at", "finished_at"},
+    {"run_id", "dataset_id", "run": {"status", "finished_at"},
+     "params": {download_media, extract_video_frames, frame_interval_seconds},
+     "download": {"dag_run_id", "started_at", "finished_at"},
      "counts": {"items", "csv_rows", "jsonl_lines", "columns", "images", "videos", "media_failed",
                 "video_frames", "videos_failed"},
-     "files": {"jsonl": {name, bytes, sha256}, "csv": {...}, "report": {...}},
-     "media": [{name, url, kind, ad_id, status, bytes, sha256, content_type, error}],
-     "video_frames": [{video, status, interval_seconds, frames: [{name, seconds, bytes, sha256}], error}],
-     "total_size_bytes", "problems": [text]}
+     "media": [{name, url, kind, ad_id, status, bytes, sha256, content_type, error, source}],
+     "video_frames": [{video, status, interval_seconds, frames: [{name, seconds, bytes, sha256}], error}]}
+
+The file list holds ``{run_id}.jsonl`` and ``{run_id}.csv`` (rows: the items), every media file
+downloaded (``media/<name>``), every frame (``video_frames/<name>``) and the report. Datasets of
+earlier versions carry ``manifest.json`` instead; it is read through
+:func:`dataset_ops.apify.inventory.legacy_manifest` and replaced by ``_manifest.json`` when a
+download resumes them.
 """
 
 from __future__ import annotations
@@ -41,19 +48,23 @@ import orjson
 from dataset_ops.apify.download import sha256_file
 from dataset_ops.apify.inventory import (
     COMPLETE,
+    DAG_ID,
     FRAMES,
     IN_PROGRESS,
-    MANIFEST,
+    LEGACY_MANIFEST,
     MEDIA,
     PARTIAL,
     REPORTS,
     STALE_IN_PROGRESS,
     dataset_prefix,
+    read_dataset_manifest,
 )
-from dataset_ops.storage import read_json, write_json
+from dataset_ops.storage import read_json
+from dataset_ops.storage.manifest import Manifest, ManifestFile, manifest_key, utc_now, write_manifest
 from dataset_ops.storage.workspace import FolderWorkspace
 
 if TYPE_CHECKING:
+    from dataset_ops.settings import ApifyDownloadParams
     from dataset_ops.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -70,29 +81,37 @@ def dataset_workspace(storage: Storage, run_id: str) -> FolderWorkspace:
     return FolderWorkspace(storage, dataset_prefix(run_id))
 
 
-def read_manifest(storage: Storage, run_id: str) -> dict | None:
-    """The dataset's ``manifest.json`` (None when it has none)."""
-    return read_json(storage, f"{dataset_prefix(run_id)}/{MANIFEST}")
+def read_manifest(storage: Storage, run_id: str) -> Manifest | None:
+    """The dataset's manifest (``_manifest.json``, else a legacy ``manifest.json``; None when
+    it has neither). :raises ManifestError: unreadable."""
+    return read_dataset_manifest(storage, run_id)
 
 
-def save_manifest(storage: Storage, run_id: str, manifest: dict) -> dict:
-    """Write the manifest with ``last_modified`` now; returns it."""
-    manifest["last_modified"] = _now()
-    write_json(storage, f"{dataset_prefix(run_id)}/{MANIFEST}", manifest)
-    return manifest
+def save_manifest(storage: Storage, run_id: str, manifest: Manifest) -> Manifest:
+    """Write the manifest (``updated_at`` now) to ``datasets/facebook/{run_id}/_manifest.json``;
+    returns it."""
+    manifest.dataset = dataset_prefix(run_id)
+    return write_manifest(storage, manifest)
 
 
-def satisfies(manifest: dict | None, params: dict) -> bool:
+def _replace_files(manifest: Manifest, folder: str, entries: list[ManifestFile]) -> None:
+    """The file list's entries below ``folder/`` become ``entries``."""
+    manifest.files = [f for f in manifest.files if not f.path.startswith(folder + "/")] + entries
+
+
+def satisfies(manifest: Manifest | None, params: ApifyDownloadParams) -> bool:
     """Whether a stored dataset already holds everything ``params`` ask for: complete, with
-    media if asked, and with frames at the same interval if asked."""
-    if not manifest or manifest.get("completeness") != COMPLETE:
+    media if asked, and with frames at the same interval if asked.
+
+    :param params: the run's Params (``settings.ApifyDownloadParams.from_params``)."""
+    if manifest is None or not manifest.complete:
         return False
-    had = manifest.get("params", {})
-    if params["download_media"] and not had.get("download_media"):
+    had = manifest.extra.get("params") or {}
+    if params.download_media and not had.get("download_media"):
         return False
-    if params["download_media"] and params["extract_video_frames"]:
+    if params.frames_wanted:
         return bool(had.get("extract_video_frames")) and float(had.get("frame_interval_seconds", 0)) == float(
-            params["frame_interval_seconds"]
+            params.frame_interval_seconds
         )
     return True
 
@@ -135,19 +154,26 @@ def release_download(storage: Storage, run_id: str) -> None:
     storage.delete(f"{dataset_prefix(run_id)}/{LOCK}")
 
 
-def prepare(storage: Storage, run: dict, params: dict, dag_run_id: str) -> dict:
+def prepare(
+    storage: Storage, run: dict, params: ApifyDownloadParams, dag_run_id: str, producer: dict | None = None
+) -> dict:
     """Start (or skip) a download: ``{"run_id", "dataset_id", "skip", "reason", "force"}``.
 
     A dataset that :func:`satisfies` the params is skipped unless ``force_download``. Otherwise
     the manifest is (re)written as ``in_progress``, keeping what an earlier run recorded unless
-    ``force_download`` (then everything is fetched again).
+    ``force_download`` (then everything is fetched again). A legacy ``manifest.json`` is
+    replaced by ``_manifest.json``.
+
+    :param params: the run's Params (``settings.ApifyDownloadParams.from_params``).
+    :param producer: the manifest's producer, ``{"dag_id", "run_id"}`` of the DAG run (default
+        ``{"dag_id": "apify_dataset_download", "run_id": dag_run_id}``).
 
     :raises DownloadInProgress: another DAG run is downloading this dataset (even when forced:
         two writers would mix their files and manifests)."""
     run_id = run["run_id"]
     prefix = dataset_prefix(run_id)
     previous = read_manifest(storage, run_id)
-    force = bool(params["force_download"])
+    force = params.force_download
     if not force and satisfies(previous, params):
         log.info(
             "dataset %s is complete (%s); nothing to do (force_download to fetch it again)", run_id, prefix
@@ -161,26 +187,32 @@ def prepare(storage: Storage, run: dict, params: dict, dag_run_id: str) -> dict:
         }
     claim_download(storage, run_id, dag_run_id)
     previous = read_manifest(storage, run_id)  # as it is now that the dataset is ours
-    base = {} if force or previous is None else previous
-    manifest = {
-        **base,
-        "run_id": run_id,
-        "dataset_id": run["dataset_id"],
-        "completeness": IN_PROGRESS,
-        "created_at": base.get("created_at") or _now(),
-        "run": {"status": run["status"], "finished_at": run.get("finished_at")},
-        "params": {
-            "download_media": bool(params["download_media"]),
-            "extract_video_frames": bool(params["extract_video_frames"]),
-            "frame_interval_seconds": float(params["frame_interval_seconds"]),
+    base = None if force else previous
+    extra = dict(base.extra) if base else {}
+    extra.update(
+        run_id=run_id,
+        dataset_id=run["dataset_id"],
+        run={"status": run["status"], "finished_at": run.get("finished_at")},
+        params={
+            "download_media": params.download_media,
+            "extract_video_frames": params.extract_video_frames,
+            "frame_interval_seconds": params.frame_interval_seconds,
         },
-        "download": {"dag_run_id": dag_run_id, "started_at": _now(), "finished_at": None},
-    }
-    manifest.setdefault("counts", {})
-    manifest.setdefault("files", {})
-    manifest.setdefault("media", [])
-    manifest.setdefault("video_frames", [])
+        download={"dag_run_id": dag_run_id, "started_at": _now(), "finished_at": None},
+    )
+    for key, empty in (("counts", {}), ("media", []), ("video_frames", [])):
+        extra.setdefault(key, empty)
+    manifest = Manifest(
+        prefix,
+        dict(producer) if producer else {"dag_id": DAG_ID, "run_id": dag_run_id},
+        IN_PROGRESS,
+        files=list(base.files) if base else [],
+        created_at=(base.created_at if base else None) or utc_now(),
+        extra=extra,
+    )
     save_manifest(storage, run_id, manifest)
+    if storage.exists(f"{prefix}/{LEGACY_MANIFEST}"):  # replaced by _manifest.json
+        storage.delete(f"{prefix}/{LEGACY_MANIFEST}")
     log.info(
         "dataset %s: download started into %s (%s)",
         run_id,
@@ -205,11 +237,12 @@ def download_items(storage: Storage, plan: dict, *, conn_id: str = "apify_defaul
         files = {}
         for kind in ("jsonl", "csv"):
             path = result[kind]
-            files[kind] = {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+            files[kind] = ManifestFile(path.name, path.stat().st_size, sha256_file(path), result["items"])
             ws.publish(path.name)
     manifest = read_manifest(storage, run_id)
-    manifest["files"].update(files)
-    manifest["counts"].update(
+    for entry in files.values():
+        manifest.add(entry)
+    manifest.extra["counts"].update(
         items=result["items"],
         csv_rows=result["items"],
         jsonl_lines=result["items"],
@@ -222,8 +255,8 @@ def download_items(storage: Storage, plan: dict, *, conn_id: str = "apify_defaul
         "csv_rows": result["items"],
         "jsonl_lines": result["items"],
         "columns": len(result["columns"]),
-        "jsonl_bytes": files["jsonl"]["bytes"],
-        "csv_bytes": files["csv"]["bytes"],
+        "jsonl_bytes": files["jsonl"].bytes,
+        "csv_bytes": files["csv"].bytes,
     }
 
 
@@ -290,7 +323,9 @@ def download_media(storage: Storage, plan: dict, **settings) -> dict:
         refs = _refs(ws.local(f"{run_id}.jsonl"))
         stored = ws.stored(MEDIA)
         known = {
-            m["name"]: m for m in manifest.get("media", []) if m.get("status") in _OK and m.get("sha256")
+            m["name"]: m
+            for m in manifest.extra.get("media", [])
+            if m.get("status") in _OK and m.get("sha256")
         }
         results: dict[str, MediaResult] = {}
         todo = []
@@ -325,9 +360,12 @@ def download_media(storage: Storage, plan: dict, **settings) -> dict:
                 shutil.rmtree(folder, ignore_errors=True)
     entries = [results[ref.url].to_dict() | {"source": ref.source} for ref in refs]
     manifest = read_manifest(storage, run_id)
-    manifest["media"] = entries
+    manifest.extra["media"] = entries
     ok = [e for e in entries if e["status"] in _OK]
-    manifest["counts"].update(
+    media = [ManifestFile(f"{MEDIA}/{e['name']}", e["bytes"], e["sha256"]) for e in ok]
+    _replace_files(manifest, MEDIA, media)
+    counts = manifest.extra["counts"]
+    counts.update(
         images=sum(e["kind"] == "image" for e in ok),
         videos=sum(e["kind"] == "video" for e in ok),
         media_failed=len(entries) - len(ok),
@@ -335,11 +373,11 @@ def download_media(storage: Storage, plan: dict, **settings) -> dict:
     save_manifest(storage, run_id, manifest)
     summary = {
         "media": len(entries),
-        "images": manifest["counts"]["images"],
-        "videos": manifest["counts"]["videos"],
+        "images": counts["images"],
+        "videos": counts["videos"],
         "downloaded": sum(e["status"] == "downloaded" for e in entries),
         "present": sum(e["status"] == "present" for e in entries),
-        "failed": manifest["counts"]["media_failed"],
+        "failed": counts["media_failed"],
         "bytes": sum(e["bytes"] for e in ok),
     }
     for e in entries:
@@ -360,8 +398,10 @@ def extract_video_frames(storage: Storage, plan: dict, interval_seconds: float, 
 
     run_id = plan["run_id"]
     manifest = read_manifest(storage, run_id)
-    videos = [m["name"] for m in manifest.get("media", []) if m["kind"] == "video" and m["status"] in _OK]
-    previous = {v["video"]: v for v in manifest.get("video_frames", [])}
+    videos = [
+        m["name"] for m in manifest.extra.get("media", []) if m["kind"] == "video" and m["status"] in _OK
+    ]
+    previous = {v["video"]: v for v in manifest.extra.get("video_frames", [])}
     with dataset_workspace(storage, run_id) as ws:
         stored = ws.stored(FRAMES)
         entries: dict[str, dict] = {}
@@ -390,18 +430,23 @@ def extract_video_frames(storage: Storage, plan: dict, interval_seconds: float, 
                 log.warning("dataset %s: video %s: %s", run_id, result.video, entry.get("error"))
     ordered = [entries[name] for name in videos]
     manifest = read_manifest(storage, run_id)
-    manifest["video_frames"] = ordered
-    manifest["counts"].update(
-        video_frames=sum(len(v["frames"]) for v in ordered),
+    manifest.extra["video_frames"] = ordered
+    frames = [
+        ManifestFile(f"{FRAMES}/{f['name']}", f["bytes"], f["sha256"]) for v in ordered for f in v["frames"]
+    ]
+    _replace_files(manifest, FRAMES, frames)
+    counts = manifest.extra["counts"]
+    counts.update(
+        video_frames=len(frames),
         videos_failed=sum(v["status"] != "extracted" for v in ordered),
     )
     save_manifest(storage, run_id, manifest)
     summary = {
         "videos": len(ordered),
-        "extracted": len(todo) - manifest["counts"]["videos_failed"],
+        "extracted": len(todo) - counts["videos_failed"],
         "kept": len(ordered) - len(todo),
-        "failed": manifest["counts"]["videos_failed"],
-        "frames": manifest["counts"]["video_frames"],
+        "failed": counts["videos_failed"],
+        "frames": counts["video_frames"],
     }
     log.info("dataset %s video frames: %s", run_id, summary)
     return summary
@@ -415,49 +460,40 @@ def finalize(storage: Storage, plan: dict, steps: dict[str, dict | None]) -> dic
     """
     run_id = plan["run_id"]
     manifest = read_manifest(storage, run_id)
+    extra = manifest.extra
     problems = [f"step {name} did not finish" for name, result in steps.items() if result is None]
     problems += [
-        f"media {m['name']} ({m['url']}): {m['error']}" for m in manifest["media"] if m["status"] == "failed"
+        f"media {m['name']} ({m['url']}): {m['error']}" for m in extra["media"] if m["status"] == "failed"
     ]
     problems += [
-        f"video {v['video']}: {v.get('error')}"
-        for v in manifest["video_frames"]
-        if v["status"] != "extracted"
+        f"video {v['video']}: {v.get('error')}" for v in extra["video_frames"] if v["status"] != "extracted"
     ]
-    manifest["completeness"] = PARTIAL if problems else COMPLETE
-    manifest["problems"] = problems
-    manifest["download"]["finished_at"] = _now()
+    manifest.status = PARTIAL if problems else COMPLETE
+    manifest.problems = problems
+    extra["download"]["finished_at"] = _now()
     report = {
         "run_id": run_id,
-        "dataset_id": manifest.get("dataset_id"),
-        "dag_run_id": manifest["download"]["dag_run_id"],
-        "completeness": manifest["completeness"],
-        "counts": manifest["counts"],
+        "dataset_id": extra.get("dataset_id"),
+        "dag_run_id": extra["download"]["dag_run_id"],
+        "completeness": manifest.status,
+        "counts": extra["counts"],
         "steps": steps,
-        "failed_media": [m for m in manifest["media"] if m["status"] == "failed"],
-        "failed_videos": [v for v in manifest["video_frames"] if v["status"] != "extracted"],
+        "failed_media": [m for m in extra["media"] if m["status"] == "failed"],
+        "failed_videos": [v for v in extra["video_frames"] if v["status"] != "extracted"],
         "problems": problems,
-        "finished_at": manifest["download"]["finished_at"],
+        "finished_at": extra["download"]["finished_at"],
     }
     body = orjson.dumps(report, option=orjson.OPT_INDENT_2)
     storage.write_stream(f"{dataset_prefix(run_id)}/{REPORTS}/{REPORT_NAME}", io.BytesIO(body))
-    manifest["files"]["report"] = {
-        "name": f"{REPORTS}/{REPORT_NAME}",
-        "bytes": len(body),
-        "sha256": hashlib.sha256(body).hexdigest(),
-    }
-    sizes = [f["bytes"] for f in manifest["files"].values()]
-    sizes += [m["bytes"] for m in manifest["media"] if m["status"] in _OK]
-    sizes += [f["bytes"] for v in manifest["video_frames"] for f in v["frames"]]
-    manifest["total_size_bytes"] = sum(sizes)
+    manifest.add(ManifestFile(f"{REPORTS}/{REPORT_NAME}", len(body), hashlib.sha256(body).hexdigest()))
     save_manifest(storage, run_id, manifest)
     release_download(storage, run_id)
-    log.info("dataset %s: %s, %d problems", run_id, manifest["completeness"], len(problems))
+    log.info("dataset %s: %s, %d problems", run_id, manifest.status, len(problems))
     return {
         "run_id": run_id,
-        "completeness": manifest["completeness"],
+        "completeness": manifest.status,
         "problems": problems[:20],
-        "counts": manifest["counts"],
-        "total_size_bytes": manifest["total_size_bytes"],
-        "manifest": storage.uri(f"{dataset_prefix(run_id)}/{MANIFEST}"),
+        "counts": extra["counts"],
+        "total_size_bytes": manifest.total_bytes,
+        "manifest": storage.uri(manifest_key(dataset_prefix(run_id))),
     }

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from dataset_ops.errors import InputError
 from dataset_ops.imdb.datasets import ImdbFile, InvalidDump
-from dataset_ops.streams import GunzipCounter, ProgressLog, StreamFormatError, gunzip_blocks
+from dataset_ops.progress import ProgressLog
+from dataset_ops.streams import GunzipCounter, StreamFormatError, gunzip_blocks
 
 if TYPE_CHECKING:
     import psycopg

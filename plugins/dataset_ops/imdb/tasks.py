@@ -1,7 +1,8 @@
 """Task bodies of the IMDb DAGs, importable and testable without a scheduler.
 
 The DAG files only wire these together. Connections: ``imdb_postgres`` (target database).
-Variables: ``dataset_ops_storage_root`` (where dumps are kept), ``imdb_base_url`` (download host).
+The DAG tasks resolve the storage (Variable ``dataset_ops_storage_root``) and the download host
+(Param ``base_url``, Variable ``imdb_base_url``) through :mod:`dataset_ops.settings` and pass them in.
 """
 
 from __future__ import annotations
@@ -12,9 +13,16 @@ from typing import TYPE_CHECKING
 
 from dataset_ops.errors import is_permanent
 from dataset_ops.imdb import load as loader
-from dataset_ops.imdb.datasets import IMDB_DEFAULT_BASE_URL, imdb_file
-from dataset_ops.imdb.download import DownloadResult, download_file, http_session, manifest_key
-from dataset_ops.storage import Storage, read_json
+from dataset_ops.imdb.datasets import imdb_file
+from dataset_ops.imdb.download import (
+    DownloadResult,
+    download_file,
+    http_session,
+    raw_key,
+    read_raw_manifest,
+    stored_dump,
+)
+from dataset_ops.storage import Storage
 
 if TYPE_CHECKING:
     import psycopg
@@ -22,16 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMDB_CONN_ID = "imdb_postgres"
-BASE_URL_VARIABLE = "imdb_base_url"
-
-
-def resolve_base_url(param_value: str | None) -> str:
-    """The Param ``base_url`` if set, else the Variable ``imdb_base_url``, else IMDb's host."""
-    if param_value:
-        return param_value
-    from airflow.sdk import Variable
-
-    return Variable.get(BASE_URL_VARIABLE, default=IMDB_DEFAULT_BASE_URL)
 
 
 def connect(conn_id: str = IMDB_CONN_ID) -> psycopg.Connection:
@@ -68,9 +66,11 @@ def download(
 def plan_load(conn: psycopg.Connection, storage: Storage, files: list[str], force: bool) -> list[dict]:
     """Which downloaded dumps need loading.
 
-    A dump is loaded when its stored sha256 differs from the last published load, when its
-    published table is missing or empty although it was published (an UNLOGGED table after a
-    crash), or when ``force`` is set.
+    What was downloaded comes from the manifest ``imdb/raw/_manifest.json`` (or, for dumps of
+    earlier versions, their ``<file>.json``; see
+    :func:`~dataset_ops.imdb.download.read_raw_manifest`). A dump is loaded when its stored
+    sha256 differs from the last published load, when its published table is missing or empty
+    although it was published (an UNLOGGED table after a crash), or when ``force`` is set.
 
     :param files: IMDb names to consider.
     :param force: load even if the same content was published before.
@@ -78,15 +78,16 @@ def plan_load(conn: psycopg.Connection, storage: Storage, files: list[str], forc
         ``bytes``.
     """
     loader.ensure_schemas(conn)
+    raw = read_raw_manifest(storage)
     plan = []
     for name in files:
         spec = imdb_file(name)
-        manifest = read_json(storage, manifest_key(spec))
+        manifest = stored_dump(raw, spec)
         if manifest is None:
             log.warning(
-                "%s: not downloaded yet (no %s); run imdb_download first",
+                "%s: not downloaded yet (not in the manifest of %s); run imdb_download first",
                 name,
-                storage.uri(manifest_key(spec)),
+                storage.uri(raw_key(spec).rsplit("/", 1)[0]),
             )
             continue
         last = loader.last_published(conn, spec.name)
@@ -109,7 +110,7 @@ def plan_load(conn: psycopg.Connection, storage: Storage, files: list[str], forc
         plan.append(
             {
                 "file": spec.name,
-                "key": manifest_key(spec).removesuffix(".json"),
+                "key": raw_key(spec),
                 "etag": manifest.get("etag"),
                 "sha256": manifest["sha256"],
                 "rows": manifest.get("rows"),

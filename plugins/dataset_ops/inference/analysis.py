@@ -32,6 +32,11 @@ _LOW = 0.5
 _HIGH = 0.9
 #: Sums kept per reference, device and label (see :meth:`Analyser.add`).
 _SUMS = ("n", "ok", "ok_n", "model_ok", "top2", "top3", "conf", "conf_n", "below")
+#: The columns of :meth:`Analyser._rates`, in order.
+_RATE_COLUMNS = (
+    "transactions", "ok_pct", "model_ok_pct", "top1_hit_rate", "top2_hit_rate", "top3_hit_rate",
+    "confidence_mean", "below_threshold",
+)  # fmt: skip
 
 
 @dataclass
@@ -230,74 +235,90 @@ class Analyser:
     def result(self, window: tuple[str, str] | None = None) -> Analysis:
         """The report's tables, KPIs, chart and figures.
 
+        Steps: the reference, device and label tables, the consistency checks over them, then
+        the figures, KPIs and confidence chart.
+
         :param window: (from, to) ISO dates for the KPIs.
         :raises ValueError: no records were added.
         """
         if not self.records:
             raise ValueError("no records to analyse")
-        data = self.reference_data
-        names = bucket_names(self.confidence)
-        rates = [
-            "transactions", "ok_pct", "model_ok_pct", "top1_hit_rate", "top2_hit_rate", "top3_hit_rate",
-            "confidence_mean", "below_threshold",
-        ]  # fmt: skip
-        bucket_columns = [f"conf {name}" for name in names]
-        refs_db = {row["reference_id"]: row for row in data["references"]}
-        devs_db = {row["device_id"]: row for row in data["devices"]}
+        refs_db = {row["reference_id"]: row for row in self.reference_data["references"]}
+        devs_db = {row["device_id"]: row for row in self.reference_data["devices"]}
+        bucket_columns = [f"conf {name}" for name in bucket_names(self.confidence)]
+        references = self._reference_table(refs_db, bucket_columns)
+        devices = self._device_table(devs_db, bucket_columns)
+        labels = self._label_table(refs_db)
+        consistency, unknown_refs = self._consistency(refs_db, references, devices)
+        figures = self._figures(devices, consistency, unknown_refs)
+        model_row = self.reference_data["model"][0]
+        kpis = self._kpis(model_row, figures, window)
+        model = list(model_row.items())
+        return Analysis(kpis, self._chart(), references, devices, labels, model, consistency, figures)
 
-        # --- references, most transactions first
-        ref_rows = []
+    def _reference_table(self, refs_db: dict[int, dict], bucket_columns: list[str]) -> Table:
+        """One row per reference with records, most transactions first (ties: lowest id): MySQL's
+        code, name and category, :meth:`_rates` (appearances after the transactions), the
+        confidence bucket shares and the ``min_appearances`` / known-in-MySQL flags."""
+        rows = []
         for ref_id in sorted(self.by_reference, key=lambda r: (-self.by_reference[r]["n"], r)):
             acc, known = self.by_reference[ref_id], refs_db.get(ref_id, {})
             rate = self._rates(acc)
             appearances = self.appearances.get(ref_id, 0)
-            ref_rows.append(
+            rows.append(
                 (
                     ref_id, known.get("reference_code"), known.get("reference_name"), known.get("category"),
                     rate[0], appearances, *rate[1:], *self._bucket_shares(acc),
                     appearances >= self.min_appearances, ref_id in refs_db, "",
                 )
             )  # fmt: skip
-        references = Table(
+        return Table(
             [
                 "reference_id", "reference_code", "reference_name", "category", "transactions", "appearances",
-                *rates[1:], *bucket_columns, "meets_min_appearances", "known_in_mysql", "revisar_imagenes",
+                *_RATE_COLUMNS[1:], *bucket_columns, "meets_min_appearances", "known_in_mysql",
+                "revisar_imagenes",
             ],
-            ref_rows,
+            rows,
         )  # fmt: skip
 
-        # --- devices: MySQL's and those with data, by id (MySQL devices without data at 0)
-        dev_rows = []
+    def _device_table(self, devs_db: dict[int, dict], bucket_columns: list[str]) -> Table:
+        """One row per device of MySQL or with records, by id (MySQL devices without records
+        have 0 transactions): :meth:`_rates`, bucket shares, distinct references, first and last
+        record time."""
+        rows = []
         for device_id in sorted(set(devs_db) | set(self.by_device)):
             acc, known = self.by_device.get(device_id), devs_db.get(device_id, {})
             seen = self.device_seen.get(device_id, [None, None])
             refs = self.device_references.get(device_id)
-            dev_rows.append(
+            rows.append(
                 (
                     device_id, known.get("device_code"), known.get("shop"), known.get("location"),
                     *self._rates(acc), *self._bucket_shares(acc),
                     len(refs) if acc is not None else None, seen[0], seen[1], "",
                 )
             )  # fmt: skip
-        devices = Table(
+        return Table(
             [
-                "device_id", "device_code", "shop", "location", *rates, *bucket_columns,
+                "device_id", "device_code", "shop", "location", *_RATE_COLUMNS, *bucket_columns,
                 "references", "first_seen", "last_seen", "revisar_imagenes",
             ],
-            dev_rows,
+            rows,
         )  # fmt: skip
 
-        # --- labels, in MySQL's order
-        label_extra = [c for c in (data["labels"][0] if data["labels"] else {}) if c != "label_id"] or [
+    def _label_table(self, refs_db: dict[int, dict]) -> Table:
+        """One row per label of the model, in MySQL's order: its MySQL columns, top-1
+        predictions, correct ones, precision (0..1) and its reference's name."""
+        data_labels = self.reference_data["labels"]
+        label_extra = [c for c in (data_labels[0] if data_labels else {}) if c != "label_id"] or [
             "label_name",
             "reference_id",
         ]
-        label_rows = []
-        for row in data["labels"]:
+        rows = []
+        for row in data_labels:
             acc = self.top1_by_label.get(row["label_id"], Counter())
             predicted, correct = acc["n"], acc["model_ok"]
             reference = refs_db.get(row.get("reference_id"), {})
-            label_rows.append(
+            rows.append(
                 (
                     row["label_id"],
                     *(row.get(c) for c in label_extra),
@@ -307,12 +328,16 @@ class Analyser:
                     reference.get("reference_name"),
                 )
             )
-        labels = Table(
+        return Table(
             ["label_id", *label_extra, "predicted_top1", "top1_correct", "precision", "reference_name"],
-            label_rows,
+            rows,
         )
 
-        # --- consistency
+    def _consistency(self, refs_db: dict[int, dict], references: Table, devices: Table) -> tuple[Table, int]:
+        """The consistency checks (``check``, ``item``, ``detail``, ``count``) and the records
+        of references unknown to MySQL. Order: unknown references (most records first), labels
+        without reference, unknown predicted labels, devices without data, records below the
+        threshold, fields missing in records, references below ``min_appearances``."""
         checks: list[tuple[str, str, str, int]] = []
         counts = sorted(
             ((acc["n"], ref) for ref, acc in self.by_reference.items()), key=lambda x: (-x[0], x[1])
@@ -322,16 +347,17 @@ class Analyser:
             if ref_id not in refs_db:
                 unknown_refs += n
                 checks.append(("reference in Elasticsearch unknown to MySQL", str(ref_id), f"{n} records", n))
-        for row in data["labels"]:
+        data_labels = self.reference_data["labels"]
+        for row in data_labels:
             if row.get("reference_id") is None:
                 checks.append(("label without reference", str(row["label_id"]), str(row["label_name"]), 1))
-        known_labels = {row["label_id"] for row in data["labels"]}
+        known_labels = {row["label_id"] for row in data_labels}
         unknown_labels = [
             (n, label) for label, n in self.predicted_labels.items() if label not in known_labels
         ]
         for n, label_id in sorted(unknown_labels, key=lambda x: (-x[0], x[1])):
             checks.append(("predicted label unknown to the model", str(label_id), f"{n} predictions", n))
-        for row in dev_rows:
+        for row in devices.rows:
             if row[4] == 0:
                 checks.append(("device without data", str(row[0]), row[1] or "", 0))
         below = self.totals["below"]
@@ -359,24 +385,28 @@ class Analyser:
                         int(row["appearances"]),
                     )
                 )
-        consistency = Table(["check", "item", "detail", "count"], checks)
+        return Table(["check", "item", "detail", "count"], checks), unknown_refs
 
-        # --- model and KPIs
-        model_row = data["model"][0]
-        model = list(model_row.items())
-        known_devices = sum(1 for row in dev_rows if row[4] > 0)
-        figures = {
+    def _figures(self, devices: Table, consistency: Table, unknown_refs: int) -> dict:
+        """The headline numbers (counts; ``*_pct`` and ``*_rate`` as fractions 0..1)."""
+        return {
             "records": self.records,
-            "devices_with_data": known_devices,
-            "devices_total": len(dev_rows),
+            "devices_with_data": sum(1 for row in devices.rows if row[4] > 0),
+            "devices_total": len(devices.rows),
             "references_seen": len(self.by_reference),
             "ok_pct": _ratio(self.totals["ok"], self.totals["ok_n"]),
             "model_ok_pct": self.totals["model_ok"] / self.records,
             "top3_hit_rate": self.totals["top3"] / self.records,
-            "below_threshold": below,
+            "below_threshold": self.totals["below"],
             "unknown_reference_records": unknown_refs,
             "consistency_issues": len(consistency.rows),
         }
+
+    def _kpis(
+        self, model_row: dict, figures: dict, window: tuple[str, str] | None
+    ) -> list[tuple[str, object, str]]:
+        """The ``Resumen`` sheet's KPIs: ``(name, value, format)``, format ``text``, ``int`` or
+        ``percent``; the window's dates only when given."""
         kpis: list[tuple[str, object, str]] = [
             (
                 "Deployment",
@@ -387,25 +417,29 @@ class Analyser:
         ]
         if window:
             kpis += [("From (UTC)", window[0], "text"), ("To (UTC)", window[1], "text")]
+        devices = f"{figures['devices_with_data']} / {figures['devices_total']}"
         kpis += [
             ("Records", figures["records"], "int"),
-            ("Devices with data / in MySQL", f"{known_devices} / {len(dev_rows)}", "text"),
+            ("Devices with data / in MySQL", devices, "text"),
             ("References seen", figures["references_seen"], "int"),
             ("OK transactions", figures["ok_pct"], "percent"),
             ("Model OK (top-1)", figures["model_ok_pct"], "percent"),
             ("Top-3 hit rate", figures["top3_hit_rate"], "percent"),
-            (f"Below confidence {self.confidence:.2f}", below / self.records, "percent"),
-            ("Records of references unknown to MySQL", unknown_refs, "int"),
-            ("Consistency findings", len(consistency.rows), "int"),
+            (f"Below confidence {self.confidence:.2f}", figures["below_threshold"] / self.records, "percent"),
+            ("Records of references unknown to MySQL", figures["unknown_reference_records"], "int"),
+            ("Consistency findings", figures["consistency_issues"], "int"),
         ]
-        chart = {
+        return kpis
+
+    def _chart(self) -> dict:
+        """The top-1 confidence column chart: records per bucket (:func:`bucket_names`)."""
+        return {
             "type": "column",
             "title": "Top-1 confidence",
-            "categories": names,
+            "categories": bucket_names(self.confidence),
             "values": [int(self.totals[name]) for name in self.buckets],
             "series_name": "records",
         }
-        return Analysis(kpis, chart, references, devices, labels, model, consistency, figures)
 
 
 def _value_counts(array) -> dict:

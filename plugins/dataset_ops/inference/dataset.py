@@ -21,20 +21,26 @@ product really shown, not the model's prediction). Every name put in a key is sa
 (:func:`safe_name`: only ``[A-Za-z0-9_.-]``, no ``..``, no leading dot), every source key is
 checked (no ``..``, no empty part, not absolute) and nothing is written outside the given prefix.
 
-``_manifest.json`` (JSON object)::
+``_manifest.json`` is the suite's dataset manifest (:mod:`dataset_ops.storage.manifest`, format
+version 1): ``files`` lists every image (``path`` relative to the dataset folder, ``bytes``,
+``sha256``; ``rows`` null), sorted by path; ``producer`` is the DAG run given by the caller;
+``status`` is ``complete``, or ``partial`` when selected images were missing from the image
+store (``problems`` says how many). The inference fields are in ``extra``::
 
-    files       [{"path": "101_cola_33cl/<tx>.jpg" (relative to the dataset folder),
-                  "transaction_id", "label_id", "reference_id", "device_id",
-                  "image_key" (key in the image store), "bytes", "sha256" (hex)}], sorted by path
-    classes     {class folder: images in it}          (folders holding at least one image)
-    labels      {class folder: {"label_id", "label_name", "reference_id"}}
-    skipped     {reason: records}                     (reasons: :data:`SKIP_REASONS`, non-zero only)
-    missing     [image_key, ...]                      selected records whose image is not in the store
-    params      the arguments (effective limits), "records" read, "images_root"
-    total_bytes, created_at (UTC ISO 8601, seconds)
+    transactions   {path: {"transaction_id", "label_id", "reference_id", "device_id",
+                           "image_key" (key in the image store)[, "source" (merged datasets)]}}
+    classes        {class folder: images in it}          (folders holding at least one image)
+    labels         {class folder: {"label_id", "label_name", "reference_id"}}
+    skipped        {reason: records}                     (reasons: :data:`SKIP_REASONS`, non-zero only)
+    missing        [image_key, ...]                      selected records whose image is not in the store
+    params         the arguments (effective limits), "records" read, "images_root"
+    process_name, deployment_id                          (created datasets; deployment from the model row)
 
-:func:`merge_datasets` joins complete datasets into one with the same layout (its manifest's
-files carry their ``source`` too) plus ``_merge_report.json``.
+Datasets written before this format (a ``_manifest.json`` whose ``files`` entries carry the
+transaction fields themselves, see :func:`legacy_manifest`) are read as they are.
+
+:func:`merge_datasets` joins complete datasets into one with the same layout (its transactions
+carry their ``source`` too) plus ``_merge_report.json``.
 """
 
 from __future__ import annotations
@@ -48,11 +54,21 @@ import re
 import tempfile
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataset_ops.storage import HashingReader, LocalStorage, open_storage, read_json, write_json
+from dataset_ops.storage.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    ManifestError,
+    ManifestFile,
+    manifest_key,
+    read_manifest,
+    write_manifest,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,7 +80,8 @@ log = logging.getLogger(__name__)
 RECORDS = "data/records.parquet"
 REFERENCE_DATA = "data/reference_data.json"
 DATASET_FOLDER = "dataset"
-MANIFEST = "_manifest.json"
+#: The dataset's manifest (:data:`dataset_ops.storage.manifest.MANIFEST_NAME`).
+MANIFEST = MANIFEST_NAME
 MERGE_REPORT = "_merge_report.json"
 REPORTS_FOLDER = "reports"
 SUMMARY_CSV = "summary_dataset.csv"
@@ -119,6 +136,8 @@ SUMMARY_COLUMNS = (
     "bytes",
     "sha256",
 )
+#: The per-image fields of the manifest's ``extra["transactions"]`` (merged datasets add ``source``).
+TRANSACTION_FIELDS = ("transaction_id", "label_id", "reference_id", "device_id", "image_key")
 #: Columns of ``folder_structure.csv``, in order.
 FOLDER_COLUMNS = ("folder", "leaf", "images", "bytes")
 
@@ -127,7 +146,7 @@ _DOTS = re.compile(r"\.{2,}")
 
 
 class IncompleteDataset(ValueError):
-    """A dataset folder has no ``_manifest.json`` (its creation did not finish)."""
+    """A dataset folder has no usable ``_manifest.json`` (its creation did not finish)."""
 
 
 # --- names and keys ------------------------------------------------------------------------------
@@ -217,15 +236,111 @@ def _read_records(storage: Storage, source: str | os.PathLike, columns: list[str
         return load(path)
 
 
-def _read_manifest(storage: Storage, dataset_prefix: str) -> dict:
-    """The dataset's ``_manifest.json``. :raises IncompleteDataset: there is none."""
-    manifest = read_json(storage, f"{dataset_prefix}/{MANIFEST}")
-    if manifest is None:
+def legacy_manifest(storage: Storage, prefix: str) -> Manifest | None:
+    """The ``_manifest.json`` that :func:`create_dataset` and :func:`merge_datasets` wrote before
+    the format-1 manifest, as a :class:`~dataset_ops.storage.manifest.Manifest` (``legacy=True``);
+    None when there is no such file. The reader for ``read_manifest(..., legacy=...)``.
+
+    The old JSON object: ``{"files": [{"path", "transaction_id", "label_id", "reference_id",
+    "device_id", "image_key", "bytes", "sha256"[, "source"]}], "classes", "labels", "skipped",
+    "missing", "params", "total_bytes", "created_at"}``. Each entry's fields other than
+    ``path``/``bytes``/``sha256`` go to ``extra["transactions"][path]``, the other top-level keys
+    to ``extra``; the status is ``complete`` (the old file was written last). An entry without
+    ``bytes`` gets the object's current size (0 if there is none: then it is reported missing),
+    one without ``sha256`` an empty digest (not checked). Paths are not checked here.
+
+    :raises ManifestError: ``files`` is not a list of objects with string paths.
+    """
+    data = read_json(storage, manifest_key(prefix))
+    if data is None:
+        return None
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, list):
+        raise ManifestError(f"{manifest_key(prefix)} has no 'files' list")
+    prefix = prefix.strip("/")
+    sizes: dict[str, int] | None = None
+    entries, transactions = [], {}
+    for entry in files:
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            raise ManifestError(f"{manifest_key(prefix)}: file entry without a path: {entry!r}")
+        path, size = entry["path"], entry.get("bytes")
+        if size is None:
+            if sizes is None:
+                sizes = {o.key[len(prefix) + 1 :]: o.size for o in storage.list_objects(f"{prefix}/")}
+            size = sizes.get(path, 0)
+        entries.append(ManifestFile(path, int(size), str(entry.get("sha256") or "")))
+        transactions[path] = {k: v for k, v in entry.items() if k not in ("path", "bytes", "sha256")}
+    extra = {k: v for k, v in data.items() if k not in ("files", "total_bytes", "created_at")}
+    return Manifest(
+        dataset=prefix,
+        status="complete",
+        files=entries,
+        created_at=str(data.get("created_at") or ""),
+        extra={**extra, "transactions": transactions},
+        legacy=True,
+    )
+
+
+def read_dataset_manifest(storage: Storage, dataset_prefix: str) -> Manifest:
+    """The dataset's manifest, format 1 or :func:`legacy_manifest`.
+
+    :raises IncompleteDataset: there is none, it is unreadable, or its status is ``in_progress``.
+    """
+    try:
+        manifest = read_manifest(storage, dataset_prefix, legacy=legacy_manifest)
+    except ManifestError as exc:
+        raise IncompleteDataset(f"dataset {dataset_prefix!r}: {exc}") from exc
+    if manifest is None or manifest.status == "in_progress":
         raise IncompleteDataset(
             f"dataset {dataset_prefix!r} is incomplete: no {MANIFEST} at {storage.uri(dataset_prefix)} "
             "(it is written last; create the dataset again)"
         )
     return manifest
+
+
+def manifest_images(manifest: Manifest) -> list[dict]:
+    """The manifest's images as flat dicts, sorted by path: ``path``, ``bytes``, ``sha256`` and
+    the image's ``extra["transactions"]`` fields (:data:`TRANSACTION_FIELDS`, ``source``)."""
+    transactions = manifest.extra.get("transactions") or {}
+    return [
+        {**(transactions.get(f.path) or {}), "path": f.path, "bytes": f.bytes, "sha256": f.sha256}
+        for f in sorted(manifest.files, key=lambda f: f.path)
+    ]
+
+
+def _count_classes(paths) -> dict[str, int]:
+    """``{class folder: files}`` of dataset-relative ``paths``, sorted by folder."""
+    classes: dict[str, int] = {}
+    for path in paths:
+        folder = path.split("/", 1)[0]
+        classes[folder] = classes.get(folder, 0) + 1
+    return dict(sorted(classes.items()))
+
+
+def _write_images_manifest(
+    storage: Storage,
+    prefix: str,
+    images: list[dict],
+    *,
+    producer: dict | None,
+    problems: list[str],
+    extra: dict,
+) -> Manifest:
+    """Write the format-1 manifest of the dataset at ``prefix`` (last): ``images`` (dicts with
+    ``path``, ``bytes``, ``sha256`` and the transaction fields) as ``files`` plus
+    ``extra["transactions"]``, status ``partial`` when there are ``problems``."""
+    transactions = {
+        e["path"]: {k: v for k, v in e.items() if k not in ("path", "bytes", "sha256")} for e in images
+    }
+    manifest = Manifest(
+        dataset=prefix,
+        producer=dict(producer or {}),
+        status="partial" if problems else "complete",
+        files=[ManifestFile(e["path"], int(e["bytes"]), e["sha256"]) for e in images],
+        problems=problems,
+        extra={**extra, "transactions": transactions},
+    )
+    return write_manifest(storage, manifest)
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -305,6 +420,7 @@ def create_dataset(
     exclude_transactions: set[str] | frozenset[str] = frozenset(),
     references: list[int] | None = None,
     workers: int = 8,
+    producer: dict | None = None,
 ) -> dict:
     """Build ``{process_prefix}/dataset/``: each usable record's image copied from the image
     store to ``{label_id}_{label_name}/{transaction_id}.jpg``, then ``_manifest.json`` (last).
@@ -320,6 +436,10 @@ def create_dataset(
     Re-running on the same process rebuilds the dataset: the old manifest is removed first,
     files no longer selected are deleted before the new manifest is written.
 
+    Steps: check the limits, read the process's records and reference data, find each record's
+    skip reason, select (limits), plan one copy per record, copy the images in parallel, remove
+    stale files, write the manifest (module docstring) last.
+
     :param storage: storage holding the process folder (the dataset is written there).
     :param process_prefix: the process folder's key prefix, e.g. ``processes/dataset_7_201126_v1``.
     :param images_root: the image store: a storage root URI (``s3://bucket/images/``, a local
@@ -330,6 +450,7 @@ def create_dataset(
     :param exclude_transactions: transaction ids to leave out (already in a registered dataset).
     :param references: only these reference ids (e.g. the reviewed ones); None: all.
     :param workers: threads copying images (>= 1).
+    :param producer: ``{"dag_id", "run_id"}`` of the DAG run creating it, for the manifest.
     :returns: ``{"prefix": f"{process_prefix}/dataset", "manifest": key, "records": rows read,
         "selected": records selected, "images": files written, "bytes": their total size,
         "classes": {folder: images}, "skipped": {reason: records}, "missing": [image_key, ...]
@@ -339,10 +460,109 @@ def create_dataset(
     :raises Exception: a storage error other than a missing image (e.g. access denied) is
         raised as it is; the dataset then has no manifest (incomplete).
     """
-    import pandas as pd
-
     started = time.monotonic()
     process_prefix = _clean_prefix(process_prefix, "process_prefix")
+    max_references, max_images_per_reference = _effective_limits(
+        fast, max_references, max_images_per_reference, workers
+    )
+    images = open_storage(images_root) if isinstance(images_root, str) else images_root
+    prefix = f"{process_prefix}/{DATASET_FOLDER}"
+    reference_data, df = _read_process(storage, process_prefix)
+    label_of = _labels_by_reference(reference_data.get("labels") or [])
+    known = {int(r["reference_id"]) for r in reference_data.get("references") or []}
+    reason, names = _skip_reasons(df, label_of, known, references, exclude_transactions)
+    usable = _select(df, reason, names, max_references, max_images_per_reference)
+    skipped = _skipped_counts(reason)
+    tasks, labels_meta = _plan_images(usable, label_of)
+
+    storage.delete(manifest_key(prefix))  # from here until the end the dataset is incomplete
+    files, missing = _copy_images(storage, images, prefix, tasks, workers)
+    stale = _remove_stale(storage, prefix, {f"{prefix}/{f['path']}" for f in files})
+
+    classes = _count_classes(f["path"] for f in files)
+    total_bytes = sum(f["bytes"] for f in files)
+    params = {
+        "process_prefix": process_prefix,
+        "images_root": images_root if isinstance(images_root, str) else images.uri(""),
+        "fast": bool(fast),
+        "max_references": max_references,
+        "max_images_per_reference": max_images_per_reference,
+        "references": None if references is None else sorted({int(r) for r in references}),
+        "exclude_transactions": len(exclude_transactions),
+        "records": len(df),
+        "workers": int(workers),
+    }
+    _write_created_manifest(
+        storage, prefix, reference_data, files, missing, labels_meta, skipped, params, producer
+    )
+    log.info(
+        "dataset %s: %d images in %d classes (%d bytes) from %d records; skipped %s; %d missing "
+        "images; %d stale files removed",
+        storage.uri(prefix),
+        len(files),
+        len(classes),
+        total_bytes,
+        len(df),
+        skipped,
+        len(missing),
+        stale,
+    )
+    return {
+        "prefix": prefix,
+        "manifest": manifest_key(prefix),
+        "records": len(df),
+        "selected": len(tasks),
+        "images": len(files),
+        "bytes": total_bytes,
+        "classes": classes,
+        "skipped": skipped,
+        "missing": missing[:MAX_LISTED],
+        "missing_count": len(missing),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def _write_created_manifest(
+    storage: Storage,
+    prefix: str,
+    reference_data: dict,
+    files: list[dict],
+    missing: list[str],
+    labels_meta: dict[str, dict],
+    skipped: dict[str, int],
+    params: dict,
+    producer: dict | None,
+) -> Manifest:
+    """The new dataset's manifest (written last, layout in the module docstring): ``partial``
+    when selected images were missing from the image store, ``complete`` otherwise."""
+    classes = _count_classes(f["path"] for f in files)
+    model = (reference_data.get("model") or [{}])[0]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} selected image(s) not in the image store, e.g. {missing[:5]}")
+    return _write_images_manifest(
+        storage,
+        prefix,
+        files,
+        producer=producer,
+        problems=problems,
+        extra={
+            "process_name": params["process_prefix"].rpartition("/")[2],
+            "deployment_id": model.get("deployment_id"),
+            "classes": classes,
+            "labels": {k: labels_meta[k] for k in classes},
+            "skipped": skipped,
+            "missing": missing,
+            "params": params,
+        },
+    )
+
+
+def _effective_limits(
+    fast: bool, max_references: int | None, max_images_per_reference: int | None, workers: int
+) -> tuple[int | None, int | None]:
+    """``(max_references, max_images_per_reference)`` as ints or None, with the fast-mode
+    defaults filled in. :raises ValueError: a limit or ``workers`` below 1."""
     if fast:
         max_references = FAST_MAX_REFERENCES if max_references is None else max_references
         if max_images_per_reference is None:
@@ -354,22 +574,38 @@ def create_dataset(
     ):
         if value is not None and int(value) < 1:
             raise ValueError(f"{name} must be at least 1, not {value!r}")
-    images = open_storage(images_root) if isinstance(images_root, str) else images_root
-    prefix = f"{process_prefix}/{DATASET_FOLDER}"
-    manifest_key = f"{prefix}/{MANIFEST}"
+    return (
+        None if max_references is None else int(max_references),
+        None if max_images_per_reference is None else int(max_images_per_reference),
+    )
 
+
+def _read_process(storage: Storage, process_prefix: str) -> tuple[dict, pd.DataFrame]:
+    """The process's reference data (``data/reference_data.json``) and the records columns a
+    dataset needs (``data/records.parquet``). :raises FileNotFoundError: either is missing."""
     reference_data = read_json(storage, f"{process_prefix}/{REFERENCE_DATA}")
     if reference_data is None:
         raise FileNotFoundError(f"no reference data at {storage.uri(f'{process_prefix}/{REFERENCE_DATA}')}")
-    known = {int(r["reference_id"]) for r in reference_data.get("references") or []}
-    label_of = _labels_by_reference(reference_data.get("labels") or [])
     df = _read_records(
         storage,
         f"{process_prefix}/{RECORDS}",
         ["transaction_id", "device_id", "reference_id", "timestamp", "image_key"],
     )
+    return reference_data, df
 
-    # why each record is left out (None: usable), first reason wins
+
+def _skip_reasons(
+    df: pd.DataFrame,
+    label_of: dict[int, dict],
+    known: set[int],
+    references: list[int] | None,
+    exclude_transactions: set[str] | frozenset[str],
+) -> tuple[pd.Series, pd.Series]:
+    """Why each record is left out, before the limits: a Series aligned with ``df`` holding the
+    first reason of :data:`SKIP_REASONS` that applies (None: usable), and the records' sanitized
+    transaction ids (the image file stems; None where there is no id)."""
+    import pandas as pd
+
     reason = pd.Series([None] * len(df), index=df.index, dtype=object)
 
     def mark(mask, why: str) -> None:
@@ -389,7 +625,20 @@ def create_dataset(
         mark(df["transaction_id"].isin(set(exclude_transactions)), "excluded")
     mark(df["image_key"].isna(), "no_image_key")
     mark(df["image_key"].map(lambda k: _safe_key(k) is None), "bad_image_key")
+    return reason, names
 
+
+def _select(
+    df: pd.DataFrame,
+    reason: pd.Series,
+    names: pd.Series,
+    max_references: int | None,
+    max_images_per_reference: int | None,
+) -> pd.DataFrame:
+    """The usable records (``reason`` None) with their file ``stem``, newest first then by
+    transaction id, cut to the limits: the ``max_references`` references with most records
+    (ties: lowest id), then ``max_images_per_reference`` per reference. Records left out by a
+    limit get ``over_reference_limit`` / ``over_image_limit`` in ``reason`` (changed in place)."""
     usable = df[reason.isna()].assign(stem=names[reason.isna()])
     usable = usable.sort_values(
         ["timestamp", "transaction_id"], ascending=[False, True], na_position="last", kind="stable"
@@ -397,18 +646,27 @@ def create_dataset(
     if max_references is not None:
         counts = usable.groupby("reference_id").size()
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], int(kv[0])))
-        chosen = {int(ref) for ref, _ in ranked[: int(max_references)]}
+        chosen = {int(ref) for ref, _ in ranked[:max_references]}
         out = ~usable["reference_id"].isin(chosen)
         reason.loc[usable.index[out.to_numpy()]] = "over_reference_limit"
         usable = usable[~out]
     if max_images_per_reference is not None:
         rank = usable.groupby("reference_id").cumcount()
-        out = rank >= int(max_images_per_reference)
+        out = rank >= max_images_per_reference
         reason.loc[usable.index[out.to_numpy()]] = "over_image_limit"
         usable = usable[~out]
-    skipped = {why: int(n) for why, n in reason.value_counts().items()}
-    skipped = {why: skipped[why] for why in SKIP_REASONS if skipped.get(why)}
+    return usable
 
+
+def _skipped_counts(reason: pd.Series) -> dict[str, int]:
+    """``{reason: records}`` in :data:`SKIP_REASONS` order, non-zero counts only."""
+    counts = {why: int(n) for why, n in reason.value_counts().items()}
+    return {why: counts[why] for why in SKIP_REASONS if counts.get(why)}
+
+
+def _plan_images(usable: pd.DataFrame, label_of: dict[int, dict]) -> tuple[list[dict], dict[str, dict]]:
+    """One copy task per selected record (``path`` in its class folder plus the
+    :data:`TRANSACTION_FIELDS`), and ``{class folder: {"label_id", "label_name", "reference_id"}}``."""
     labels_meta: dict[str, dict] = {}
     tasks = []
     for row in usable.itertuples(index=False):
@@ -419,10 +677,9 @@ def create_dataset(
             "label_name": lab.get("label_name"),
             "reference_id": int(lab["reference_id"]),
         }
-        path = f"{folder}/{row.stem}{IMAGE_SUFFIX}"
         tasks.append(
             {
-                "path": path,
+                "path": f"{folder}/{row.stem}{IMAGE_SUFFIX}",
                 "transaction_id": row.transaction_id,
                 "label_id": int(lab["label_id"]),
                 "reference_id": int(row.reference_id),
@@ -430,8 +687,15 @@ def create_dataset(
                 "image_key": row.image_key,
             }
         )
+    return tasks, labels_meta
 
-    storage.delete(manifest_key)  # from here until the end the dataset is incomplete
+
+def _copy_images(
+    storage: Storage, images: Storage, prefix: str, tasks: list[dict], workers: int
+) -> tuple[list[dict], list[str]]:
+    """Copy each task's image to ``{prefix}/{path}`` on ``workers`` threads: the files written
+    (the task plus ``bytes`` and ``sha256``, sorted by path) and the sorted image keys the image
+    store does not have."""
     results = _run_parallel(
         lambda t: _copy_image(storage, images, t["image_key"], f"{prefix}/{t['path']}"), tasks, workers
     )
@@ -443,62 +707,7 @@ def create_dataset(
             files.append({**task, "bytes": result[0], "sha256": result[1]})
     files.sort(key=lambda f: f["path"])
     missing.sort()
-    stale = _remove_stale(storage, prefix, {f"{prefix}/{f['path']}" for f in files})
-
-    classes: dict[str, int] = {}
-    for f in files:
-        classes[f["path"].split("/", 1)[0]] = classes.get(f["path"].split("/", 1)[0], 0) + 1
-    total_bytes = sum(f["bytes"] for f in files)
-    images_uri = images_root if isinstance(images_root, str) else images.uri("")
-    params = {
-        "process_prefix": process_prefix,
-        "images_root": images_uri,
-        "fast": bool(fast),
-        "max_references": None if max_references is None else int(max_references),
-        "max_images_per_reference": None
-        if max_images_per_reference is None
-        else int(max_images_per_reference),
-        "references": None if references is None else sorted({int(r) for r in references}),
-        "exclude_transactions": len(exclude_transactions),
-        "records": len(df),
-        "workers": int(workers),
-    }
-    manifest = {
-        "files": files,
-        "classes": dict(sorted(classes.items())),
-        "labels": {k: labels_meta[k] for k in sorted(classes)},
-        "skipped": skipped,
-        "missing": missing,
-        "params": params,
-        "total_bytes": total_bytes,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    write_json(storage, manifest_key, manifest)
-    log.info(
-        "dataset %s: %d images in %d classes (%d bytes) from %d records; skipped %s; %d missing "
-        "images; %d stale files removed",
-        storage.uri(prefix),
-        len(files),
-        len(classes),
-        total_bytes,
-        len(df),
-        skipped,
-        len(missing),
-        stale,
-    )
-    return {
-        "prefix": prefix,
-        "manifest": manifest_key,
-        "records": len(df),
-        "selected": len(tasks),
-        "images": len(files),
-        "bytes": total_bytes,
-        "classes": manifest["classes"],
-        "skipped": skipped,
-        "missing": missing[:MAX_LISTED],
-        "missing_count": len(missing),
-        "seconds": round(time.monotonic() - started, 3),
-    }
+    return files, missing
 
 
 # --- reports -------------------------------------------------------------------------------------
@@ -531,8 +740,8 @@ def summary_dataset(
 
     dataset_prefix = _clean_prefix(dataset_prefix, "dataset_prefix")
     key = _clean_prefix(report_key, "report_key") if report_key else _reports_key(dataset_prefix, SUMMARY_CSV)
-    manifest = _read_manifest(storage, dataset_prefix)
-    files = sorted(manifest.get("files") or [], key=lambda f: f["path"])
+    manifest = read_dataset_manifest(storage, dataset_prefix)
+    files = manifest_images(manifest)
     records = _read_records(
         storage,
         records_path_or_key,
@@ -541,7 +750,7 @@ def summary_dataset(
     wanted = {f["transaction_id"] for f in files}
     records = records[records["transaction_id"].isin(wanted)].drop_duplicates("transaction_id")
     by_tx = {row.transaction_id: row for row in records.itertuples(index=False)}
-    labels = manifest.get("labels") or {}
+    labels = manifest.extra.get("labels") or {}
     without = 0
 
     def rows():
@@ -621,7 +830,14 @@ def folder_structure(storage: Storage, dataset_prefix: str, *, report_key: str |
 
 
 # --- merge ---------------------------------------------------------------------------------------
-def merge_datasets(storage: Storage, sources: list[str], target_prefix: str, *, workers: int = 8) -> dict:
+def merge_datasets(
+    storage: Storage,
+    sources: list[str],
+    target_prefix: str,
+    *,
+    workers: int = 8,
+    producer: dict | None = None,
+) -> dict:
     """Join complete datasets into ``target_prefix`` (same class-folder layout, server-side
     copies), then ``_merge_report.json``, then ``_manifest.json`` (last).
 
@@ -637,11 +853,17 @@ def merge_datasets(storage: Storage, sources: list[str], target_prefix: str, *, 
 
     A manifest entry whose file is absent from its source is listed in ``missing_in_source``
     (not copied). Files already in ``target_prefix`` that the merge does not produce are deleted.
-    The target manifest's ``files`` carry their ``source``; ``skipped`` counts ``duplicate``,
-    ``conflict`` and ``missing_in_source``; ``missing`` joins the sources' missing images.
+    The target manifest's transactions carry their ``source``; ``extra["skipped"]`` counts
+    ``duplicate``, ``conflict`` and ``missing_in_source``; ``extra["missing"]`` joins the sources'
+    missing images; the status is ``partial`` when a file was missing in its source or an image
+    is missing. Sources may be in the format-1 manifest or the legacy one (:func:`legacy_manifest`).
+
+    Steps: check the prefixes, read the sources' manifests, plan (duplicates, conflicts), copy
+    and check sizes, remove stale files, write the report, write the manifest.
 
     :param sources: dataset folders (each with ``_manifest.json``), e.g. ``processes/p/dataset``.
     :param target_prefix: the merged dataset's folder; not a source, not inside one, not holding one.
+    :param producer: ``{"dag_id", "run_id"}`` of the DAG run merging, for the manifest.
     :returns: ``{"prefix", "manifest", "report", "files", "bytes", "classes", "duplicates",
         "conflicts": [...] (at most :data:`MAX_LISTED`), "conflict_count", "missing_in_source",
         "sources": [{"prefix", "files", "copied", "duplicates", "conflicts"}], "seconds"}``.
@@ -652,6 +874,51 @@ def merge_datasets(storage: Storage, sources: list[str], target_prefix: str, *, 
     :raises RuntimeError: a copied file's size differs from its source manifest's ``bytes``.
     """
     started = time.monotonic()
+    target, srcs = _merge_prefixes(sources, target_prefix)
+    manifests = [_read_source(storage, src) for src in srcs]
+    plan = _plan_merge(srcs, manifests)
+
+    key, report_key = manifest_key(target), f"{target}/{MERGE_REPORT}"
+    storage.delete(key)  # incomplete from here on
+    storage.delete(report_key)
+    files, missing_in_source = _copy_merged(storage, target, plan, workers)
+    for e in missing_in_source:
+        plan.per_source[srcs.index(e["source"])]["copied"] -= 1
+
+    write_json(storage, report_key, _merge_report(target, plan, files, missing_in_source))
+    manifest = _write_merged_manifest(
+        storage, target, srcs, manifests, plan, files, missing_in_source, workers=workers, producer=producer
+    )
+    classes = manifest.extra["classes"]
+    total_bytes = sum(e["bytes"] for e in files)
+    log.info(
+        "merged %s into %s: %d files, %d duplicates, %d conflicts, %d missing in their source",
+        srcs,
+        target,
+        len(files),
+        plan.duplicates,
+        len(plan.conflicts),
+        len(missing_in_source),
+    )
+    return {
+        "prefix": target,
+        "manifest": key,
+        "report": report_key,
+        "files": len(files),
+        "bytes": total_bytes,
+        "classes": classes,
+        "duplicates": plan.duplicates,
+        "conflicts": plan.conflicts[:MAX_LISTED],
+        "conflict_count": len(plan.conflicts),
+        "missing_in_source": len(missing_in_source),
+        "sources": plan.per_source,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def _merge_prefixes(sources: list[str], target_prefix: str) -> tuple[str, list[str]]:
+    """``(target, sources)`` cleaned. :raises ValueError: an unsafe prefix, no sources, a source
+    given twice, or a source and the target inside one another."""
     target = _clean_prefix(target_prefix, "target_prefix")
     srcs = [_clean_prefix(s, "source") for s in sources]
     if not srcs:
@@ -661,30 +928,45 @@ def merge_datasets(storage: Storage, sources: list[str], target_prefix: str, *, 
     for src in srcs:
         if src == target or target.startswith(src + "/") or src.startswith(target + "/"):
             raise ValueError(f"target {target!r} and source {src!r} overlap")
-    manifests = []
-    for src in srcs:
-        manifest = _read_manifest(storage, src)
-        for f in manifest.get("files") or []:
-            if not _safe_relpath(f.get("path")) or "/" not in f["path"]:
-                raise ValueError(
-                    f"source {src!r}: manifest path {f.get('path')!r} is not a safe class/file path"
-                )
-        manifests.append(manifest)
+    return target, srcs
 
+
+def _read_source(storage: Storage, src: str) -> Manifest:
+    """A source's manifest. :raises IncompleteDataset: it has none. :raises ValueError: a path
+    that is not ``{class folder}/{file}`` of safe names."""
+    manifest = read_dataset_manifest(storage, src)
+    for f in manifest.files:
+        if not _safe_relpath(f.path) or "/" not in f.path:
+            raise ValueError(f"source {src!r}: manifest path {f.path!r} is not a safe class/file path")
+    return manifest
+
+
+@dataclass
+class _MergePlan:
+    """What :func:`merge_datasets` keeps: ``kept`` (``{path: image dict with source}``), the
+    conflicts, duplicates, ``{class folder: label}`` and per-source counts."""
+
+    kept: dict[str, dict] = field(default_factory=dict)
+    conflicts: list[dict] = field(default_factory=list)
+    labels: dict[str, dict] = field(default_factory=dict)
+    per_source: list[dict] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def _conflict_side(entry: dict) -> dict:
+    """The fields of a conflict's ``kept`` / ``other`` image in the merge report."""
+    return {k: entry.get(k) for k in ("source", "path", "label_id", "reference_id", "bytes", "sha256")}
+
+
+def _plan_merge(srcs: list[str], manifests: list[Manifest]) -> _MergePlan:
+    """Walk the sources in order, each one's images by path, and decide per image (see
+    :func:`merge_datasets`): keep, count as a duplicate, or record a conflict."""
+    plan = _MergePlan()
     kept_by_tx: dict[str, dict] = {}
-    kept_by_path: dict[str, dict] = {}
-    conflicts: list[dict] = []
-    labels: dict[str, dict] = {}
-    per_source = []
-    duplicates = 0
-
-    def side(entry: dict) -> dict:
-        return {k: entry.get(k) for k in ("source", "path", "label_id", "reference_id", "bytes", "sha256")}
-
     for src, manifest in zip(srcs, manifests, strict=True):
         stats = {"prefix": src, "files": 0, "copied": 0, "duplicates": 0, "conflicts": 0}
-        src_labels = manifest.get("labels") or {}
-        for f in sorted(manifest.get("files") or [], key=lambda x: x["path"]):
+        src_labels = manifest.extra.get("labels") or {}
+        for f in manifest_images(manifest):
             stats["files"] += 1
             entry = {**f, "source": src}
             first = kept_by_tx.get(f["transaction_id"])
@@ -695,33 +977,40 @@ def merge_datasets(storage: Storage, sources: list[str], target_prefix: str, *, 
                 elif first["sha256"] != f["sha256"] or first["bytes"] != f["bytes"]:
                     kind = "different_content"
                 else:
-                    duplicates += 1
+                    plan.duplicates += 1
                     stats["duplicates"] += 1
                     continue
-            elif f["path"] in kept_by_path:
-                first, kind = kept_by_path[f["path"]], "same_path"
+            elif f["path"] in plan.kept:
+                first, kind = plan.kept[f["path"]], "same_path"
             if kind:
-                conflicts.append(
+                plan.conflicts.append(
                     {
                         "kind": kind,
                         "transaction_id": f["transaction_id"],
-                        "kept": side(first),
-                        "other": side(entry),
+                        "kept": _conflict_side(first),
+                        "other": _conflict_side(entry),
                     }
                 )
                 stats["conflicts"] += 1
                 continue
-            kept_by_tx[f["transaction_id"]] = kept_by_path[f["path"]] = entry
+            kept_by_tx[f["transaction_id"]] = plan.kept[f["path"]] = entry
             folder = f["path"].split("/")[0]
             if folder in src_labels:
-                labels.setdefault(folder, src_labels[folder])
+                plan.labels.setdefault(folder, src_labels[folder])
             stats["copied"] += 1
-        per_source.append(stats)
+        plan.per_source.append(stats)
+    return plan
 
-    manifest_key, report_key = f"{target}/{MANIFEST}", f"{target}/{MERGE_REPORT}"
-    storage.delete(manifest_key)  # incomplete from here on
-    storage.delete(report_key)
-    chosen = sorted(kept_by_path.values(), key=lambda e: e["path"])
+
+def _copy_merged(
+    storage: Storage, target: str, plan: _MergePlan, workers: int
+) -> tuple[list[dict], list[dict]]:
+    """Copy the kept images into ``target`` (server-side, ``workers`` threads), check their sizes
+    against the manifests and delete the target's other files: ``(images copied, sorted by path;
+    conflict sides of those missing in their source)``.
+
+    :raises RuntimeError: a copied file's size differs from its source manifest's ``bytes``."""
+    chosen = sorted(plan.kept.values(), key=lambda e: e["path"])
 
     def copy(entry: dict) -> bool:
         try:
@@ -732,9 +1021,7 @@ def merge_datasets(storage: Storage, sources: list[str], target_prefix: str, *, 
 
     copied = _run_parallel(copy, chosen, workers)
     files = [e for e, ok in zip(chosen, copied, strict=True) if ok]
-    missing_in_source = [side(e) for e, ok in zip(chosen, copied, strict=True) if not ok]
-    for e in missing_in_source:
-        per_source[srcs.index(e["source"])]["copied"] -= 1
+    missing_in_source = [_conflict_side(e) for e, ok in zip(chosen, copied, strict=True) if not ok]
     keep = {f"{target}/{e['path']}" for e in files}
     sizes = {o.key: o.size for o in storage.list_objects(f"{target}/")}
     wrong = [e["path"] for e in files if sizes.get(f"{target}/{e['path']}") != e["bytes"]]
@@ -745,61 +1032,66 @@ def merge_datasets(storage: Storage, sources: list[str], target_prefix: str, *, 
         )
     for key in set(sizes) - keep:
         storage.delete(key)
+    return files, missing_in_source
 
-    classes: dict[str, int] = {}
-    for e in files:
-        folder = e["path"].split("/")[0]
-        classes[folder] = classes.get(folder, 0) + 1
-    present = {e.get("image_key") for e in files}
-    missing = sorted({k for m in manifests for k in m.get("missing") or []} - present)
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    report = {
-        "target": target,
-        "sources": per_source,
-        "files": len(files),
-        "duplicates": duplicates,
-        "conflicts": conflicts,
-        "missing_in_source": missing_in_source,
-        "created_at": now,
-    }
-    write_json(storage, report_key, report)
-    skipped = {
-        "duplicate": duplicates,
-        "conflict": len(conflicts),
-        "missing_in_source": len(missing_in_source),
-    }
-    total_bytes = sum(e["bytes"] for e in files)
-    manifest = {
-        "files": files,
-        "classes": dict(sorted(classes.items())),
-        "labels": {k: labels[k] for k in sorted(classes) if k in labels},
-        "skipped": {k: v for k, v in skipped.items() if v},
-        "missing": missing,
-        "params": {"sources": srcs, "target_prefix": target, "workers": int(workers)},
-        "total_bytes": total_bytes,
-        "created_at": now,
-    }
-    write_json(storage, manifest_key, manifest)
-    log.info(
-        "merged %s into %s: %d files, %d duplicates, %d conflicts, %d missing in their source",
-        srcs,
-        target,
-        len(files),
-        duplicates,
-        len(conflicts),
-        len(missing_in_source),
-    )
+
+def _merge_report(target: str, plan: _MergePlan, files: list[dict], missing_in_source: list[dict]) -> dict:
+    """The ``_merge_report.json`` object: ``target``, per-source counts, files copied,
+    duplicates, every conflict, the images missing in their source and ``created_at``."""
     return {
-        "prefix": target,
-        "manifest": manifest_key,
-        "report": report_key,
+        "target": target,
+        "sources": plan.per_source,
         "files": len(files),
-        "bytes": total_bytes,
-        "classes": manifest["classes"],
-        "duplicates": duplicates,
-        "conflicts": conflicts[:MAX_LISTED],
-        "conflict_count": len(conflicts),
-        "missing_in_source": len(missing_in_source),
-        "sources": per_source,
-        "seconds": round(time.monotonic() - started, 3),
+        "duplicates": plan.duplicates,
+        "conflicts": plan.conflicts,
+        "missing_in_source": missing_in_source,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _write_merged_manifest(
+    storage: Storage,
+    target: str,
+    srcs: list[str],
+    manifests: list[Manifest],
+    plan: _MergePlan,
+    files: list[dict],
+    missing_in_source: list[dict],
+    *,
+    workers: int,
+    producer: dict | None,
+) -> Manifest:
+    """The merged dataset's manifest (written last): its images with their ``source``, classes,
+    labels, skip counts, the sources' missing images not copied from elsewhere, the parameters,
+    the deployment when all sources name the same one; ``partial`` with the reasons when files
+    were missing in their source or images are missing."""
+    classes = _count_classes(e["path"] for e in files)
+    present = {e.get("image_key") for e in files}
+    missing = sorted({k for m in manifests for k in m.extra.get("missing") or []} - present)
+    skipped = {
+        "duplicate": plan.duplicates,
+        "conflict": len(plan.conflicts),
+        "missing_in_source": len(missing_in_source),
+    }
+    problems = []
+    if missing_in_source:
+        problems.append(f"{len(missing_in_source)} file(s) listed by a source are missing there")
+    if missing:
+        problems.append(f"{len(missing)} image(s) of the sources were missing from the image store")
+    deployments = {m.extra.get("deployment_id") for m in manifests}
+    deployment = deployments.pop() if len(deployments) == 1 else None
+    return _write_images_manifest(
+        storage,
+        target,
+        files,
+        producer=producer,
+        problems=problems,
+        extra={
+            **({} if deployment is None else {"deployment_id": deployment}),
+            "classes": classes,
+            "labels": {k: plan.labels[k] for k in classes if k in plan.labels},
+            "skipped": {k: v for k, v in skipped.items() if v},
+            "missing": missing,
+            "params": {"sources": srcs, "target_prefix": target, "workers": int(workers)},
+        },
+    )

@@ -4,8 +4,11 @@ its CSV, so a model can be trained from it and later datasets can leave its tran
 A training dataset is the folder ``processes/{process_name}/dataset/`` of a storage::
 
     {label_id}_{label_name}/{transaction_id}.jpg   one folder per class
-    _manifest.json   written last: {"files": [{"path", "transaction_id", "label_id", ...}],
-                     "classes": {...}, ...}; ``path`` is relative to the dataset folder
+    _manifest.json   written last: the suite's dataset manifest (format 1, files with bytes and
+                     sha256, relative to the dataset folder; the transaction of each image in
+                     ``extra["transactions"]``), see :mod:`dataset_ops.inference.dataset`;
+                     the manifest of datasets written before format 1 is read too
+                     (:func:`dataset_ops.inference.dataset.legacy_manifest`)
 
 The registry is a storage root of its own (``registry_root``, typically ``s3://bucket/registry/``;
 a local folder works too)::
@@ -51,17 +54,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dataset_ops.errors import InputError
+from dataset_ops.inference.dataset import legacy_manifest, manifest_images
 from dataset_ops.inference.process import read_metadata
 from dataset_ops.storage import LocalStorage, S3Storage, open_storage, publish, publish_file
+from dataset_ops.storage.manifest import MANIFEST_NAME, ManifestError, read_manifest
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from dataset_ops.storage import ObjectInfo, Storage
+    from dataset_ops.storage import Manifest, ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "_manifest.json"
+#: The dataset's manifest (:data:`dataset_ops.storage.manifest.MANIFEST_NAME`).
+MANIFEST = MANIFEST_NAME
 REGISTRY_CSV = "registry.csv"
 REGISTRY_LOCK = "registry.csv.lock"
 DATASETS_FOLDER = "datasets"
@@ -154,9 +160,13 @@ def _zip_info(name: str, obj: ObjectInfo) -> zipfile.ZipInfo:
     return info
 
 
-def _load_manifest(storage: Storage, prefix: str) -> tuple[dict, dict[str, ObjectInfo]]:
-    """The manifest and ``{relative path: ObjectInfo}`` of the folder, after every check that
-    needs no file content (paths, presence, sizes)."""
+def _load_manifest(storage: Storage, prefix: str) -> tuple[Manifest, dict[str, ObjectInfo]]:
+    """The manifest (format 1 or legacy) and ``{relative path: ObjectInfo}`` of the folder, after
+    every check that needs no file content (paths, presence, sizes).
+
+    :raises DatasetIncomplete: no or an unreadable manifest, status ``in_progress``, a listed
+        file missing or of another size. :raises UnsafeZipPath: a path escaping the folder.
+    """
     objects: dict[str, ObjectInfo] = {}
     for obj in storage.list_objects(prefix + "/"):
         rel = obj.key[len(prefix) + 1 :]
@@ -166,24 +176,20 @@ def _load_manifest(storage: Storage, prefix: str) -> tuple[dict, dict[str, Objec
     if MANIFEST not in objects:
         raise DatasetIncomplete(f"{storage.uri(prefix)} has no {MANIFEST}: the dataset is incomplete")
     try:
-        with storage.open_read(f"{prefix}/{MANIFEST}") as fh:
-            manifest = json.load(fh)
+        manifest = read_manifest(storage, prefix, legacy=legacy_manifest)
     except json.JSONDecodeError as exc:
         raise DatasetIncomplete(f"{storage.uri(prefix)}/{MANIFEST} is not JSON: {exc}") from None
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(files, list):
-        raise DatasetIncomplete(f"{storage.uri(prefix)}/{MANIFEST} has no 'files' list")
+    except ManifestError as exc:
+        raise DatasetIncomplete(f"{storage.uri(prefix)}/{MANIFEST}: {exc}") from None
+    if manifest is None or manifest.status == "in_progress":
+        raise DatasetIncomplete(f"{storage.uri(prefix)}/{MANIFEST}: the dataset is still being written")
     missing, wrong_size = [], []
-    for entry in files:
-        if not isinstance(entry, dict):
-            raise DatasetIncomplete(
-                f"{storage.uri(prefix)}/{MANIFEST}: file entry is not an object: {entry!r}"
-            )
-        path = check_member_path(entry.get("path"))
+    for entry in manifest.files:
+        path = check_member_path(entry.path)
         if path not in objects:
             missing.append(path)
-        elif entry.get("bytes") is not None and int(entry["bytes"]) != objects[path].size:
-            wrong_size.append(f"{path} ({objects[path].size:,} bytes, manifest {int(entry['bytes']):,})")
+        elif entry.bytes != objects[path].size:
+            wrong_size.append(f"{path} ({objects[path].size:,} bytes, manifest {entry.bytes:,})")
     if missing:
         raise DatasetIncomplete(
             f"{storage.uri(prefix)}: {len(missing)} file(s) of the manifest missing, e.g. {missing[:5]}"
@@ -193,10 +199,10 @@ def _load_manifest(storage: Storage, prefix: str) -> tuple[dict, dict[str, Objec
     return manifest, objects
 
 
-def _members(manifest: dict, objects: dict[str, ObjectInfo]) -> list[str]:
+def _members(manifest: Manifest, objects: dict[str, ObjectInfo]) -> list[str]:
     """The manifest's files (sorted), then the folder's other top-level files, ``_manifest.json``
     last. Files in sub-folders the manifest does not name are left out (logged)."""
-    listed = sorted({e["path"] for e in manifest["files"]} - {MANIFEST})
+    listed = sorted({e.path for e in manifest.files} - {MANIFEST})
     top = sorted(p for p in objects if "/" not in p and p != MANIFEST and p not in set(listed))
     members = [*listed, *top, MANIFEST]
     stray = len(objects) - len(members)
@@ -205,11 +211,12 @@ def _members(manifest: dict, objects: dict[str, ObjectInfo]) -> list[str]:
     return members
 
 
-def _zip(storage: Storage, prefix: str, out: Path, log_every: int) -> tuple[dict, dict]:
+def _zip(storage: Storage, prefix: str, out: Path, log_every: int) -> tuple[dict, Manifest]:
+    """:func:`zip_dataset`, returning the manifest read too."""
     prefix = prefix.strip("/")
     manifest, objects = _load_manifest(storage, prefix)
     members = _members(manifest, objects)
-    expected_sha = {e["path"]: e["sha256"] for e in manifest["files"] if e.get("sha256")}
+    expected_sha = {e.path: e.sha256 for e in manifest.files if e.sha256}
     total_files, total_bytes = len(members), sum(objects[m].size for m in members)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -446,9 +453,13 @@ def _registry_keys(name: str) -> tuple[str, str, str]:
     return f"{base}.zip", f"{base}.transactions.txt", f"{base}.claim"
 
 
-def _transactions(manifest: dict) -> list[str]:
+def _transactions(manifest: Manifest) -> list[str]:
+    """The sorted unique transaction ids of the manifest's images.
+
+    :raises DatasetIncomplete: an image without a usable transaction id (missing, empty or
+        with a line break)."""
     ids = set()
-    for entry in manifest["files"]:
+    for entry in manifest_images(manifest):
         tid = entry.get("transaction_id")
         if tid is None or str(tid) == "" or any(c in str(tid) for c in "\r\n"):
             raise DatasetIncomplete(f"manifest entry without a usable transaction_id: {entry!r}")
@@ -456,25 +467,26 @@ def _transactions(manifest: dict) -> list[str]:
     return sorted(ids)
 
 
-def _describe(storage: Storage, prefix: str, manifest: dict, metadata: dict) -> dict:
-    """``process_name``, ``deployment_id`` (metadata, else manifest, else the process's
-    ``process_metadata.json`` when the prefix is ``processes/{name}/...``), classes and images."""
+def _describe(storage: Storage, prefix: str, manifest: Manifest, metadata: dict) -> dict:
+    """``process_name``, ``deployment_id`` (metadata, else the manifest's ``extra``, else the
+    process's ``process_metadata.json`` when the prefix is ``processes/{name}/...``), classes
+    (``extra["classes"]``, else the distinct label ids) and images."""
+    extra = manifest.extra
     match = re.fullmatch(r"processes/([^/]+)/.*", prefix)
-    process_name = metadata.get("process_name") or manifest.get("process_name") or (match and match[1]) or ""
-    deployment_id = metadata.get("deployment_id", manifest.get("deployment_id"))
+    process_name = metadata.get("process_name") or extra.get("process_name") or (match and match[1]) or ""
+    deployment_id = metadata.get("deployment_id", extra.get("deployment_id"))
     if deployment_id is None and process_name and match:
         try:
             deployment_id = (read_metadata(storage, process_name) or {}).get("deployment_id")
         except ValueError:  # not a process name
             deployment_id = None
-    files = manifest["files"]
-    classes = manifest.get("classes")
-    n_classes = len(classes) if classes else len({e.get("label_id") for e in files})
+    classes = extra.get("classes")
+    n_classes = len(classes) if classes else len({e.get("label_id") for e in manifest_images(manifest)})
     return {
         "process_name": process_name,
         "deployment_id": "" if deployment_id is None else deployment_id,
         "classes": n_classes,
-        "images": len(files),
+        "images": len(manifest.files),
     }
 
 

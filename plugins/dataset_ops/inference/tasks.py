@@ -9,7 +9,6 @@ folder or S3 and each task may run on any worker.
 from __future__ import annotations
 
 import logging
-import posixpath
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ from dataset_ops.storage import LocalStorage
 from dataset_ops.storage.workspace import FolderWorkspace
 
 if TYPE_CHECKING:
+    from dataset_ops.settings import InferenceDatasetParams, InferenceReportParams
     from dataset_ops.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,10 @@ def window_end(dag_run) -> datetime:
     return end.astimezone(UTC)
 
 
-def start_report(storage: Storage, params: dict, dag_run_id: str, dag_run) -> dict:
+def start_report(storage: Storage, params: InferenceReportParams, dag_run_id: str, dag_run) -> dict:
     """Check the deployment in MySQL, create the process, save its reference data.
+
+    :param params: the run's Params (``settings.InferenceReportParams.from_params``).
 
     :returns: ``{"process_name", "prefix", "deployment_id", "since", "until"}`` (ISO, UTC).
     :raises dataset_ops.inference.extract.UnknownDeployment: not in MySQL (no folder made).
@@ -47,12 +49,12 @@ def start_report(storage: Storage, params: dict, dag_run_id: str, dag_run) -> di
     from dataset_ops.inference.extract import read_reference_data
 
     started = time.monotonic()
-    deployment_id = int(params["deployment_id"])
+    deployment_id = params.deployment_id
     reference_data = read_reference_data(deployment_id)
     until = window_end(dag_run)
-    since = until - timedelta(days=int(params["days_back"]))
+    since = until - timedelta(days=params.days_back)
     metadata = start_process(
-        storage, deployment_id, until.date(), dag_run_id, dict(params), params.get("process_name") or None
+        storage, deployment_id, until.date(), dag_run_id, params.as_dict(), params.process_name
     )
     name = metadata["process_name"]
     with FolderWorkspace(storage, process_prefix(name)) as ws:
@@ -91,7 +93,7 @@ def start_report(storage: Storage, params: dict, dag_run_id: str, dag_run) -> di
     }
 
 
-def extract_and_report(storage: Storage, process: dict, params: dict) -> dict:
+def extract_and_report(storage: Storage, process: dict, params: InferenceReportParams) -> dict:
     """All the deployment's records in the window -> ``data/records.parquet`` and the workbook in
     ``reports/``, in one pass: the data sheet is written while the next Elasticsearch page is
     being fetched (:class:`~dataset_ops.inference.extract.RecordExtraction` feeding
@@ -123,8 +125,8 @@ def extract_and_report(storage: Storage, process: dict, params: dict) -> dict:
                     ws.path / name,
                     records,
                     reference_data,
-                    confidence=float(params["confidence"]),
-                    min_appearances=int(params["min_appearances"]),
+                    confidence=params.confidence,
+                    min_appearances=params.min_appearances,
                     ok_results=mapping.ok_results,
                     window=(process["since"], process["until"]),
                     record_batches=extraction.batches(),
@@ -172,73 +174,53 @@ def process_summary(storage: Storage, name: str) -> dict | None:
 
 
 # --- inference_review, inference_dataset and inference_merge ------------------------------
-# The steps of the ``inference_review`` and ``inference_dataset`` DAGs: the Variables, storage
-# and registry around :mod:`.review`, :mod:`.dataset` and :mod:`.register`, with XCom-sized results.
-#
-# Variables: ``inference_images_root`` (the image store, e.g. ``s3://retail-images/``; required),
-# ``inference_registry_root`` (where registered datasets and ``registry.csv`` live; default
-# ``registry/`` below ``dataset_ops_storage_root``).
-
-IMAGES_ROOT_VARIABLE = "inference_images_root"
-REGISTRY_ROOT_VARIABLE = "inference_registry_root"
+# The steps of the ``inference_dataset`` and ``inference_merge`` DAGs around :mod:`.dataset` and
+# :mod:`.register`, with XCom-sized results. The DAG tasks resolve the storage, the image store
+# (Variable ``inference_images_root``) and the registry (Variable ``inference_registry_root``)
+# through :mod:`dataset_ops.settings` and pass them in.
 
 
-def images_root() -> str:
-    """The Variable ``inference_images_root``. :raises KeyError: not set (names it)."""
-    from airflow.sdk import Variable
-
-    root = Variable.get(IMAGES_ROOT_VARIABLE, default=None)
-    if not root:
-        raise KeyError(f"set the Variable {IMAGES_ROOT_VARIABLE} (the image store, e.g. s3://bucket/images/)")
-    return root
-
-
-def registry_root() -> str:
-    """The Variable ``inference_registry_root``, else ``registry/`` below the storage root."""
-    from airflow.sdk import Variable
-
-    from dataset_ops.storage import STORAGE_ROOT_VARIABLE, default_storage_root
-
-    root = Variable.get(REGISTRY_ROOT_VARIABLE, default=None)
-    if root:
-        return root
-    base = Variable.get(STORAGE_ROOT_VARIABLE, default=default_storage_root())
-    return base.rstrip("/") + "/registry" if base.startswith("s3://") else posixpath.join(base, "registry")
-
-
-def _storage():
-    from dataset_ops.storage import storage_from_variable
-
-    return storage_from_variable()
-
-
-def create_dataset_step(params: dict) -> dict:
+def create_dataset_step(
+    storage: Storage,
+    params: InferenceDatasetParams,
+    images: str | Storage,
+    registry: str | Storage | None = None,
+    producer: dict | None = None,
+) -> dict:
     """Class folders under ``dataset/`` of the process (see :func:`.dataset.create_dataset`).
 
+    :param params: the run's Params (``settings.InferenceDatasetParams.from_params``).
+    :param images: the image store (opened, or a root URI).
+    :param registry: the registry whose registered transactions are left out (needed when
+        ``params.exclude_registered``).
+    :param producer: ``{"dag_id", "run_id"}`` of the DAG run, recorded in the dataset's manifest.
     :raises FileNotFoundError: no such process.
+    :raises ValueError: ``exclude_registered`` without a registry.
     """
     from dataset_ops.inference.dataset import create_dataset
     from dataset_ops.inference.register import registered_transactions
 
-    storage = _storage()
-    name = params["process_name"]
+    name = params.process_name
     metadata = read_metadata(storage, name)
     if metadata is None:
         raise FileNotFoundError(f"no process {name} (run inference_report first)")
-    exclude = registered_transactions(registry_root()) if params["exclude_registered"] else frozenset()
+    if params.exclude_registered and registry is None:
+        raise ValueError("exclude_registered needs the registry")
+    exclude = registered_transactions(registry) if params.exclude_registered else frozenset()
     limits = {}
-    if params["fast_mode"]:
+    if params.fast_mode:
         limits = {
-            "max_references": params["max_references"],
-            "max_images_per_reference": params["max_images_per_reference"],
+            "max_references": params.max_references,
+            "max_images_per_reference": params.max_images_per_reference,
         }
     summary = create_dataset(
         storage,
         process_prefix(name),
-        images_root(),
-        fast=bool(params["fast_mode"]),
+        images,
+        fast=params.fast_mode,
         exclude_transactions=exclude,
-        references=list(params["references"] or []) or None,
+        references=list(params.references) or None,
+        producer=producer,
         **limits,
     )
     small = {
@@ -256,11 +238,10 @@ def create_dataset_step(params: dict) -> dict:
     return small
 
 
-def summary_step(created: dict) -> dict:
+def summary_step(storage: Storage, created: dict) -> dict:
     """``reports/summary_dataset.csv`` (see :func:`.dataset.summary_dataset`)."""
     from dataset_ops.inference.dataset import summary_dataset
 
-    storage = _storage()
     result = summary_dataset(
         storage, created["prefix"], f"{process_prefix(created['process_name'])}/data/records.parquet"
     )
@@ -268,37 +249,38 @@ def summary_step(created: dict) -> dict:
     return result
 
 
-def folder_structure_step(created: dict) -> dict:
+def folder_structure_step(storage: Storage, created: dict) -> dict:
     """``reports/folder_structure.csv`` (see :func:`.dataset.folder_structure`)."""
     from dataset_ops.inference.dataset import folder_structure
 
-    storage = _storage()
     result = folder_structure(storage, created["prefix"])
     record_step(storage, created["process_name"], "folder_structure", result)
     return result
 
 
-def register_step(created: dict, dataset_name: str, dag_run_id: str = "") -> dict:
+def register_step(
+    storage: Storage, created: dict, registry: str | Storage, dataset_name: str, dag_run_id: str = ""
+) -> dict:
     """ZIP, upload and one registry row (see :func:`.register.register_dataset`); the row names
-    the process, its deployment (when ``created`` has one) and the DAG run that registered it."""
+    the process, its deployment (when ``created`` has one) and the DAG run that registered it.
+
+    :param registry: the registry (opened, or a root URI)."""
     from dataset_ops.inference.register import register_dataset
 
-    storage = _storage()
     metadata = {
         "process_name": created["process_name"],
         "deployment_id": created.get("deployment_id"),
         "dag_run_id": dag_run_id,
     }
-    result = register_dataset(
-        storage, created["prefix"], registry_root(), name=dataset_name, metadata=metadata
-    )
+    result = register_dataset(storage, created["prefix"], registry, name=dataset_name, metadata=metadata)
     record_step(storage, created["process_name"], "register_dataset", result, status="registered")
     return result
 
 
-def merge_step(process_names: list[str], target: str) -> dict:
+def merge_step(storage: Storage, process_names: list[str], target: str, producer: dict | None = None) -> dict:
     """The datasets of ``process_names`` merged into ``processes/{target}/dataset/`` (see
     :func:`.dataset.merge_datasets`), with the target's ``process_metadata.json`` naming them.
+    ``producer``: ``{"dag_id", "run_id"}`` of the DAG run, recorded in the merged manifest.
 
     :raises ValueError: fewer than two processes, the target among them, or an incomplete source.
     """
@@ -308,9 +290,11 @@ def merge_step(process_names: list[str], target: str) -> dict:
     names = [check_process_name(n) for n in process_names]
     if len(set(names)) < 2 or check_process_name(target) in names:
         raise ValueError(f"merge needs two or more other processes than the target {target}: {names}")
-    storage = _storage()
     result = merge_datasets(
-        storage, [f"{process_prefix(n)}/dataset" for n in names], f"{process_prefix(target)}/dataset"
+        storage,
+        [f"{process_prefix(n)}/dataset" for n in names],
+        f"{process_prefix(target)}/dataset",
+        producer=producer,
     )
     metadata = read_metadata(storage, target) or {"process_name": target, "steps": {}}
     metadata.update(merged_from=names, status="merged")

@@ -3,6 +3,9 @@
 Runs one entity for one data interval, the same code the DAG's in-process tasks run; this is
 what the ``DockerOperator`` runner starts in the ingest image (``include/docker/ingest/``).
 Connections come from the environment (``AIRFLOW_CONN_<ID>``) like in any Airflow process.
+The lake is ``--root``, else the Variable ``datalake_root`` (``AIRFLOW_VAR_DATALAKE_ROOT``), else
+``datalake/`` below the storage root (:func:`dataset_ops.settings.datalake_root`); an ``s3://``
+lake needs the Connection ``aws_default`` (exit code 1 naming it when it is missing).
 Prints the metrics as JSON on stdout; exit code 1 with the error on stderr when it fails.
 """
 
@@ -27,10 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=_when, required=True, help="data interval start, ISO 8601 with zone")
     parser.add_argument("--end", type=_when, required=True, help="data interval end (exclusive)")
     parser.add_argument("--layout", choices=["partitioned", "flat"], default="partitioned")
-    parser.add_argument("--root", help="lake root (default: Variable datalake_root)")
+    parser.add_argument(
+        "--root", help="lake root (default: Variable datalake_root, else datalake/ below the storage root)"
+    )
     parser.add_argument("--config", help="config file (default: include/microservices.yaml)")
     parser.add_argument("--run-id", default=None, help="recorded in the metrics")
     args = parser.parse_args(argv)
+    from dataset_ops import settings
     from dataset_ops.ingest.tasks import run_entity
 
     try:
@@ -38,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             args.entity,
             args.start,
             args.end,
+            settings.datalake_root(args.root).open(),
             layout=args.layout,
-            root=args.root,
             config_path=args.config,
             producer={"runner": "docker", "run_id": args.run_id},
         )

@@ -1,18 +1,33 @@
 """One entity, one run: pages from the service -> validated, de-duplicated, flattened rows ->
-CSV, JSONL and Parquet in the lake, plus a metrics object.
+CSV, JSONL and Parquet in the lake, each partition with its manifest.
 
 Lake keys (below the Variable ``datalake_root``), for a run whose data interval starts at
 2026-11-20 02:00 UTC (``layout="partitioned"``, the default)::
 
     productos/dt=2026-11-20/productos_20261120_020000.csv          Athena/Glue table location
+    productos/dt=2026-11-20/_manifest.json
     parquet/productos/dt=2026-11-20/productos_20261120_020000.parquet
+    parquet/productos/dt=2026-11-20/_manifest.json
     raw/productos/dt=2026-11-20/productos_20261120_020000.jsonl    the records as received
-    _metrics/productos/dt=2026-11-20/productos_20261120_020000.json
+    raw/productos/dt=2026-11-20/_manifest.json
 
 Each format has its own prefix because an Athena table reads every file below its location.
 The names come from the data interval only, so a rerun of the same interval replaces its own
 files and never adds a second copy. ``layout="flat"`` is the old containers' layout: every file
-of an entity in ``<entity>/`` (``productos/productos_20261120_020000.csv`` and so on).
+of an entity in ``<entity>/`` (``productos/productos_20261120_020000.csv`` and so on, and
+``productos/_manifest.json``).
+
+Every prefix that receives files gets the suite's one manifest (:mod:`dataset_ops.storage.manifest`),
+``<prefix>/_manifest.json``, written after its files (Glue, Athena, Hive and Spark skip names
+starting with ``_``): every file of the partition with bytes, sha256 and rows (CSV and Parquet:
+flattened rows; JSONL: records as received), the producing DAG run, status ``complete``; its
+``extra`` holds ``{"entity", "layout", "formats", "runs": {<file base name>: metrics}}``, the run
+metrics of :func:`ingest_entity` without their file list. Several runs that share a partition
+add to its manifest in turn (:func:`~dataset_ops.storage.manifest.update_manifest`).
+
+Earlier versions wrote a metrics object per run instead,
+``_metrics/<entity>/dt=<day>/<base>.json`` (flat: ``<entity>/_metrics/<base>.json``);
+:func:`legacy_manifest` reads a partition's manifest from those.
 """
 
 from __future__ import annotations
@@ -27,7 +42,8 @@ from pathlib import Path
 from dataset_ops.ingest.config import EntityConfig
 from dataset_ops.ingest.flatten import columns_for, row_maker
 from dataset_ops.ingest.http import fetch_pages
-from dataset_ops.storage import Storage, publish_file, write_json
+from dataset_ops.storage import Storage, publish_file, read_json
+from dataset_ops.storage.manifest import Manifest, ManifestFile, read_manifest, update_manifest
 
 log = logging.getLogger(__name__)
 _EXT = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
@@ -128,8 +144,10 @@ def ingest_entity(
     :param interval_start: the run's data interval start (names the files; with
         ``incremental`` also the filter). :param interval_end: its end (exclusive).
     :param layout: ``partitioned`` or ``flat`` (see the module docstring).
-    :param producer: who ran it, e.g. ``{"dag_id", "run_id"}``, stored in the metrics.
-    :returns: the metrics (also stored at the ``_metrics`` key): ``rows`` written, ``records``
+    :param producer: who ran it, e.g. ``{"dag_id", "run_id"}``, stored in the metrics and as
+        the producer of the partitions' manifests.
+    :returns: the metrics (also in the ``extra`` of each written partition's manifest, see the
+        module docstring): ``rows`` written, ``records``
         received, ``pages``, ``bytes`` of HTTP bodies, ``duplicates``, ``invalid_rows``,
         ``seconds``, ``files`` (key, bytes, sha256 per file) and ``invalid_examples``.
     :raises dataset_ops.ingest.http.IngestHTTPError: a request failed for good.
@@ -213,7 +231,7 @@ def ingest_entity(
             metrics["files"].append(published)
     metrics["seconds"] = round(time.monotonic() - started, 3)
     metrics["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    write_json(storage, lake_key(entity.name, "metrics", interval_start, layout), metrics)
+    write_manifests(storage, metrics, base)
     log.info(
         "%s: %d rows from %d records in %d pages (%d bytes), %d duplicates, %d invalid, %.1f s",
         entity.name,
@@ -242,4 +260,110 @@ def _check(record: dict, validate, primary_key: tuple[str, ...]) -> tuple[str | 
     return key, None
 
 
-__all__ = ["KeyIndex", "ingest_entity", "iso", "lake_key"]
+def _split(key: str) -> tuple[str, str]:
+    """``(prefix, name)`` of a lake key."""
+    prefix, _, name = key.rpartition("/")
+    return prefix, name
+
+
+def write_manifests(storage: Storage, metrics: dict, base: str) -> list[Manifest]:
+    """Add the run's files to the manifest of each prefix they landed in (one per format when
+    partitioned, one for all when flat), last, after the files.
+
+    :param metrics: :func:`ingest_entity`'s result (``files``: ``key``, ``bytes``, ``sha256``,
+        ``rows``, ``format``). :param base: the run's file name without extension.
+    :returns: the manifests written.
+    """
+    by_prefix: dict[str, list[dict]] = {}
+    for f in metrics["files"]:
+        by_prefix.setdefault(_split(f["key"])[0], []).append(f)
+    run = {k: v for k, v in metrics.items() if k != "files"}
+    written = []
+    for prefix, files in by_prefix.items():
+
+        def change(current: Manifest | None, prefix=prefix, files=files) -> Manifest:
+            manifest = current or Manifest(prefix)
+            manifest.legacy = False
+            manifest.producer = dict(metrics.get("producer") or {})
+            manifest.status = "complete"
+            for f in files:
+                manifest.add(ManifestFile(_split(f["key"])[1], f["bytes"], f["sha256"], f["rows"]))
+            formats = sorted({f["format"] for f in files} | set(manifest.extra.get("formats", [])))
+            manifest.extra.update(entity=metrics["entity"], layout=metrics["layout"], formats=formats)
+            manifest.extra.setdefault("runs", {})[base] = run
+            return manifest
+
+        written.append(update_manifest(storage, prefix, change, legacy=legacy_manifest))
+    return written
+
+
+def _legacy_metrics_folder(prefix: str) -> str | None:
+    """Where earlier versions put the metrics of the runs whose files are in ``prefix``."""
+    parts = prefix.strip("/").split("/")
+    if parts[-1].startswith("dt="):  # [raw/ | parquet/]<entity>/dt=<day>
+        return f"_metrics/{parts[-2]}/{parts[-1]}/" if len(parts) >= 2 else None
+    return f"{parts[-1]}/_metrics/" if len(parts) == 1 else None  # flat: <entity>
+
+
+def legacy_manifest(storage: Storage, prefix: str) -> Manifest | None:
+    """The manifest of a lake prefix written by earlier versions, from their metrics objects
+    (``legacy=True``); None when there is none.
+
+    The old metrics object (``_metrics/<entity>/dt=<day>/<base>.json``, flat
+    ``<entity>/_metrics/<base>.json``; bytes, UTC ISO 8601)::
+
+        {"entity", "service", "endpoint", "mode", "data_interval": {"start", "end"}, "layout",
+         "producer": {"dag_id", "run_id"}, "pages", "records", "bytes", "duplicates",
+         "invalid_rows", "rows", "invalid_examples", "columns", "seconds", "finished_at",
+         "files": [{"key", "bytes", "sha256", "format", "rows"}]}
+
+    Its files whose key lies directly in ``prefix`` become the manifest's files; the rest of each
+    object goes to ``extra["runs"][<base>]``, as :func:`write_manifests` writes it.
+
+    :raises ValueError: a metrics object that is not JSON.
+    """
+    prefix = prefix.strip("/")
+    folder = _legacy_metrics_folder(prefix)
+    if folder is None:
+        return None
+    manifest = Manifest(prefix, status="complete", legacy=True)
+    stamps, formats = [], set()
+    for key in sorted(storage.list(folder)):
+        if not key.endswith(".json") or "/" in key[len(folder) :]:
+            continue
+        metrics = read_json(storage, key) or {}
+        mine = [f for f in metrics.get("files") or [] if _split(f.get("key", ""))[0] == prefix]
+        if not mine:
+            continue
+        for f in mine:
+            manifest.add(ManifestFile(_split(f["key"])[1], int(f["bytes"]), f["sha256"], f.get("rows")))
+            formats.add(f.get("format"))
+        run = {k: v for k, v in metrics.items() if k != "files"}
+        manifest.extra.setdefault("runs", {})[_split(key)[1].removesuffix(".json")] = run
+        manifest.extra.update(entity=metrics.get("entity"), layout=metrics.get("layout"))
+        manifest.producer = dict(metrics.get("producer") or {})
+        stamps.append(metrics.get("finished_at") or "")
+    if not manifest.files:
+        return None
+    manifest.extra["formats"] = sorted(f for f in formats if f)
+    manifest.created_at, manifest.updated_at = min(stamps), max(stamps)
+    return manifest
+
+
+def read_partition_manifest(storage: Storage, prefix: str) -> Manifest | None:
+    """The manifest of the lake prefix ``prefix`` (e.g. ``productos/dt=2026-11-20``):
+    ``_manifest.json``, else one built from the legacy metrics objects; None when neither.
+
+    :raises dataset_ops.storage.ManifestError: ``_manifest.json`` is unreadable."""
+    return read_manifest(storage, prefix, legacy=legacy_manifest)
+
+
+__all__ = [
+    "KeyIndex",
+    "ingest_entity",
+    "iso",
+    "lake_key",
+    "legacy_manifest",
+    "read_partition_manifest",
+    "write_manifests",
+]

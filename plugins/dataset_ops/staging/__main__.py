@@ -6,7 +6,7 @@ the latest upload of the name was a duplicate), plus one line for a name still u
 validating. With ``--json``: the status records (each with its ``versions``) as a JSON array.
 The root defaults to the Variable ``staging_root`` (``AIRFLOW_VAR_STAGING_ROOT``), else
 ``s3://training-data/``; a local folder or ``file://`` root works the same; S3 is reached
-through the Airflow Connection ``aws_default``.
+through the Airflow Connection ``aws_default``, which must exist (else exit code 1 naming it).
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ from dataset_ops.staging.status import (
     UploadStatus,
     list_statuses,
     quiet_airflow_logs,
-    staging_root,
 )
-from dataset_ops.storage import open_storage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("--json", action="store_true", help="print JSON records")
     args = parser.parse_args(argv)
 
-    root = staging_root(args.root)
+    from dataset_ops import settings
+
+    root = settings.staging_root(args.root)
     try:
-        statuses = list_statuses(open_storage(root))  # kept versions have their own state
+        statuses = list_statuses(root.open())  # kept versions have their own state
     except Exception as exc:  # unreachable endpoint, missing bucket, bad credentials
         print(f"error: cannot read status records under {root}: {exc}", file=sys.stderr)
         return 1

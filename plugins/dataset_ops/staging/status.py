@@ -32,8 +32,6 @@ from enum import StrEnum
 from dataset_ops.errors import InputError
 from dataset_ops.storage import Storage, read_json, write_json
 
-STAGING_ROOT_VARIABLE = "staging_root"
-DEFAULT_STAGING_ROOT = "s3://training-data/"
 UPLOADS = "uploads"
 FRESH = "fresh"
 FAILED = "failed"
@@ -215,17 +213,3 @@ def quiet_airflow_logs() -> None:
     import os
 
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-
-
-def staging_root(explicit: str | None = None) -> str:
-    """The staging root: ``explicit``, else the Variable ``staging_root`` (``AIRFLOW_VAR_STAGING_ROOT``,
-    else inside a task the Task SDK's Variable, outside one the Airflow home's metadata database:
-    :func:`dataset_ops.settings.variable`), else ``s3://training-data/``.
-
-    :raises dataset_ops.settings.VariableUnavailable: outside a task, the metadata database
-        cannot be read."""
-    from dataset_ops.settings import variable
-
-    if explicit:
-        return explicit
-    return variable(STAGING_ROOT_VARIABLE, DEFAULT_STAGING_ROOT)

@@ -299,6 +299,32 @@ def _version_entry(
     }
 
 
+def _placed_status(
+    status: UploadStatus,
+    state: UploadState,
+    placed: Placement,
+    *,
+    sha256: str,
+    size: int,
+    result: dict,
+    **fields,
+) -> UploadStatus:
+    """``status`` moved to ``state`` (FRESH or FAILED) at the object ``placed``: its size (bytes),
+    sha256, records from the validation ``result``, version, key and ``duplicate_of`` (the key when
+    the content was there already), plus the state's own ``fields`` (errors, report, versions,
+    timings)."""
+    return status.moved_to(
+        state,
+        size=size,
+        sha256=sha256,
+        records=result.get("records"),
+        version=placed.version,
+        key=placed.key,
+        duplicate_of=placed.key if placed.duplicate else None,
+        **fields,
+    )
+
+
 def _describe(name: str, placed: Placement, sha256: str) -> str:
     """What happened, for the log: new / new version vN of NAME / duplicate of KEY: skipped."""
     if placed.duplicate:
@@ -371,17 +397,16 @@ def promote(
     versions = [v for v in status.versions if v.get("key") != src]
     if not placed.duplicate:
         versions.append(_version_entry(FRESH, placed, sha256, size, result, None))
-    final = status.moved_to(
+    final = _placed_status(
+        status,
         UploadState.FRESH,
+        placed,
         size=size,
         sha256=sha256,
-        records=result.get("records"),
+        result=result,
         errors=0,
         error_summary=None,
         report_key=None,
-        version=placed.version,
-        key=placed.key,
-        duplicate_of=placed.key if placed.duplicate else None,
         versions=versions,
         timings={**timings, "promote": round(time.monotonic() - started, 3)},
     )
@@ -466,17 +491,16 @@ def quarantine(
     versions = [v for v in status.versions if v.get("key") != placed.key or placed.duplicate]
     if not placed.duplicate:
         versions.append(_version_entry(FAILED, placed, sha256, size, result, report_key_of(placed.key)))
-    final = status.moved_to(
+    final = _placed_status(
+        status,
         UploadState.FAILED,
+        placed,
         size=size,
         sha256=sha256,
-        records=result.get("records"),
+        result=result,
         errors=result.get("errors_found", len(errors)),
         error_summary=summary[:500],
         report_key=report_key_of(placed.key),
-        version=placed.version,
-        key=placed.key,
-        duplicate_of=placed.key if placed.duplicate else None,
         versions=versions,
         timings={**timings, "quarantine": round(time.monotonic() - started, 3)},
     )

@@ -2,7 +2,9 @@
 
 The root comes from the Airflow Variable ``dataset_ops_storage_root``: a local path (the embedded
 default) or ``s3://bucket/prefix``, reached through the Airflow Connection ``aws_default``
-(its extra ``endpoint_url`` points at MinIO or any S3-compatible server). Keys are ``/``-separated
+(its extra ``endpoint_url`` points at MinIO or any S3-compatible server); tasks resolve and open
+it through :mod:`dataset_ops.settings` (``settings.storage()``), this package only opens the
+root it is given (:func:`open_storage`). Keys are ``/``-separated
 paths below the root, e.g. ``imdb/raw/title.basics.tsv.gz``.
 
 Writes are all-or-nothing: :meth:`Storage.write_stream` publishes the object only when the
@@ -25,12 +27,7 @@ from dataset_ops.storage.manifest import (
     write_manifest,
 )
 from dataset_ops.storage.publish import PublishError, file_sha256, publish, publish_file
-from dataset_ops.storage.roots import (
-    STORAGE_ROOT_VARIABLE,
-    default_storage_root,
-    open_storage,
-    storage_from_variable,
-)
+from dataset_ops.storage.roots import STORAGE_ROOT_VARIABLE, open_storage
 from dataset_ops.storage.s3 import (
     AWS_CONN_ID,
     S3_COPY_PART_SIZE,
@@ -56,14 +53,12 @@ __all__ = [
     "PublishError",
     "S3Storage",
     "Storage",
-    "default_storage_root",
     "file_sha256",
     "open_storage",
     "publish",
     "publish_file",
     "read_json",
     "read_manifest",
-    "storage_from_variable",
     "write_json",
     "write_manifest",
 ]

@@ -212,12 +212,15 @@ def read_manifest(
 ) -> Manifest | None:
     """The manifest of the dataset at ``prefix``, or None when it has none.
 
-    :param legacy: called with ``(storage, prefix)`` when there is no ``_manifest.json``: the
+    :param legacy: called with ``(storage, prefix)`` when there is no ``_manifest.json``, or when
+        there is one without ``format_version`` (a workflow's older file of the same name): the
         workflow's reader of its older files, returning a :class:`Manifest` with ``legacy=True``
         or None.
     :raises ManifestError: ``_manifest.json`` exists but is not a readable manifest.
     """
     data = read_json(storage, manifest_key(prefix))
+    if legacy and isinstance(data, dict) and "format_version" not in data:
+        return legacy(storage, prefix)
     if data is not None:
         manifest = Manifest.from_dict(data)
         manifest.dataset = manifest.dataset or prefix.strip("/")
@@ -253,3 +256,64 @@ def entries(
     rows = rows or {}
     base = prefix.strip("/")
     return [file_entry(storage, f"{base}/{p}" if base else p, p, rows.get(p)) for p in paths]
+
+
+#: A manifest lock older than this (seconds) was left by a lost worker and is taken over.
+STALE_LOCK_SECONDS = 600.0
+
+
+def update_manifest(
+    storage: Storage,
+    prefix: str,
+    change: Callable[[Manifest | None], Manifest],
+    *,
+    legacy: Callable[[Storage, str], Manifest | None] | None = None,
+    timeout: float = 300.0,
+) -> Manifest:
+    """Read, change and write the manifest of ``prefix`` while no other writer does.
+
+    For datasets that several tasks add files to (the seven IMDb dumps of ``imdb/raw``, a lake
+    partition): the writers take turns through ``<prefix>/_manifest.json.lock``, created with
+    :meth:`Storage.create` (only if absent: of two writers exactly one wins) and removed after the
+    write; a lock older than :data:`STALE_LOCK_SECONDS` is taken over.
+
+    :param change: gets the current manifest (through ``legacy`` for older files; None when
+        there is none) and returns the one to write.
+    :param timeout: seconds to wait for the lock.
+    :returns: the manifest written.
+    :raises TimeoutError: the lock stayed taken for ``timeout`` seconds.
+    :raises ManifestError: the current ``_manifest.json`` is not a readable manifest.
+    """
+    import json
+    import time
+    import uuid
+
+    lock = manifest_key(prefix) + ".lock"
+    owner = uuid.uuid4().hex
+    body = json.dumps({"owner": owner, "at": time.time()}).encode()
+    deadline = time.monotonic() + timeout
+    while not storage.create(lock, body):
+        try:
+            held = read_json(storage, lock)
+        except FileNotFoundError:  # released between the check and the read
+            held = None
+        except ValueError:  # not JSON: not a lock this code wrote
+            held = {}
+        if held is None:  # released meanwhile: try again
+            continue
+        if time.time() - float(held.get("at") or 0) > STALE_LOCK_SECONDS:
+            storage.delete(lock)
+            continue
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{storage.uri(lock)} held by another writer for more than {timeout:.0f} s")
+        time.sleep(0.2)
+    try:
+        manifest = change(read_manifest(storage, prefix, legacy=legacy))
+        return write_manifest(storage, manifest)
+    finally:
+        try:
+            held = read_json(storage, lock)
+        except (FileNotFoundError, ValueError):
+            held = None
+        if (held or {}).get("owner") == owner:
+            storage.delete(lock)

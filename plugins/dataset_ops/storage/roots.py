@@ -1,19 +1,28 @@
-"""Opening a storage root: ``s3://bucket/prefix`` or a local folder."""
+"""Opening a storage root: ``s3://bucket/prefix`` or a local folder.
+
+:func:`open_storage` opens the root it is given and reads no configuration. Which root a task
+uses (a Variable, its default) and the rule that an ``s3://`` root needs its Connection are
+:mod:`dataset_ops.settings` (``settings.storage_root().open()``, ``settings.open_root``).
+"""
 
 from __future__ import annotations
 
-import os
 import re
 
+from dataset_ops.settings import STORAGE_ROOT_VARIABLE
 from dataset_ops.storage.base import Storage
 from dataset_ops.storage.local import LocalStorage
 from dataset_ops.storage.s3 import AWS_CONN_ID, S3Storage
 
-STORAGE_ROOT_VARIABLE = "dataset_ops_storage_root"
+__all__ = ["STORAGE_ROOT_VARIABLE", "open_storage"]
 
 
 def open_storage(root: str, aws_conn_id: str = AWS_CONN_ID) -> Storage:
     """Storage for ``root``: ``s3://bucket[/prefix]``, ``file:///path`` or a local folder path.
+
+    An ``s3://`` root goes through the Connection ``aws_conn_id`` as it is (a missing Connection
+    leaves boto3 to its default credential chain); tasks open configured roots with
+    :func:`dataset_ops.settings.open_root`, which requires the Connection.
 
     :raises ValueError: an ``s3://`` root without a bucket, or another URL scheme (``http://``,
         ``gs://``...), which would otherwise be taken for a local folder name.
@@ -29,16 +38,3 @@ def open_storage(root: str, aws_conn_id: str = AWS_CONN_ID) -> Storage:
             f"storage root {root!r}: scheme {scheme[1]!r} is not supported (s3:// or a local path)"
         )
     return LocalStorage(root.removeprefix("file://"))
-
-
-def default_storage_root() -> str:
-    """The embedded default root: ``$AIRFLOW_HOME/dataset-ops-storage`` (a local folder)."""
-    home = os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow"))
-    return os.path.join(home, "dataset-ops-storage")
-
-
-def storage_from_variable() -> Storage:
-    """Storage at the Variable ``dataset_ops_storage_root`` (inside a task), else the default."""
-    from airflow.sdk import Variable
-
-    return open_storage(Variable.get(STORAGE_ROOT_VARIABLE, default=default_storage_root()))

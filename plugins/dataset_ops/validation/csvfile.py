@@ -186,25 +186,36 @@ def _quote_scan(data: bytes | bytearray, delimiter: int) -> _QuoteScan:
         q = data.find(b'"', pos)
         if q < 0:
             return _QuoteScan(problems, spans, None)
-        before = data[q - 1] if q else 0x0A
-        if before not in (delimiter, 0x0A, 0x0D):
+        if not _opens_field(data, q, delimiter):
             problems.append((q, "'\"' inside a field that is not quoted"))
             pos = q + 1
             continue
-        p = q + 1
-        while True:
-            c = data.find(b'"', p)
-            if c < 0:
-                return _QuoteScan(problems, spans, q)
-            if data[c + 1 : c + 2] == b'"':
-                p = c + 2
-                continue
-            spans.append((q, c))
-            after = data[c + 1 : c + 2]
-            if after and after[0] not in (delimiter, 0x0A, 0x0D):
-                problems.append((c, "text after the closing '\"' of a quoted field"))
-            pos = c + 1
-            break
+        c = _closing_quote(data, q)
+        if c < 0:
+            return _QuoteScan(problems, spans, q)
+        spans.append((q, c))
+        after = data[c + 1 : c + 2]
+        if after and after[0] not in (delimiter, 0x0A, 0x0D):
+            problems.append((c, "text after the closing '\"' of a quoted field"))
+        pos = c + 1
+
+
+def _opens_field(data: bytes | bytearray, q: int, delimiter: int) -> bool:
+    """Whether the ``"`` at ``q`` opens a quoted field: it is at the start of ``data`` or
+    follows the delimiter or a line break."""
+    before = data[q - 1] if q else 0x0A
+    return before in (delimiter, 0x0A, 0x0D)
+
+
+def _closing_quote(data: bytes | bytearray, q: int) -> int:
+    """Index of the ``"`` that closes the quoted field opened at ``q`` (``""`` inside is an
+    escaped quote), or -1 when the field is still open at the end of ``data``."""
+    p = q + 1
+    while True:
+        c = data.find(b'"', p)
+        if c < 0 or data[c + 1 : c + 2] != b'"':
+            return c
+        p = c + 2
 
 
 def _first_record_end(data: bytes | bytearray, delimiter: int) -> int:
@@ -215,20 +226,13 @@ def _first_record_end(data: bytes | bytearray, delimiter: int) -> int:
         q = data.find(b'"', pos, nl if nl >= 0 else len(data))
         if q < 0:
             return nl + 1 if nl >= 0 else len(data)
-        before = data[q - 1] if q else 0x0A
-        if before not in (delimiter, 0x0A, 0x0D):
+        if not _opens_field(data, q, delimiter):
             pos = q + 1
             continue
-        p = q + 1
-        while True:
-            c = data.find(b'"', p)
-            if c < 0:
-                return len(data)
-            if data[c + 1 : c + 2] == b'"':
-                p = c + 2
-            else:
-                pos = c + 1
-                break
+        c = _closing_quote(data, q)
+        if c < 0:
+            return len(data)
+        pos = c + 1
 
 
 def _longest_record(view: memoryview) -> int:

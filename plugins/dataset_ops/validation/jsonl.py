@@ -17,7 +17,8 @@ the rest of it is skipped without being kept, so memory stays at one block plus 
 With ``workers`` > 1 (the default for files of 256 MiB and more, see
 :func:`~dataset_ops.validation.validator.default_workers`), this process only reads and cuts
 blocks at the last newline; the checks above run in worker processes
-(:mod:`dataset_ops.validation.workers`), at most two blocks each in flight, and their answers
+(:mod:`dataset_ops.validation.workers`, each running :meth:`JsonlValidator.check_chunk` in
+:mod:`dataset_ops.validation.jsonl_worker`), at most two blocks each in flight, and their answers
 are applied in file order, so the result is the same as with one process. Blocks with a line
 longer than ``max_line_bytes`` are handled here, after the workers' earlier answers.
 
@@ -229,6 +230,25 @@ class JsonlValidator:
         except Exception:  # msgspec.ValidationError / DecodeError: the exact path says which line
             return 0
         return len(ends) if values == len(ends) else 0
+
+    def check_chunk(self, chunk: bytes) -> list:
+        """Check one chunk of whole lines (ending in ``\\n``, none longer than ``max_line_bytes``)
+        on its own, as a worker process does: line numbers from 1 and byte offsets from 0 within
+        the chunk; the counters and errors of this validator are reset first.
+
+        :returns: ``[lines, records, errors, found]``: ``errors`` the first ``max_errors`` as
+            ``[code, reason, line, offset, column]``, ``found`` the count of all of them.
+        :raises Stop: a fatal error.
+        """
+        self.lines = self.records = 0
+        self.errors = ErrorCollector(self.errors.max_errors)
+        if self.decode_block is not None and (n := self._fast_region(chunk)):
+            return [n, n, [], 0]
+        lines = chunk.split(b"\n")
+        lines.pop()
+        self._check_lines(lines, 0, orjson.loads, self.validate, self.max_line)
+        errors = [[e.code, e.reason, e.line, e.offset, e.column] for e in self.errors.errors]
+        return [self.lines, self.records, errors, self.errors.count]
 
     def _sniff(self, block: bytes, offset: int) -> None:
         i = first_non_space(block)

@@ -11,7 +11,8 @@ import codecs
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from dataset_ops.streams import GunzipCounter, ProgressLog, StreamFormatError
+from dataset_ops.progress import ProgressLog
+from dataset_ops.streams import GunzipCounter, StreamFormatError
 from dataset_ops.validation.result import ErrorDetail
 
 #: Bytes read from the file per step (JSONL, text).

@@ -7,7 +7,7 @@ import os
 import time
 from typing import BinaryIO
 
-from dataset_ops.streams import ProgressLog
+from dataset_ops.progress import ProgressLog
 from dataset_ops.validation.jsonl import JsonlValidator
 from dataset_ops.validation.reader import BLOCK_SIZE, CSV_BLOCK_SIZE, BlockSource, ErrorCollector, Stop
 from dataset_ops.validation.result import ValidationResult

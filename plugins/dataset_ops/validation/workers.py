@@ -1,6 +1,8 @@
-"""Worker processes that check chunks of whole JSONL lines for :class:`~.jsonl.JsonlValidator`.
+"""Worker processes that check chunks of whole JSONL lines for :class:`~.jsonl.JsonlValidator`:
+the parent's side (:class:`WorkerPool`) and the framing both sides use.
 
-Each worker is ``python -m dataset_ops.validation.workers``, a plain child process (not
+Each worker is ``python -m dataset_ops.validation.jsonl_worker`` (:mod:`.jsonl_worker`, the
+child's side), a plain child process (not
 ``multiprocessing``: spawn and forkserver import the parent's ``__main__`` again, which breaks
 any script without an ``if __name__ == "__main__"`` guard, and fork copies a threaded process).
 It imports only the validation modules, not Airflow.
@@ -36,6 +38,8 @@ from typing import BinaryIO
 import orjson
 
 _HEADER = struct.Struct("<Q")
+#: The module each worker process runs.
+WORKER_MODULE = "dataset_ops.validation.jsonl_worker"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding dataset_ops/
 
 
@@ -43,15 +47,18 @@ class WorkerError(RuntimeError):
     """A worker process died or answered nonsense; the message has its exit code and stderr."""
 
 
-def _write_frame(out: BinaryIO, *pieces: bytes | bytearray | memoryview) -> None:
-    """One frame of the concatenated ``pieces`` (written one by one: no joined copy)."""
+def write_frame(out: BinaryIO, *pieces: bytes | bytearray | memoryview) -> None:
+    """Write one frame (8-byte little-endian length, then the bytes) of the concatenated
+    ``pieces`` to the binary stream ``out`` (written one by one: no joined copy) and flush."""
     out.write(_HEADER.pack(sum(len(p) for p in pieces)))
     for piece in pieces:
         out.write(piece)
     out.flush()
 
 
-def _read_frame(inp: BinaryIO) -> bytes | None:
+def read_frame(inp: BinaryIO) -> bytes | None:
+    """The payload of the next frame of the binary stream ``inp``; None at the end of input (or
+    a frame cut off)."""
     header = inp.read(_HEADER.size)
     if len(header) < _HEADER.size:
         return None
@@ -78,7 +85,7 @@ class _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dataset_ops.validation.workers"],
+            [sys.executable, "-m", WORKER_MODULE],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -96,7 +103,7 @@ class _Worker:
         self.send(init)
 
     def _read(self) -> None:
-        while (frame := _read_frame(self.proc.stdout)) is not None:
+        while (frame := read_frame(self.proc.stdout)) is not None:
             self.answers.put(frame)
         self.answers.put(None)
 
@@ -105,7 +112,7 @@ class _Worker:
 
     def send(self, *pieces: bytes | bytearray | memoryview) -> None:
         try:
-            _write_frame(self.proc.stdin, *pieces)
+            write_frame(self.proc.stdin, *pieces)
         except (BrokenPipeError, OSError) as exc:
             raise self._died() from exc
 
@@ -188,54 +195,3 @@ class WorkerPool:
         if peaks and None not in peaks:
             self.peak_rss_bytes = sum(peaks) * 1024
         self._workers = []
-
-
-def _check_chunk(validator, chunk: bytes) -> list:
-    from dataset_ops.validation.reader import ErrorCollector
-
-    v = validator
-    v.lines = v.records = 0
-    v.errors = ErrorCollector(v.errors.max_errors)
-    if v.decode_block is not None and (n := v._fast_region(chunk)):
-        return [n, n, [], 0]
-    lines = chunk.split(b"\n")
-    lines.pop()
-    v._check_lines(lines, 0, orjson.loads, v.validate, v.max_line)
-    errors = [[e.code, e.reason, e.line, e.offset, e.column] for e in v.errors.errors]
-    return [v.lines, v.records, errors, v.errors.count]
-
-
-def main() -> int:
-    """The worker: rules first, then answer each chunk (see the module docstring)."""
-    from types import SimpleNamespace
-
-    from dataset_ops.validation.jsonl import JsonlValidator
-    from dataset_ops.validation.reader import ErrorCollector
-    from dataset_ops.validation.rules import JsonlRules
-
-    inp, out = sys.stdin.buffer, sys.stdout.buffer
-    init = _read_frame(inp)
-    if init is None:
-        return 0
-    spec = orjson.loads(init)
-    rules = SimpleNamespace(jsonl=JsonlRules.from_dict(spec["jsonl"]), max_line_bytes=spec["max_line"])
-    validator = JsonlValidator(rules, ErrorCollector(spec["max_errors"]))  # type: ignore[arg-type]
-    while (chunk := _read_frame(inp)) is not None:
-        _write_frame(out, orjson.dumps(_check_chunk(validator, chunk)))
-    _write_frame(out, orjson.dumps({"vm_hwm_kib": _vm_hwm_kib()}))
-    return 0
-
-
-def _vm_hwm_kib() -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-if __name__ == "__main__":
-    sys.exit(main())

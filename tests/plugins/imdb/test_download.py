@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import shutil
 
 import pytest
@@ -9,8 +11,16 @@ from helpers.http_server import Fault
 from helpers.imdb_data import FULL_RATINGS, FULL_RATINGS_ROWS, gzip_file, slice_path
 
 from dataset_ops.imdb.datasets import imdb_file
-from dataset_ops.imdb.download import DownloadError, download_file, http_session, manifest_key, raw_key
+from dataset_ops.imdb.download import (
+    DownloadError,
+    download_file,
+    http_session,
+    legacy_manifest_key,
+    raw_key,
+    read_raw_manifest,
+)
 from dataset_ops.storage import open_storage, read_json
+from dataset_ops.storage.manifest import verify
 from dataset_ops.streams import StreamFormatError
 
 RATINGS = imdb_file("title.ratings")
@@ -32,11 +42,18 @@ def fetch(server, storage, **kw):
 
 def test_download_stores_file_and_manifest_then_skips_unchanged(file_server, storage):
     shutil.copyfile(FULL_RATINGS, file_server.root / PATH)
-    first = fetch(file_server, storage)
+    first = fetch(file_server, storage, producer={"dag_id": "d", "run_id": "r"})
     assert first.status == "downloaded" and first.rows == FULL_RATINGS_ROWS
     assert storage.stat(raw_key(RATINGS)).size == FULL_RATINGS.stat().st_size == first.bytes
-    manifest = read_json(storage, manifest_key(RATINGS))
-    assert manifest["etag"] == first.etag and manifest["rows"] == FULL_RATINGS_ROWS
+    raw = read_json(storage, "imdb/raw/_manifest.json")
+    assert raw["format_version"] == 1 and raw["dataset"] == "imdb/raw"
+    assert raw["files"] == [
+        {"path": PATH, "bytes": first.bytes, "sha256": first.sha256, "rows": FULL_RATINGS_ROWS}
+    ]
+    assert raw["extra"]["dumps"]["title.ratings"]["etag"] == first.etag
+    assert raw["producer"] == {"dag_id": "d", "run_id": "r"}
+    assert raw["status"] == "partial" and "title.basics: not downloaded yet" in raw["problems"]
+    assert verify(storage, read_raw_manifest(storage), checksums=True) == []
 
     second = fetch(file_server, storage)
     assert second.status == "unchanged" and second.sha256 == first.sha256
@@ -72,7 +89,7 @@ def test_persistent_500_fails_and_keeps_the_stored_file(file_server, storage):
     with pytest.raises(DownloadError, match=r"title\.ratings\.tsv\.gz: HTTP 500"):
         fetch(file_server, storage)
     assert file_server.count(PATH, 500) == 3  # first try + 2 retries
-    assert read_json(storage, manifest_key(RATINGS))["sha256"] == good.sha256
+    assert read_raw_manifest(storage).file(PATH).sha256 == good.sha256
 
 
 def test_stalled_download_fails_after_the_read_timeout(file_server, storage):
@@ -175,3 +192,56 @@ def test_bad_content_is_permanent_a_cut_body_is_not(file_server, storage):
         fetch(file_server, storage)
     assert not is_permanent(exc.value)
     assert not storage.exists(raw_key(RATINGS))
+
+
+def test_a_dump_of_the_earlier_per_file_json_is_read_and_its_json_replaced(file_server, storage, tmp_path):
+    """Dumps downloaded by earlier versions carry ``<file>.json`` beside them (the exact shape
+    those versions wrote): the manifest reader converts them, the conditional GET uses their
+    ETag, and the next new download lists every dump in ``_manifest.json`` and drops the JSON."""
+    import io
+    import json
+
+    shutil.copyfile(FULL_RATINGS, file_server.root / PATH)
+    data = FULL_RATINGS.read_bytes()
+    storage.write_stream(raw_key(RATINGS), io.BytesIO(data))
+    crew = imdb_file("title.crew")
+    storage.write_stream(raw_key(crew), io.BytesIO(b"crew"))
+    etag = fetch(file_server, open_storage(str(tmp_path / "probe"))).etag  # the server's ETag
+    old = {
+        "file": "title.ratings",
+        "url": file_server.url + PATH,
+        "etag": etag,
+        "last_modified": "Mon, 07 Dec 2026 17:00:00 GMT",
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "rows": FULL_RATINGS_ROWS,
+        "decompressed_bytes": 123,
+        "dag_id": "imdb_download",
+        "run_id": "manual__old",
+    }
+    crew_old = {
+        **old,
+        "file": "title.crew",
+        "bytes": 4,
+        "sha256": hashlib.sha256(b"crew").hexdigest(),
+        "rows": 0,
+    }
+    for spec, body in ((RATINGS, old), (crew, crew_old)):  # as write_json wrote them
+        text = json.dumps(body, indent=2, sort_keys=True)
+        storage.write_stream(legacy_manifest_key(spec), io.BytesIO(text.encode()))
+
+    legacy = read_raw_manifest(storage)
+    assert legacy.legacy and legacy.status == "partial"
+    assert sorted(f.path for f in legacy.files) == ["title.crew.tsv.gz", PATH]
+    assert legacy.file(PATH).rows == FULL_RATINGS_ROWS
+    assert legacy.extra["dumps"]["title.ratings"]["etag"] == etag
+    assert verify(storage, legacy, checksums=True) == []
+
+    assert fetch(file_server, storage).status == "unchanged"  # the old ETag went out
+    assert file_server.count(PATH, 304) == 1
+    (file_server.root / PATH).write_bytes(gzip.compress(slice_path("title.ratings").read_bytes()))
+    assert fetch(file_server, storage).status == "downloaded"
+    now = read_raw_manifest(storage)
+    assert not now.legacy and sorted(f.path for f in now.files) == ["title.crew.tsv.gz", PATH]
+    assert now.file(PATH).rows == 50_001 and now.file("title.crew.tsv.gz").sha256 == crew_old["sha256"]
+    assert not storage.exists(legacy_manifest_key(RATINGS)) and storage.exists(legacy_manifest_key(crew))

@@ -32,11 +32,14 @@ from dataset_ops.inference.dataset import (
     IncompleteDataset,
     create_dataset,
     folder_structure,
+    manifest_images,
     merge_datasets,
+    read_dataset_manifest,
     summary_dataset,
 )
 from dataset_ops.inference.extract import record_schema
-from dataset_ops.storage import LocalStorage, open_storage
+from dataset_ops.inference.register import read_registry, register_dataset
+from dataset_ops.storage import LocalStorage, ManifestFile, open_storage, write_manifest
 
 PROCESS = "processes/dataset_7_201126_v1"
 SAFE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -237,8 +240,16 @@ def _files_on_disk(storage: LocalStorage, prefix: str) -> dict[str, bytes]:
 
 
 def _manifest(storage, prefix: str) -> dict:
+    """The raw ``_manifest.json`` (format 1)."""
     with storage.open_read(f"{prefix}/{MANIFEST}") as fh:
         return json.load(fh)
+
+
+def _images(manifest: dict) -> list[dict]:
+    """A raw format-1 manifest's images: each file joined with its ``extra["transactions"]``."""
+    transactions = manifest["extra"]["transactions"]
+    assert set(transactions) == {f["path"] for f in manifest["files"]}
+    return [{**transactions[f["path"]], **f} for f in manifest["files"]]
 
 
 def _csv(storage, key: str) -> list[dict]:
@@ -272,7 +283,10 @@ def test_dataset_has_one_folder_per_true_class_skips_by_reason_and_writes_the_ma
     )
     assert lost
 
-    result = create_dataset(storage, PROCESS, str(image_store), exclude_transactions=exclude, workers=4)
+    producer = {"dag_id": "inference_dataset", "run_id": "manual__2026-11-20"}
+    result = create_dataset(
+        storage, PROCESS, str(image_store), exclude_transactions=exclude, workers=4, producer=producer
+    )
 
     prefix = f"{PROCESS}/dataset"
     assert result["prefix"] == prefix
@@ -298,11 +312,15 @@ def test_dataset_has_one_folder_per_true_class_skips_by_reason_and_writes_the_ma
     assert {int(f.split("_")[0]) for f in folders}.isdisjoint(no_ref_labels)
     assert no_ref_labels == set(world.labels_without_references())
 
-    # the manifest: written last, complete, sha256 and sizes of the stored files
+    # the manifest: written last, the suite's format 1 (partial: images were missing), sha256
+    # and sizes of the stored files, the records' fields per image in extra["transactions"]
     assert storage.written[-1] == f"{prefix}/{MANIFEST}"
     manifest = _manifest(storage, prefix)
+    assert (manifest["format_version"], manifest["dataset"], manifest["producer"]) == (1, prefix, producer)
+    assert manifest["status"] == "partial" and manifest["problems"][0].startswith(f"{len(lost)} selected")
     assert [f["path"] for f in manifest["files"]] == sorted(expected_paths)
-    for f in manifest["files"]:
+    assert all(f["rows"] is None for f in manifest["files"])
+    for f in _images(manifest):
         data = on_disk[f["path"]]
         record = by_tx[f["transaction_id"]]
         assert f["bytes"] == len(data) and f["sha256"] == hashlib.sha256(data).hexdigest()
@@ -312,9 +330,11 @@ def test_dataset_has_one_folder_per_true_class_skips_by_reason_and_writes_the_ma
             record["image_key"],
         )
         assert f["path"].startswith(f"{f['label_id']}_")
-    assert manifest["classes"] == result["classes"]
-    assert manifest["skipped"] == skipped and manifest["missing"] == lost
-    assert manifest["params"]["exclude_transactions"] == 5 and manifest["params"]["fast"] is False
+    extra = manifest["extra"]
+    assert extra["classes"] == result["classes"]
+    assert extra["skipped"] == skipped and extra["missing"] == lost
+    assert extra["params"]["exclude_transactions"] == 5 and extra["params"]["fast"] is False
+    assert (extra["process_name"], extra["deployment_id"]) == (PROCESS.split("/")[1], world.deployment_id)
     assert manifest["total_bytes"] == sum(len(d) for p, d in on_disk.items() if p != MANIFEST)
     assert manifest["created_at"].endswith("+00:00")
 
@@ -328,7 +348,7 @@ def test_class_folder_names_are_sanitized_and_prefixes_checked(process, image_st
     for path in _files_on_disk(storage, result["prefix"]):
         assert all(SAFE.fullmatch(part) and part != ".." for part in path.split("/"))
     manifest = _manifest(storage, result["prefix"])
-    assert manifest["labels"][folder] == {
+    assert manifest["extra"]["labels"][folder] == {
         "label_id": weird["label_id"],
         "label_name": WEIRD_LABEL_NAME,
         "reference_id": weird["reference_id"],
@@ -352,7 +372,8 @@ def test_fast_mode_takes_the_biggest_references_and_newest_images(process, world
     assert result["skipped"] == skipped and result["missing"] == lost
     assert skipped["over_reference_limit"] > 0 and skipped["over_image_limit"] > 0
     manifest = _manifest(storage, result["prefix"])
-    assert (manifest["params"]["max_references"], manifest["params"]["max_images_per_reference"]) == (10, 20)
+    params = manifest["extra"]["params"]
+    assert (params["max_references"], params["max_images_per_reference"]) == (10, 20)
     expected = sorted(f"{folder}/{r['transaction_id']}.jpg" for folder, g in classes.items() for r in g)
     assert [f["path"] for f in manifest["files"]] == expected
     assert set(_files_on_disk(storage, result["prefix"])) == {*expected, MANIFEST}
@@ -416,7 +437,7 @@ def test_summary_csv_and_folder_structure(process, world, image_store):
     table = _csv(storage, summary["key"])
     assert list(table[0]) == list(SUMMARY_COLUMNS)
     assert [r["image_path"] for r in table] == [f["path"] for f in manifest["files"]]
-    for line, f in zip(table, manifest["files"], strict=True):
+    for line, f in zip(table, _images(manifest), strict=True):
         record = by_tx[line["transaction_id"]]
         assert line["class_folder"] == f["path"].split("/")[0]
         assert int(line["label_id"]) == f["label_id"] and line["label_name"] == names[f["label_id"]]
@@ -431,13 +452,13 @@ def test_summary_csv_and_folder_structure(process, world, image_store):
 
     structure = folder_structure(storage, prefix)
     assert structure == {
-        "folders": len(manifest["classes"]),
+        "folders": len(manifest["extra"]["classes"]),
         "images": result["images"],
         "key": f"{PROCESS}/reports/folder_structure.csv",
     }
     table = _csv(storage, structure["key"])
     assert list(table[0]) == list(FOLDER_COLUMNS)
-    assert {r["folder"]: int(r["images"]) for r in table} == manifest["classes"]
+    assert {r["folder"]: int(r["images"]) for r in table} == manifest["extra"]["classes"]
     assert all(r["leaf"] == "True" for r in table)
     sizes = Counter()
     for f in manifest["files"]:
@@ -460,9 +481,10 @@ def test_merge_keeps_duplicates_once_and_reports_conflicts(tmp_path, world, imag
         _write_process(storage, p, rows, reference_data)
     a = create_dataset(storage, p1, str(image_store), references=[ref_a, ref_b], max_images_per_reference=12)
     b = create_dataset(storage, p2, str(image_store), references=[ref_b], max_images_per_reference=30)
-    ma, mb = _manifest(storage, a["prefix"]), _manifest(storage, b["prefix"])
-    in_a = {f["transaction_id"]: f for f in ma["files"]}
-    shared = [f for f in mb["files"] if f["transaction_id"] in in_a]
+    ma, mb = read_dataset_manifest(storage, a["prefix"]), read_dataset_manifest(storage, b["prefix"])
+    in_a = {f["transaction_id"]: f for f in manifest_images(ma)}
+    files_b = manifest_images(mb)
+    shared = [f for f in files_b if f["transaction_id"] in in_a]
     assert len(shared) >= 3
 
     # plant two conflicts in b: other bytes under the same name, and another class folder
@@ -470,17 +492,20 @@ def test_merge_keeps_duplicates_once_and_reports_conflicts(tmp_path, world, imag
     data = b"not the same image"
     storage.write_stream(f"{b['prefix']}/{changed['path']}", io.BytesIO(data))
     changed.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-    other_folder = next(f for f in ma["classes"] if f != moved["path"].split("/")[0])
+    mb.add(ManifestFile(changed["path"], len(data), changed["sha256"]))
+    other_folder = next(f for f in ma.extra["classes"] if f != moved["path"].split("/")[0])
     new_path = f"{other_folder}/{moved['transaction_id']}.jpg"
     storage.move(f"{b['prefix']}/{moved['path']}", f"{b['prefix']}/{new_path}")
+    mb.files = [f for f in mb.files if f.path != moved["path"]]
+    mb.add(ManifestFile(new_path, moved["bytes"], moved["sha256"]))
+    mb.extra["transactions"][new_path] = mb.extra["transactions"].pop(moved["path"])
     moved["path"] = new_path
-    storage.write_stream(f"{b['prefix']}/{MANIFEST}", io.BytesIO(json.dumps(mb).encode()))
+    write_manifest(storage, mb)
 
     target = "datasets/merged"
     result = merge_datasets(storage, [a["prefix"], b["prefix"]], target, workers=4)
 
-    files_b = {f["transaction_id"] for f in mb["files"]}
-    union = set(in_a) | files_b
+    union = set(in_a) | {f["transaction_id"] for f in files_b}
     assert result["files"] == len(union)
     assert result["duplicates"] == len(shared) - 2 and result["conflict_count"] == 2
     kinds = {c["kind"]: c for c in result["conflicts"]}
@@ -503,14 +528,15 @@ def test_merge_keeps_duplicates_once_and_reports_conflicts(tmp_path, world, imag
     manifest = _manifest(storage, target)
     assert set(merged) == {f["path"] for f in manifest["files"]} | {MANIFEST, MERGE_REPORT}
     assert Counter(Path(p).stem for p in merged if p.endswith(".jpg")) == Counter(union)
-    for f in manifest["files"]:
+    assert manifest["format_version"] == 1 and manifest["dataset"] == target
+    for f in _images(manifest):
         assert hashlib.sha256(merged[f["path"]]).hexdigest() == f["sha256"]
         expected_source = a["prefix"] if f["transaction_id"] in in_a else b["prefix"]
         assert f["source"] == expected_source
     assert merged[changed["path"]] != data
     assert new_path not in merged
-    assert manifest["skipped"] == {"duplicate": len(shared) - 2, "conflict": 2}
-    assert sum(manifest["classes"].values()) == len(union)
+    assert manifest["extra"]["skipped"] == {"duplicate": len(shared) - 2, "conflict": 2}
+    assert sum(manifest["extra"]["classes"].values()) == len(union)
     report = json.loads(merged[MERGE_REPORT])
     assert report["conflicts"] == result["conflicts"]
     assert [s["prefix"] for s in report["sources"]] == [a["prefix"], b["prefix"]]
@@ -559,7 +585,7 @@ def test_dataset_from_the_s3_image_store_into_s3(world, inference_images, s3_buc
     assert keys == sorted(
         [f"{result['prefix']}/{f['path']}" for f in manifest["files"]] + [f"{result['prefix']}/{MANIFEST}"]
     )
-    for f in manifest["files"][:5]:
+    for f in _images(manifest)[:5]:
         with storage.open_read(f"{result['prefix']}/{f['path']}") as fh:
             data = fh.read()
         assert data == world.image_bytes(f["image_key"])
@@ -569,3 +595,86 @@ def test_dataset_from_the_s3_image_store_into_s3(world, inference_images, s3_buc
     assert len(_csv(storage, summary["key"])) == result["images"]
     structure = folder_structure(storage, result["prefix"])
     assert (structure["folders"], structure["images"]) == (1, result["images"])
+
+
+# --- datasets written before the format-1 manifest -----------------------------------------------
+#: A ``_manifest.json`` exactly as create_dataset wrote it before the suite's manifest type.
+LEGACY_MANIFEST = """{
+  "classes": {"1_cola": 1, "2_water": 1},
+  "created_at": "2026-11-20T10:00:00+00:00",
+  "files": [
+    {"bytes": 17, "device_id": 3, "image_key": "2026/11/20/tx-1.jpg", "label_id": 1,
+     "path": "1_cola/tx-1.jpg", "reference_id": 101,
+     "sha256": "37e305e762747a321346925ffa18136a87025f42966f044a2fa9ae1221afb8e1",
+     "transaction_id": "tx-1"},
+    {"bytes": 18, "device_id": null, "image_key": "2026/11/20/tx-2.jpg", "label_id": 2,
+     "path": "2_water/tx-2.jpg", "reference_id": 102,
+     "sha256": "5b1da785373b10ba90b013e141e5e4a706343df5516522a001695b81ad25f153",
+     "transaction_id": "tx-2"}
+  ],
+  "labels": {
+    "1_cola": {"label_id": 1, "label_name": "cola", "reference_id": 101},
+    "2_water": {"label_id": 2, "label_name": "water", "reference_id": 102}
+  },
+  "missing": ["2026/11/20/tx-3.jpg"],
+  "params": {"exclude_transactions": 0, "fast": false, "images_root": "s3://b/images/",
+             "max_images_per_reference": null, "max_references": null,
+             "process_prefix": "processes/old_7_201126_v1", "records": 4, "references": null,
+             "workers": 8},
+  "skipped": {"no_label": 1},
+  "total_bytes": 35
+}"""
+
+
+def test_a_dataset_written_before_the_manifest_type_is_read_merged_and_registered(tmp_path):
+    storage = LocalStorage(tmp_path / "storage")
+    old = "processes/old_7_201126_v1/dataset"
+    storage.write_stream(f"{old}/1_cola/tx-1.jpg", io.BytesIO(b"legacy cola image"))
+    storage.write_stream(f"{old}/2_water/tx-2.jpg", io.BytesIO(b"legacy water image"))
+    storage.write_stream(f"{old}/{MANIFEST}", io.BytesIO(LEGACY_MANIFEST.encode()))
+
+    manifest = read_dataset_manifest(storage, old)
+    assert manifest.legacy and manifest.complete and manifest.dataset == old
+    assert [(f.path, f.bytes) for f in manifest.files] == [("1_cola/tx-1.jpg", 17), ("2_water/tx-2.jpg", 18)]
+    assert manifest.total_bytes == 35 and manifest.created_at == "2026-11-20T10:00:00+00:00"
+    assert manifest_images(manifest)[1] == {
+        "path": "2_water/tx-2.jpg",
+        "bytes": 18,
+        "sha256": hashlib.sha256(b"legacy water image").hexdigest(),
+        "transaction_id": "tx-2",
+        "label_id": 2,
+        "reference_id": 102,
+        "device_id": None,
+        "image_key": "2026/11/20/tx-2.jpg",
+    }
+    assert manifest.extra["missing"] == ["2026/11/20/tx-3.jpg"] and manifest.extra["skipped"] == {
+        "no_label": 1
+    }
+
+    # merged into a format-1 dataset (partial: the old dataset's missing image is still missing)
+    producer = {"dag_id": "inference_merge", "run_id": "manual__1"}
+    result = merge_datasets(storage, [old], "processes/new/dataset", producer=producer)
+    assert result["files"] == 2 and result["classes"] == {"1_cola": 1, "2_water": 1}
+    merged = _manifest(storage, "processes/new/dataset")
+    assert (merged["format_version"], merged["status"], merged["producer"]) == (1, "partial", producer)
+    assert merged["extra"]["missing"] == ["2026/11/20/tx-3.jpg"]
+    assert [f["source"] for f in _images(merged)] == [old, old]
+
+    # both register, the old one through the legacy reader
+    registry = str(tmp_path / "registry")
+    row = register_dataset(storage, old, registry, name="old", metadata={"deployment_id": 7})
+    assert (row["process_name"], row["classes"], row["images"]) == ("old_7_201126_v1", 2, 2)
+    register_dataset(storage, "processes/new/dataset", registry, name="new", metadata={})
+    assert [(r["name"], r["images"]) for r in read_registry(registry)] == [("old", 2), ("new", 2)]
+
+    # a file the old manifest lists but the folder lacks makes it incomplete for the registry
+    storage.delete(f"{old}/2_water/tx-2.jpg")
+    with pytest.raises(ValueError, match="missing"):
+        register_dataset(storage, old, registry, name="old-again", metadata={})
+
+
+def test_a_manifest_of_an_unknown_shape_is_an_incomplete_dataset(tmp_path):
+    storage = LocalStorage(tmp_path / "storage")
+    storage.write_stream(f"{PROCESS}/dataset/{MANIFEST}", io.BytesIO(b'{"classes": {}}'))
+    with pytest.raises(IncompleteDataset, match="no 'files' list"):
+        merge_datasets(storage, [f"{PROCESS}/dataset"], "processes/other/dataset")

@@ -15,10 +15,11 @@ import pytest
 from helpers.inventory_server import InventoryServer
 
 from dataset_ops.ingest.config import load_config
-from dataset_ops.ingest.extract import ingest_entity, lake_key
+from dataset_ops.ingest.extract import ingest_entity, lake_key, read_partition_manifest
 from dataset_ops.ingest.http import IngestHTTPError, make_session
 from dataset_ops.ingest.pagination import PaginationError
 from dataset_ops.storage import open_storage
+from dataset_ops.storage.manifest import verify
 
 START = datetime(2026, 11, 15, 2, 0, tzinfo=UTC)
 END = datetime(2026, 11, 16, 2, 0, tzinfo=UTC)
@@ -89,15 +90,26 @@ def test_every_entity_lands_three_formats_that_match_the_source(server, tmp_path
             assert set(csv_df["activo"]) <= {"true", "false"}
     files = {f["format"]: f for f in metrics["files"]}
     assert set(files) == {"csv", "jsonl", "parquet"} and all(f["sha256"] for f in files.values())
-    stored = orjson.loads(read(storage, lake_key(name, "metrics", START)))
-    assert stored["rows"] == metrics["rows"] and stored["pages"] == metrics["pages"] >= 1
+    # each format's partition has its manifest (the old _metrics/ object is no longer written)
+    assert not storage.exists(lake_key(name, "metrics", START))
+    for fmt, f in files.items():
+        prefix, _, file_name = f["key"].rpartition("/")
+        raw = orjson.loads(read(storage, f"{prefix}/_manifest.json"))
+        assert raw["status"] == "complete" and raw["producer"] == {"test": True}
+        assert raw["files"] == [
+            {"path": file_name, "bytes": f["bytes"], "sha256": f["sha256"], "rows": f["rows"]}
+        ]
+        stored = raw["extra"]["runs"][f"{name}_20261115_020000"]
+        assert stored["rows"] == metrics["rows"] and stored["pages"] == metrics["pages"] >= 1
+        assert raw["extra"]["formats"] == [fmt]
+        assert verify(storage, read_partition_manifest(storage, prefix), checksums=True) == []
 
 
 def test_on_s3_a_rerun_leaves_the_same_keys_and_bytes(server, s3_bucket):
     storage = open_storage(f"s3://{s3_bucket}/lake")
     first = run(server, storage, "clientes")
     keys = sorted(storage.list(""))
-    contents = {k: read(storage, k) for k in keys if not k.startswith("_metrics/")}
+    contents = {k: read(storage, k) for k in keys if not k.endswith("/_manifest.json")}
     second = run(server, storage, "clientes")
     assert sorted(storage.list("")) == keys
     assert {k: read(storage, k) for k in contents} == contents
@@ -114,6 +126,11 @@ def test_flat_layout_and_gzip(server, tmp_path):
         "categorias/categorias_20261115_020000.jsonl.gz",
         "categorias/categorias_20261115_020000.parquet",
     ]
+    flat = read_partition_manifest(storage, "categorias")  # one manifest for the entity's folder
+    assert sorted(f.path for f in flat.files) == [
+        k.split("/")[1] for k in sorted(f["key"] for f in metrics["files"])
+    ]
+    assert flat.extra["formats"] == ["csv", "jsonl", "parquet"] and verify(storage, flat) == []
     df = pd.read_csv(
         io.BytesIO(read(storage, "categorias/categorias_20261115_020000.csv.gz")), compression="gzip"
     )
@@ -188,3 +205,93 @@ def test_a_cursor_loop_and_a_repeated_page_stop_instead_of_looping(server, tmp_p
         run(server, storage, "productos")
     assert len(server.requests) == 2
     assert list(storage.list("")) == []
+
+
+def test_partitions_written_by_the_earlier_metrics_objects_are_read_as_manifests(tmp_path):
+    """Earlier versions left ``_metrics/<entity>/dt=<day>/<base>.json`` (partitioned) or
+    ``<entity>/_metrics/<base>.json`` (flat) and no ``_manifest.json``: the metrics become each
+    prefix's manifest, and a new run of the same partition keeps the old run's files listed."""
+    import hashlib
+    import json
+
+    storage = open_storage(str(tmp_path / "lake"))
+    data = {
+        "productos/dt=2026-11-14/productos_20261114_020000.csv": b"id\n1\n2\n",
+        "raw/productos/dt=2026-11-14/productos_20261114_020000.jsonl": b'{"id": 1}\n{"id": 2}\n',
+        "productos/productos_20261114_020000.csv": b"id\n1\n",
+    }
+    for key, body in data.items():
+        storage.write_stream(key, io.BytesIO(body))
+
+    def old_metrics(keys, layout):  # the exact shape the earlier ingest_entity wrote
+        return {
+            "entity": "productos",
+            "service": "productos_service",
+            "endpoint": "/api/productos",
+            "mode": "snapshot",
+            "data_interval": {"start": "2026-11-14T02:00:00Z", "end": "2026-11-15T02:00:00Z"},
+            "layout": layout,
+            "producer": {"dag_id": "microservice_ingest", "run_id": "scheduled__old"},
+            "pages": 1,
+            "records": 2,
+            "bytes": 40,
+            "duplicates": 0,
+            "invalid_rows": 0,
+            "rows": 2,
+            "invalid_examples": [],
+            "columns": ["id"],
+            "files": [
+                {
+                    "key": k,
+                    "bytes": len(data[k]),
+                    "sha256": hashlib.sha256(data[k]).hexdigest(),
+                    "format": "jsonl" if k.endswith(".jsonl") else "csv",
+                    "rows": 2,
+                }
+                for k in keys
+            ],
+            "seconds": 0.5,
+            "finished_at": "2026-11-15T02:00:07+00:00",
+        }
+
+    partitioned = old_metrics(list(data)[:2], "partitioned")
+    flat = old_metrics(list(data)[2:], "flat")
+    for key, body in (
+        (lake_key("productos", "metrics", START.replace(day=14)), partitioned),
+        (lake_key("productos", "metrics", START.replace(day=14), "flat"), flat),
+    ):
+        storage.write_stream(key, io.BytesIO(json.dumps(body, indent=2, sort_keys=True).encode()))
+
+    csv = read_partition_manifest(storage, "productos/dt=2026-11-14")
+    assert csv.legacy and csv.complete and [f.path for f in csv.files] == ["productos_20261114_020000.csv"]
+    assert csv.producer["run_id"] == "scheduled__old" and csv.extra["formats"] == ["csv"]
+    assert csv.extra["runs"]["productos_20261114_020000"]["records"] == 2
+    assert verify(storage, csv, checksums=True) == []
+    jsonl = read_partition_manifest(storage, "raw/productos/dt=2026-11-14")
+    assert [f.path for f in jsonl.files] == ["productos_20261114_020000.jsonl"] and jsonl.file(
+        "productos_20261114_020000.jsonl"
+    ).rows == 2
+    old_flat = read_partition_manifest(storage, "productos")
+    assert [f.path for f in old_flat.files] == ["productos_20261114_020000.csv"]
+    assert read_partition_manifest(storage, "parquet/productos/dt=2026-11-14") is None
+
+    # a run of the next day in the flat folder adds to what the old run left
+    from dataset_ops.ingest.extract import write_manifests
+
+    storage.write_stream("productos/productos_20261115_020000.csv", io.BytesIO(b"id\n3\n"))
+    new = {**flat, "producer": {"dag_id": "microservice_ingest", "run_id": "scheduled__new"}}
+    new["files"] = [
+        {
+            "key": "productos/productos_20261115_020000.csv",
+            "bytes": 5,
+            "format": "csv",
+            "rows": 1,
+            "sha256": hashlib.sha256(b"id\n3\n").hexdigest(),
+        }
+    ]
+    (written,) = write_manifests(storage, new, "productos_20261115_020000")
+    again = read_partition_manifest(storage, "productos")
+    assert not again.legacy and again.producer["run_id"] == "scheduled__new"
+    assert [f.path for f in again.files] == ["productos_20261114_020000.csv", "productos_20261115_020000.csv"]
+    assert set(again.extra["runs"]) == {"productos_20261114_020000", "productos_20261115_020000"}
+    assert verify(storage, again, checksums=True) == []

@@ -1,4 +1,5 @@
-"""``dataset_ops.upload`` against moto's S3 server over HTTP: single put, parallel multipart,
+"""``dataset_ops.staging.upload`` (and its documented entry point ``python -m dataset_ops.upload``)
+against the S3 server over HTTP: single put, parallel multipart,
 status records, resume after a crash (a real process killed by the fault-injection hook), restart
 when the file changed or the upload vanished, unsafe names."""
 
@@ -14,8 +15,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from dataset_ops import upload as up
+from dataset_ops import upload as legacy_entry  # `python -m dataset_ops.upload`, the documented command
+from dataset_ops.staging import upload as up
 from dataset_ops.staging.status import UploadState, read_status, status_key
+from dataset_ops.staging.upload import plan, transfer
+from dataset_ops.staging.upload import s3 as s3_upload
 from dataset_ops.storage import open_storage, read_json
 
 MiB = 1 << 20
@@ -58,10 +62,12 @@ def pending_uploads(s3, bucket: str) -> list[str]:
     return [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
 
 
-def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env_extra: dict | None = None, module: str = "dataset_ops.upload"
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO / "plugins"), **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, "-m", "dataset_ops.upload", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -89,8 +95,8 @@ def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedPr
 )
 def test_choose_part_size(size, part):
     assert up.choose_part_size(size) == part
-    assert up.MIN_PART_SIZE <= part <= up.MAX_PART_SIZE
-    assert -(-size // part) <= up.MAX_PARTS
+    assert plan.MIN_PART_SIZE <= part <= plan.MAX_PART_SIZE
+    assert -(-size // part) <= plan.MAX_PARTS
 
 
 @pytest.mark.parametrize("size", [-1, 5 * TiB + 1])
@@ -131,7 +137,7 @@ def test_single_put_of_real_file_to_default_destination(s3_bucket, s3, monkeypat
     """gsm8k (4 MB) goes up with one PutObject to uploads/ under AIRFLOW_VAR_STAGING_ROOT."""
     monkeypatch.setenv("AIRFLOW_VAR_STAGING_ROOT", f"s3://{s3_bucket}/staging/")
     data = GSM8K.read_bytes()
-    assert len(data) < up.SINGLE_PUT_LIMIT
+    assert len(data) < plan.SINGLE_PUT_LIMIT
 
     status = up.upload_file(GSM8K, name="gsm8k/train.jsonl", data_type="jsonl")
 
@@ -171,7 +177,7 @@ def test_parallel_multipart_upload_round_trip(s3_bucket, s3, tmp_path, capsys):
     assert status.state == "uploaded" and status.size == 40 * MiB and status.upload_id is None
     assert [h[0] for h in status.history] == ["uploading"]
     record = read_json(open_storage(f"s3://{s3_bucket}"), status_key("random.bin"))
-    assert record["state"] == "uploaded" and record[up.MULTIPART_BLOCK] is None  # cleared once complete
+    assert record["state"] == "uploaded" and record[plan.MULTIPART_BLOCK] is None  # cleared once complete
     assert pending_uploads(s3, s3_bucket) == []
 
     # The same content again: the ETag and sha256 of the record match, nothing is sent.
@@ -213,7 +219,7 @@ def test_resume_after_crash(s3_bucket, s3, tmp_path):
         "5",
     ]
 
-    crashed = run_cli(*args, "--parallel", "1", env_extra={up.CRASH_ENV: "2"})
+    crashed = run_cli(*args, "--parallel", "1", env_extra={plan.CRASH_ENV: "2"})
     assert crashed.returncode == 137, crashed.stderr
     assert "simulated crash after 2 parts" in crashed.stderr
 
@@ -223,7 +229,7 @@ def test_resume_after_crash(s3_bucket, s3, tmp_path):
     record = read_json(storage, status_key("crash/it.bin"))
     assert record["state"] == "uploading" and record["upload_id"]
     assert record["size"] == len(data) and record["sha256"] is None  # known once all of it was read
-    block = record[up.MULTIPART_BLOCK]
+    block = record[plan.MULTIPART_BLOCK]
     assert block["part_size"] == 5 * MiB and block["parts"] == 6 and block["key"] == key
     assert block["source"]["mtime_ns"] == path.stat().st_mtime_ns
     listed = s3.list_parts(Bucket=s3_bucket, Key=key, UploadId=record["upload_id"])["Parts"]
@@ -246,14 +252,14 @@ def test_resume_after_crash(s3_bucket, s3, tmp_path):
 
 def fail_parts_from(monkeypatch, first_failing_offset: int) -> None:
     """Make every read of a part at or after ``first_failing_offset`` fail (a dead network)."""
-    real_read = up._FileRegion.read
+    real_read = transfer.FileRegion.read
 
     def read(self, size=-1):
         if self._offset >= first_failing_offset:
             raise RuntimeError("injected network failure")
         return real_read(self, size)
 
-    monkeypatch.setattr(up._FileRegion, "read", read)
+    monkeypatch.setattr(transfer.FileRegion, "read", read)
 
 
 def interrupted_upload(s3_bucket, s3, path, monkeypatch) -> dict:
@@ -279,10 +285,13 @@ def test_failure_leaves_resumable_record_and_cli_says_how_to_resume(
     with monkeypatch.context() as m:
         fail_parts_from(m, 2 * 5 * MiB)
         args = [str(path), "--to", dest, "--name", "name.bin", "--part-size-mib", "5", "--parallel", "1"]
-        assert up.main(args) == 1
+        assert legacy_entry.main(args) == 1  # the documented command names itself in the hint
+        err = capsys.readouterr().err
+        assert f"-m dataset_ops.upload {path} --to {dest} --name name.bin" in err
+        assert up.main(args) == 1  # the new module's command names the new module
     err = capsys.readouterr().err
     assert "injected network failure" in err and "rerun the same command to resume" in err
-    assert f"-m dataset_ops.upload {path} --to {dest} --name name.bin" in err
+    assert f"-m dataset_ops.staging.upload {path} --to {dest} --name name.bin" in err
     record = read_json(open_storage(f"s3://{s3_bucket}"), status_key("name.bin"))
     assert record["state"] == "uploading" and record["upload_id"]
 
@@ -395,7 +404,7 @@ def test_file_region_is_a_bounded_seekable_view(tmp_path):
     path.write_bytes(bytes(range(256)) * 4)
     counted = []
     with open(path, "rb") as fh:
-        region = up._FileRegion(fh.fileno(), 100, 50, on_progress=counted.append)
+        region = transfer.FileRegion(fh.fileno(), 100, 50, on_progress=counted.append)
         assert len(region) == 50
         assert region.read(10) == bytes(range(100, 110)) and counted == []  # not transferring yet
         region.signal_transferring()
@@ -427,11 +436,25 @@ def test_cli_uploads_to_a_local_staging_root_as_the_readme_shows(tmp_path):
     assert (other / "uploads" / "g" / "train.jsonl").read_bytes() == data
 
 
+def test_the_new_module_runs_the_same_command(tmp_path):
+    """`python -m dataset_ops.staging.upload` is the same command as `python -m dataset_ops.upload`."""
+    root = tmp_path / "staging"
+    result = run_cli(
+        str(GSM8K), "--root", str(root), "--name", "n/t.jsonl", module="dataset_ops.staging.upload"
+    )
+    assert result.returncode == 0, result.stderr
+    assert (root / "uploads" / "n" / "t.jsonl").read_bytes() == GSM8K.read_bytes()
+    assert json.loads(result.stdout.splitlines()[-1])["state"] == "uploaded"
+    usage = run_cli("--help", module="dataset_ops.staging.upload").stdout
+    assert usage.startswith("usage: python -m dataset_ops.staging.upload")
+    assert run_cli("--help").stdout.startswith("usage: python -m dataset_ops.upload")
+
+
 def test_local_upload_resumes_after_a_crash_and_restarts_for_a_changed_file(tmp_path):
     root = tmp_path / "staging"
     path = tmp_path / "big.bin"
     data = random_file(path, 20 * MiB)
-    crashed = run_cli(str(path), "--root", str(root), env_extra={up.CRASH_ENV: "1"})
+    crashed = run_cli(str(path), "--root", str(root), env_extra={plan.CRASH_ENV: "1"})
     assert crashed.returncode == 137
     assert not (root / "uploads" / "big.bin").exists()  # never visible half-written
     assert (root / "uploads" / ".big.bin.upload.partial").stat().st_size == 8 * MiB
@@ -450,7 +473,7 @@ def test_local_upload_resumes_after_a_crash_and_restarts_for_a_changed_file(tmp_
     path2 = tmp_path / "v2" / "big.bin"
     path2.parent.mkdir()
     random_file(path2, 20 * MiB, seed=1)
-    assert run_cli(str(path2), "--root", str(root), env_extra={up.CRASH_ENV: "1"}).returncode == 137
+    assert run_cli(str(path2), "--root", str(root), env_extra={plan.CRASH_ENV: "1"}).returncode == 137
     data2 = random_file(path2, 20 * MiB, seed=2)
     again = run_cli(str(path2), "--root", str(root))
     assert again.returncode == 0, again.stderr
@@ -492,14 +515,14 @@ def test_a_multipart_upload_never_replaces_a_file_that_appeared_meanwhile(
     out stays; the uploader stops with NameTaken and keeps its parts for a later rerun."""
     path = tmp_path / "big.bin"
     random_file(path, 20 * MiB)
-    real = up._send_parts
+    real = transfer.send_parts
 
     def send_then_someone_uploads(*args, **kwargs):
         sent = real(*args, **kwargs)
         s3.put_object(Bucket=s3_bucket, Key="uploads/big.bin", Body=b"other")
         return sent
 
-    monkeypatch.setattr(up, "_send_parts", send_then_someone_uploads)
+    monkeypatch.setattr(s3_upload, "send_parts", send_then_someone_uploads)
     with pytest.raises(up.NameTaken, match="nothing was replaced"):
         up.upload_file(path, f"s3://{s3_bucket}/uploads/", progress=False)
     assert download(s3, s3_bucket, "uploads/big.bin") == b"other"

@@ -139,3 +139,53 @@ def test_a_worker_that_dies_is_an_error_not_a_verdict(gsm8k, training, monkeypat
     monkeypatch.setattr(workers_module.sys, "executable", "/bin/false")
     with pytest.raises(workers_module.WorkerError, match="exited with code 1"):
         run(gsm8k, training, "x.jsonl", block_size=BLOCK, workers=2)
+
+
+def test_the_validation_modules_import_each_other_without_a_cycle():
+    """Every import between the modules of ``dataset_ops.validation`` (at the top or inside a
+    function) goes one way: ``jsonl_worker`` -> ``jsonl`` -> ``workers``, never back."""
+    import ast
+    from pathlib import Path
+
+    import dataset_ops.validation as package
+
+    folder = Path(package.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        edges = graph.setdefault(path.stem, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                if name.startswith("dataset_ops.validation."):
+                    edges.add(name.split(".")[2])
+    assert {"jsonl", "workers"} <= graph["jsonl_worker"] and "workers" in graph["jsonl"]
+
+    def cycle_from(start: str, node: str, seen: tuple[str, ...]) -> tuple[str, ...] | None:
+        for nxt in graph.get(node, ()):
+            if nxt == start:
+                return (*seen, nxt)
+            if nxt not in seen:
+                found = cycle_from(start, nxt, (*seen, nxt))
+                if found:
+                    return found
+        return None
+
+    cycles = [c for m in graph if (c := cycle_from(m, m, (m,)))]
+    assert cycles == []
+
+
+def test_check_chunk_numbers_lines_within_the_chunk(gsm8k, training):
+    """What a worker answers for one chunk: counts, and errors with chunk-relative lines/offsets."""
+    from dataset_ops.validation.jsonl import JsonlValidator
+    from dataset_ops.validation.reader import ErrorCollector
+
+    good = gsm8k.split(b"\n", 2)[:2]
+    chunk = good[0] + b"\n" + b"[1]\n" + good[1] + b"\n"
+    validator = JsonlValidator(training, ErrorCollector(10))
+    lines, records, errors, found = validator.check_chunk(chunk)
+    assert (lines, records, found) == (3, 3, 1)
+    assert [e[0] for e in errors] == ["not_an_object"] and errors[0][2:4] == [2, len(good[0]) + 1]
+    assert validator.check_chunk(good[0] + b"\n") == [1, 1, [], 0]  # counters start again
