@@ -53,6 +53,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from ports import free_port
+from processes import spawn
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -111,18 +112,7 @@ class Component:
     def start(self) -> None:
         """Start the process in a session of its own, output appended to :attr:`log`."""
         self.cwd.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                # a non-interactive shell starts background jobs with SIGINT ignored
-                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-            )
+        self.proc = spawn(self.argv, self.log, self.cwd, self.env)
 
     def check(self) -> None:
         """Raise :class:`StackError` with the log's tail if the process has exited."""

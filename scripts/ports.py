@@ -14,7 +14,8 @@ import socket
 GRPC_TWIN_OFFSET = 10_000
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int) -> bool:
+    """Whether a socket can bind ``port`` on 127.0.0.1 right now (nothing listens on it)."""
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
@@ -42,6 +43,6 @@ def free_port(*, twin_offset: int | None = None, avoid: set[int] | frozenset[int
         if twin_offset is None:
             return port
         twin = port + twin_offset
-        if twin <= 65535 and twin not in avoid and _bindable(twin):
+        if twin <= 65535 and twin not in avoid and bindable(twin):
             return port
     raise OSError("no free TCP port on 127.0.0.1 (with its twin) after 500 tries")

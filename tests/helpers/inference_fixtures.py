@@ -127,17 +127,9 @@ def inference_mysql(mariadb_url, inference_world) -> str:
 
 
 def _s3_client(endpoint: str):
-    import boto3
-    from botocore.config import Config
+    from seaweedfs import s3_client
 
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(max_pool_connections=16),
-    )
+    return s3_client(endpoint, max_pool_connections=16)
 
 
 def upload_images(world: World, endpoint: str, bucket: str, keys, prefix: str = IMAGES_PREFIX) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 from dataset_ops.storage.base import ObjectInfo
 
@@ -101,18 +101,7 @@ class LocalStorage:
 
     def create(self, key: str, data: bytes) -> bool:
         """A temporary file hard-linked to the key: ``link`` fails when the key exists."""
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        return _link_new(self._path(key), lambda out: out.write(data))
 
     def copy_new(self, src: str, dst: str) -> bool:
         """Copy into a temporary file beside ``dst``, then ``link`` it to ``dst`` (which fails,
@@ -120,19 +109,14 @@ class LocalStorage:
         source, path = self._path(src), self._path(dst)
         if not source.is_file():
             raise FileNotFoundError(str(source))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        try:
-            with open(source, "rb") as fh, os.fdopen(fd, "wb") as out:
+
+        def write(out: IO[bytes]) -> None:
+            with open(source, "rb") as fh:
                 shutil.copyfileobj(fh, out, 1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+            out.flush()
+            os.fsync(out.fileno())
+
+        return _link_new(path, write)
 
     def children(self, folder: str = "") -> set[str]:
         base = self._path(folder) if folder else self.root
@@ -145,3 +129,22 @@ class LocalStorage:
             except FileNotFoundError:  # removed while listing
                 continue
             yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+
+def _link_new(path: Path, write: Callable[[IO[bytes]], object]) -> bool:
+    """Create ``path`` only if it does not exist: ``write`` fills a temporary file beside it, which
+    is then hard-linked to ``path`` (``link`` fails, replacing nothing, when ``path`` exists).
+
+    :returns: True if this call created ``path``, False if it existed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)
