@@ -127,10 +127,10 @@ def apify_dataset_download():
     def download_media(plan: dict, items: dict, params=None) -> dict:
         """Images and videos into media/ (only what is missing)."""
         from dataset_ops.apify.tasks import download_media as fetch
-        from dataset_ops.apify.tasks import media_settings
+        from dataset_ops.settings import apify_media_settings
 
         _skip_unless(plan, params["download_media"], "download_media is off")
-        return fetch(_storage(), plan, **media_settings(CONN_ID))
+        return fetch(_storage(), plan, **apify_media_settings(CONN_ID))
 
     @task(multiple_outputs=False)
     def extract_video_frames(plan: dict, media: dict, params=None) -> dict:

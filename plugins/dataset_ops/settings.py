@@ -365,6 +365,41 @@ def inference_registry_root() -> Root:
 
 
 # --- Params: one typed object per workflow, built from the DAG run's Params -------------------
+#: Extra keys of the Apify Connection that tune the media downloads -> ``MediaDownloader`` arguments.
+APIFY_MEDIA_EXTRAS = {
+    "media_workers": ("workers", int),
+    "media_max_bytes": ("max_bytes", int),
+    "media_connect_timeout": ("connect_timeout", float),
+    "media_read_timeout": ("read_timeout", float),
+    "media_retries": ("retries", int),
+    "media_backoff_factor": ("backoff_factor", float),
+}
+
+
+def apify_media_settings(conn_id: str) -> dict:
+    """``MediaDownloader`` arguments (:class:`dataset_ops.apify.download.MediaDownloader`) from the
+    extra of the Connection ``conn_id`` (keys :data:`APIFY_MEDIA_EXTRAS`, e.g.
+    ``{"media_workers": 16, "media_read_timeout": 30}`` -> ``{"workers": 16, "read_timeout": 30.0}``);
+    keys not set keep the downloader's defaults.
+
+    :raises airflow.exceptions.AirflowNotFoundException: no Connection ``conn_id`` (names it).
+    :raises ValueError: a value of the wrong type (names the Connection and the key).
+    """
+    from airflow.sdk import BaseHook
+
+    extra = BaseHook.get_connection(conn_id).extra_dejson
+    out = {}
+    for key, (arg, kind) in APIFY_MEDIA_EXTRAS.items():
+        if key in extra:
+            try:
+                out[arg] = kind(extra[key])
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"Connection {conn_id}: extra {key}={extra[key]!r} is not a {kind.__name__}"
+                ) from None
+    return out
+
+
 def producer(context: Any = None) -> dict:
     """Who writes a dataset, for its manifest: ``{"dag_id", "run_id"}`` of the running task's DAG
     run (``context``: the task's Airflow context; default the current one).

@@ -316,3 +316,20 @@ def test_no_library_module_but_settings_reads_a_variable():
         if found:
             offenders[str(path.relative_to(REPO))] = found
     assert not offenders, f"read Variables through dataset_ops.settings: {offenders}"
+
+
+def test_apify_media_settings_come_from_the_connections_extra(monkeypatch):
+    extra = {"media_workers": "16", "media_read_timeout": 30}
+    conn = {"conn_type": "http", "host": "api.apify.com", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_APIFY_TEST", json.dumps(conn))
+    assert settings.apify_media_settings("apify_test") == {"workers": 16, "read_timeout": 30.0}
+
+    conn["extra"] = {"media_retries": "many"}
+    monkeypatch.setenv("AIRFLOW_CONN_APIFY_TEST", json.dumps(conn))
+    with pytest.raises(ValueError, match="Connection apify_test: extra media_retries='many' is not a int"):
+        settings.apify_media_settings("apify_test")
+
+    from airflow.exceptions import AirflowNotFoundException
+
+    with pytest.raises(AirflowNotFoundException, match="apify_absent"):
+        settings.apify_media_settings("apify_absent")

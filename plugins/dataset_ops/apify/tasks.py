@@ -277,41 +277,11 @@ def _refs(jsonl: Path):
     return list(seen.values())
 
 
-#: Connection extra keys that tune the media downloads -> MediaDownloader arguments.
-MEDIA_EXTRAS = {
-    "media_workers": ("workers", int),
-    "media_max_bytes": ("max_bytes", int),
-    "media_connect_timeout": ("connect_timeout", float),
-    "media_read_timeout": ("read_timeout", float),
-    "media_retries": ("retries", int),
-    "media_backoff_factor": ("backoff_factor", float),
-}
-
-
-def media_settings(conn_id: str) -> dict:
-    """MediaDownloader arguments from the Connection's extra (keys :data:`MEDIA_EXTRAS`, e.g.
-    ``{"media_workers": 16, "media_read_timeout": 30}``); missing keys keep the defaults.
-
-    :raises ValueError: a value of the wrong type (names the key)."""
-    from airflow.sdk import BaseHook
-
-    extra = BaseHook.get_connection(conn_id).extra_dejson
-    out = {}
-    for key, (arg, kind) in MEDIA_EXTRAS.items():
-        if key in extra:
-            try:
-                out[arg] = kind(extra[key])
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"Connection {conn_id}: extra {key}={extra[key]!r} is not a {kind.__name__}"
-                ) from None
-    return out
-
-
 def download_media(storage: Storage, plan: dict, **settings) -> dict:
     """Every image and video of the items into ``media/``: what the manifest records and the
     storage holds is kept, the rest is fetched (:class:`dataset_ops.apify.download.MediaDownloader`
-    with ``settings``, see :func:`media_settings`); failures are recorded, never raised.
+    with ``settings``, see :func:`dataset_ops.settings.apify_media_settings`); failures are
+    recorded, never raised.
 
     :returns: ``{"media", "images", "videos", "downloaded", "present", "failed", "bytes"}``.
     """
