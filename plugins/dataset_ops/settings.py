@@ -51,12 +51,10 @@ from typing import TYPE_CHECKING, Any
 
 from dataset_ops.errors import NotFound
 from dataset_ops.imdb.datasets import IMDB_DEFAULT_BASE_URL
+from dataset_ops.storage.s3 import AWS_CONN_ID  # the Connection every s3:// root goes through
 
 if TYPE_CHECKING:
     from dataset_ops.storage import Storage
-
-#: The Connection every ``s3://`` root goes through.
-AWS_CONN_ID = "aws_default"
 
 STORAGE_ROOT_VARIABLE = "dataset_ops_storage_root"
 #: Below ``$AIRFLOW_HOME`` (``~/airflow`` when unset): the storage root's default.

@@ -22,10 +22,11 @@ from urllib.parse import quote
 
 from airflow.providers.docker.operators.docker import DockerOperator
 
+from dataset_ops.storage.s3 import AWS_CONN_ID
+
 #: task id of the task whose XCom is the run's ingest interval (``IngestInterval.as_dict()``)
 INTERVAL_TASK_ID = "data_interval"
 DEFAULT_IMAGE = "dataset-ops-ingest:latest"
-AWS_CONN_ID = "aws_default"
 
 
 def env_name(conn_id: str) -> str:

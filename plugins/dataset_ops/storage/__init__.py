@@ -27,7 +27,7 @@ from dataset_ops.storage.manifest import (
     write_manifest,
 )
 from dataset_ops.storage.publish import PublishError, file_sha256, publish, publish_file
-from dataset_ops.storage.roots import STORAGE_ROOT_VARIABLE, open_storage
+from dataset_ops.storage.roots import open_storage
 from dataset_ops.storage.s3 import (
     AWS_CONN_ID,
     S3_COPY_PART_SIZE,
@@ -41,7 +41,6 @@ __all__ = [
     "S3_COPY_PART_SIZE",
     "S3_MULTIPART_COPY_THRESHOLD",
     "S3_PART_SIZE",
-    "STORAGE_ROOT_VARIABLE",
     "TMP_PREFIX",
     "MANIFEST_NAME",
     "HashingReader",

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 
-from dataset_ops.settings import STORAGE_ROOT_VARIABLE
 from dataset_ops.storage.base import Storage
 from dataset_ops.storage.local import LocalStorage
 from dataset_ops.storage.s3 import AWS_CONN_ID, S3Storage
 
-__all__ = ["STORAGE_ROOT_VARIABLE", "open_storage"]
+__all__ = ["open_storage"]
 
 
 def open_storage(root: str, aws_conn_id: str = AWS_CONN_ID) -> Storage:

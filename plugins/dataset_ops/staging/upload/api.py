@@ -11,13 +11,13 @@ from pathlib import Path
 from dataset_ops.staging.status import UploadStatus, check_name
 from dataset_ops.staging.upload.local import upload_local
 from dataset_ops.staging.upload.plan import (
-    AWS_CONN_ID,
     DEFAULT_PARALLEL,
     default_destination,
     local_destination,
     parse_destination,
 )
 from dataset_ops.staging.upload.s3 import upload_s3
+from dataset_ops.storage.s3 import AWS_CONN_ID
 
 log = logging.getLogger(__name__)
 

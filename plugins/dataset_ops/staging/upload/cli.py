@@ -14,7 +14,8 @@ from dataclasses import asdict
 from dataset_ops.staging.status import UPLOADS, quiet_airflow_logs
 from dataset_ops.staging.upload.api import upload_file
 from dataset_ops.staging.upload.errors import NameTaken, UploadError, UploadInterrupted
-from dataset_ops.staging.upload.plan import AWS_CONN_ID, DEFAULT_PARALLEL
+from dataset_ops.staging.upload.plan import DEFAULT_PARALLEL
+from dataset_ops.storage.s3 import AWS_CONN_ID
 
 MiB = 1 << 20
 #: The module ``python -m`` runs; the resume hint repeats the one the user ran.

@@ -36,7 +36,6 @@ PART_SIZE_TIERS = ((100 * MiB, 16 * MiB), (1 * GiB, 64 * MiB))
 LARGE_PART_SIZE = 128 * MiB
 
 DEFAULT_PARALLEL = 4
-AWS_CONN_ID = "aws_default"
 #: Test-only fault injection: ``os._exit(137)`` after this many parts (S3) or 8 MiB blocks
 #: (local root) completed in one run.
 CRASH_ENV = "DATASET_OPS_UPLOAD_CRASH_AFTER_PARTS"

@@ -33,8 +33,9 @@ from typing import Any
 from dataset_ops.progress import ProgressLog
 from dataset_ops.staging.status import UploadState, UploadStatus, now_iso, write_status
 from dataset_ops.staging.upload.errors import UploadCancelled, UploadError
-from dataset_ops.staging.upload.plan import AWS_CONN_ID, CRASH_ENV, DEFAULT_PARALLEL, HASH_BLOCK
+from dataset_ops.staging.upload.plan import CRASH_ENV, DEFAULT_PARALLEL, HASH_BLOCK
 from dataset_ops.storage import Storage
+from dataset_ops.storage.s3 import AWS_CONN_ID
 
 
 class FileRegion:
