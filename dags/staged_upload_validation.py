@@ -7,8 +7,10 @@ Large training files land in `uploads/` under the Variable `staging_root` (defau
 file (S3 shows a multipart upload only once it is completed), validates it as a stream with the
 rule set of its data type (`include/validation/<data_type>.yaml`), then:
 
-* **valid**: copied to `fresh/` (server-side on S3), verified, then the upload is removed; an
-  event on the Asset `x-dataset-ops://staging/fresh` lets downstream DAGs run on the new data;
+* **valid**: copied to `fresh/` (server-side on S3), verified, listed in `fresh/_manifest.json`
+  (the suite's dataset manifest: path, bytes, sha256, rows, the producing DAG run), then the
+  upload is removed; an event on the Asset `x-dataset-ops://staging/fresh` lets downstream DAGs
+  run on the new data;
 * **invalid**: moved to `failed/` with `<file>.report.json` beside it (first errors with line,
   byte offset and reason; totals).
 
@@ -21,7 +23,8 @@ runs never take the same version. Content equal (sha256) to a version already in
 `duplicate_of`, the log says `duplicate of fresh/X: skipped`, and **no Asset event** is emitted
 (there is no new data). `failed/` works the same way, each version with its own report. A
 promotion's Asset event extra names the version: `name` (the upload name), `version`, `key`
-(e.g. `fresh/train.v2.jsonl`), `uri`, `bytes`, `sha256`, `records`, `data_type`. An upload that
+(e.g. `fresh/train.v2.jsonl`), `uri`, `bytes`, `sha256`, `records` (from the file's manifest
+entry), `data_type`, `manifest` (the URI of `fresh/_manifest.json`). An upload that
 was replaced while it was validated is left in `uploads/` for the next run.
 
 Each file is one mapped task: a bad file never blocks the others. Every name has a status record
@@ -86,7 +89,7 @@ def staged_upload_validation():
 
         from dataset_ops import settings
         from dataset_ops.staging.status import UploadState
-        from dataset_ops.staging.tasks import process_upload
+        from dataset_ops.staging.tasks import process_upload, promotion_event_extra
 
         get_current_context()["upload_name"] = upload["name"]
         storage = settings.staging_root().open()
@@ -97,21 +100,10 @@ def staged_upload_validation():
             params["rule_overrides"] or {},
             source_prefix=upload.get("source", "uploads"),
             source_key=upload.get("key"),
+            producer=settings.producer(),
         )
         if status.state == UploadState.FRESH and not status.duplicate_of:  # a duplicate adds no data
-            outlet_events[FRESH_ALIAS].add(
-                FRESH_ASSET,
-                extra={
-                    "name": status.name,
-                    "version": status.version,
-                    "key": status.key,
-                    "uri": storage.uri(status.key),
-                    "bytes": status.size,
-                    "sha256": status.sha256,
-                    "records": status.records,
-                    "data_type": status.data_type,
-                },
-            )
+            outlet_events[FRESH_ALIAS].add(FRESH_ASSET, extra=promotion_event_extra(storage, status))
         return asdict(status)
 
     @task(multiple_outputs=False, trigger_rule="all_done")

@@ -173,6 +173,11 @@ REGISTRY: dict[str, Runs | Covered | NotRun] = {
     "--root .data/staging": Runs(STAGING),
     ".venv/bin/python -m dataset_ops.staging list --state failed": Runs(STAGING),
     "python -m dataset_ops.staging list": Runs(STAGING, "after `source .data/demo.env`"),
+    ".venv/bin/python -m dataset_ops.staging verify --checksums": Covered(
+        "tests/integration/test_staged_upload_dag.py::test_same_name_keeps_versions_and_the_same_content_is_a_no_op",
+        "runs `python -m dataset_ops.staging verify --checksums` as a subprocess with the staging "
+        "root in AIRFLOW_VAR_STAGING_ROOT, on S3 and on a local root, and checks exit code 0",
+    ),
     "python -m dataset_ops.upload": Covered(
         UPLOAD_CLI, "names the program; the test runs it as a subprocess"
     ),

@@ -1,5 +1,6 @@
-"""``staged_upload_validation`` end to end with ``dag.test()`` on moto's S3 server: one run over a
-mixed batch of real files promotes the valid ones and quarantines the rest; a manual run
+"""``staged_upload_validation`` end to end with ``dag.test()`` on the tests' S3 server (and a local
+root): one run over a mixed batch of real files promotes the valid ones (listed in
+``fresh/_manifest.json`` with the run as producer) and quarantines the rest; a manual run
 re-validates a quarantined file with relaxed rules."""
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from helpers.dags import load_dag
 from helpers.imdb_data import SHARED_DATA
 
 from dataset_ops.staging.status import UploadState, UploadStatus, list_statuses, write_status
+from dataset_ops.staging.tasks import read_fresh_manifest
 from dataset_ops.storage import file_sha256, open_storage, read_json
+from dataset_ops.storage.manifest import verify
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +125,15 @@ def test_mixed_batch_is_promoted_or_quarantined_then_a_retry_passes(s3_bucket, m
     assert statuses["tweets/airline-mangled.csv"].errors == mangled["errors_found"] == 3
     assert _fresh_events() - events_before == 3
     assert states["summary"] == "success"
+    # fresh/_manifest.json lists the three promoted files, written by this run
+    manifest = read_fresh_manifest(area)
+    records = {"gsm8k/train.jsonl": 7_473, "newsgroups/train.jsonl": 3_441, "tweets/airline.csv": 14_640}
+    assert {f.path: (f.bytes, f.sha256, f.rows) for f in manifest.files} == {
+        name: (len(batch[name][0]), hashlib.sha256(batch[name][0]).hexdigest(), rows)
+        for name, rows in records.items()
+    }
+    assert manifest.producer == {"dag_id": "staged_upload_validation", "run_id": run.run_id}
+    assert manifest.status == "complete" and verify(area, manifest, checksums=True) == []
 
     # Manual run: re-validate the quarantined few.jsonl with the rule set's own min_records (1).
     run = _dag().test(run_conf={"retry_failed": ["few.jsonl"]})
@@ -130,6 +142,10 @@ def test_mixed_batch_is_promoted_or_quarantined_then_a_retry_passes(s3_bucket, m
     assert [h[0] for h in status.history] == ["uploaded", "validating", "failed", "validating"]
     assert not area.exists("failed/few.jsonl") and not area.exists("failed/few.jsonl.report.json")
     assert _fresh_events() - events_before == 4
+    manifest = read_fresh_manifest(area)
+    assert manifest.file("few.jsonl").rows == 3 and len(manifest.files) == 4
+    assert manifest.extra["files"]["few.jsonl"]["producer"]["run_id"] == run.run_id
+    assert verify(area, manifest, checksums=True) == []
 
 
 def _fresh_event_extras() -> list[dict]:
@@ -207,11 +223,15 @@ def test_same_name_keeps_versions_and_the_same_content_is_a_no_op(backend, reque
     ]
     assert extras[1]["uri"] == area.uri("fresh/x.v2.jsonl")
     assert extras[1]["sha256"] == hashlib.sha256(versions["b"]).hexdigest()
+    assert extras[1]["records"] == 70 and extras[1]["manifest"] == area.uri("fresh/_manifest.json")
+    listed = read_json(area, "fresh/_manifest.json")
+    assert [(f["path"], f["rows"]) for f in listed["files"]] == [("x.jsonl", 50), ("x.v2.jsonl", 70)]
 
     summary = upload_and_validate("a")  # the same bytes again
     assert summary["duplicates"] == {"x.jsonl": "fresh/x.jsonl"} and summary["fresh"] == []
     assert len(_fresh_event_extras()) == events + 2  # no event: no new data
-    assert sorted(area.list("fresh")) == ["fresh/x.jsonl", "fresh/x.v2.jsonl"]
+    assert read_json(area, "fresh/_manifest.json") == listed  # nor a manifest entry
+    assert sorted(area.list("fresh")) == ["fresh/_manifest.json", "fresh/x.jsonl", "fresh/x.v2.jsonl"]
     assert list(area.list("uploads")) == []
 
     upload_and_validate("bad1")
@@ -235,3 +255,6 @@ def test_same_name_keeps_versions_and_the_same_content_is_a_no_op(backend, reque
         ["failed", "x.jsonl", "v1", "failed/x.jsonl"],
         ["failed", "x.jsonl", "v2", "failed/x.v2.jsonl"],
     ]
+    checked = _run_cli("dataset_ops.staging", "verify", "--checksums", root=root)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.startswith("fresh/_manifest.json: 2 files")

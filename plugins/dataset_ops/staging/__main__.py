@@ -3,7 +3,18 @@
 Prints one line per kept file: state, upload name, version (``v1`` is the bare name, ``v2`` is
 ``<stem>.v2<ext>``), the file's key, size in bytes, records, time, and the first error (or that
 the latest upload of the name was a duplicate), plus one line for a name still uploading or
-validating. With ``--json``: the status records (each with its ``versions``) as a JSON array.
+validating. Files in ``fresh/`` are read from ``fresh/_manifest.json`` (size and records from
+its entries; a file the status records name but the manifest does not list says so, and a
+listed file without a status record gets its own line). With ``--json``: the status records
+(each with its ``versions``) as a JSON array.
+
+``python -m dataset_ops.staging verify [--checksums] [--root R]`` checks ``fresh/`` against its
+manifest (:func:`dataset_ops.storage.manifest.verify`: every listed file present with its size;
+``--checksums`` re-reads each sha256) and names files in ``fresh/`` the manifest does not list;
+exit code 0 when clean, 2 with problems (one line each), 1 when the area cannot be read. A
+``fresh/`` written before the manifest existed is checked against the one its status records
+give (:func:`dataset_ops.staging.tasks.legacy_fresh_manifest`).
+
 The root defaults to the Variable ``staging_root`` (``AIRFLOW_VAR_STAGING_ROOT``), else
 ``s3://training-data/``; a local folder or ``file://`` root works the same; S3 is reached
 through the Airflow Connection ``aws_default``, which must exist (else exit code 1 naming it).
@@ -15,6 +26,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from dataset_ops.staging.status import (
     UploadState,
@@ -22,6 +34,9 @@ from dataset_ops.staging.status import (
     list_statuses,
     quiet_airflow_logs,
 )
+
+if TYPE_CHECKING:
+    from dataset_ops.storage import Manifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,15 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("--state", choices=[s.value for s in UploadState], help="only files in this state")
     ls.add_argument("--root", help="staging root (s3://bucket/prefix/ or a folder)")
     ls.add_argument("--json", action="store_true", help="print JSON records")
+    vf = sub.add_parser("verify", help="check fresh/ against fresh/_manifest.json")
+    vf.add_argument("--root", help="staging root (s3://bucket/prefix/ or a folder)")
+    vf.add_argument("--checksums", action="store_true", help="also re-read every file's sha256")
     args = parser.parse_args(argv)
 
     from dataset_ops import settings
+    from dataset_ops.staging.tasks import read_fresh_manifest
 
     root = settings.staging_root(args.root)
+    if args.command == "verify":
+        return verify_fresh(root, checksums=args.checksums)
     try:
-        statuses = list_statuses(root.open())  # kept versions have their own state
-    except Exception as exc:  # unreachable endpoint, missing bucket, bad credentials
-        print(f"error: cannot read status records under {root}: {exc}", file=sys.stderr)
+        storage = root.open()
+        statuses = list_statuses(storage)  # kept versions have their own state
+        manifest = read_fresh_manifest(storage)
+    except Exception as exc:  # unreachable endpoint, missing bucket, bad credentials, bad manifest
+        print(f"error: cannot read status records and fresh/ manifest under {root}: {exc}", file=sys.stderr)
         return 1
     if args.json:  # records in that state, or keeping a file in that state
         chosen = [
@@ -54,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         json.dump([asdict(s) for s in chosen], sys.stdout, indent=2)
         print()
         return 0
-    rows = [row for s in statuses for row in rows_of(s) if not args.state or row["state"] == args.state]
+    rows = with_manifest([row for s in statuses for row in rows_of(s)], manifest)
+    rows = [row for row in rows if not args.state or row["state"] == args.state]
     if not rows:
         print("no files" + (f" in state {args.state}" if args.state else ""))
     for row in rows:
@@ -110,6 +134,87 @@ def rows_of(status: UploadStatus) -> list[dict]:
             }
         )
     return rows
+
+
+def with_manifest(rows: list[dict], manifest: Manifest | None) -> list[dict]:
+    """``rows`` (of :func:`rows_of`) with the ``fresh`` ones read from ``manifest`` (the one of
+    ``fresh/``): size and records from the file's entry, or a note when it is not listed; plus
+    one row per listed file that no row names (name, version from the entry's ``extra``)."""
+    if manifest is None:
+        return rows
+    from dataset_ops.staging.status import FRESH
+    from dataset_ops.staging.tasks import FRESH_MANIFEST, fresh_path
+
+    seen = set()
+    for row in rows:
+        if row["state"] != FRESH or not row["key"]:
+            continue
+        seen.add(row["key"])
+        entry = manifest.file(fresh_path(row["key"]))
+        if entry is None:
+            missing = f"not listed in {FRESH_MANIFEST}"
+            row["note"] = f"{row['note']}; {missing}" if row["note"] else missing
+        else:
+            row["size"], row["records"] = entry.bytes, entry.rows
+    files = manifest.extra.get("files") or {}
+    for entry in manifest.files:
+        key = f"{FRESH}/{entry.path}"
+        if key in seen:
+            continue
+        info = files.get(entry.path) or {}
+        rows.append(
+            {
+                "state": FRESH,
+                "name": info.get("name") or entry.path,
+                "version": info.get("version"),
+                "key": key,
+                "size": entry.bytes,
+                "records": entry.rows,
+                "at": info.get("listed_at") or manifest.updated_at,
+                "note": "listed in the manifest, no status record",
+            }
+        )
+    return rows
+
+
+def verify_fresh(root, checksums: bool = False) -> int:
+    """The ``verify`` command on the staging root ``root`` (a ``settings`` root with ``open()``):
+    prints the manifest's summary and one line per problem; returns the exit code (0 clean,
+    2 problems, 1 unreadable)."""
+    from dataset_ops.staging.status import FRESH
+    from dataset_ops.staging.tasks import FRESH_MANIFEST, read_fresh_manifest
+    from dataset_ops.storage import MANIFEST_NAME
+    from dataset_ops.storage.manifest import verify
+
+    try:
+        storage = root.open()
+        manifest = read_fresh_manifest(storage)
+        present = {info.key for info in storage.list_objects(FRESH)}
+        if manifest is None:
+            problems = []
+            listed = set()
+        else:
+            problems = verify(storage, manifest, checksums=checksums)
+            listed = {f"{FRESH}/{f.path}" for f in manifest.files}
+    except Exception as exc:  # unreachable endpoint, missing bucket, bad credentials, bad manifest
+        print(f"error: cannot check {FRESH}/ under {root}: {exc}", file=sys.stderr)
+        return 1
+    own = {FRESH_MANIFEST, f"{FRESH}/{MANIFEST_NAME}.lock"}
+    problems += [
+        f"{key.removeprefix(FRESH + '/')}: in {FRESH}/ but not listed in the manifest"
+        for key in sorted(present - listed - own)
+    ]
+    if manifest is None:
+        print(f"{FRESH_MANIFEST}: none (no promoted file)")
+    else:
+        kind = " (legacy: built from the status records)" if manifest.legacy else ""
+        print(
+            f"{FRESH_MANIFEST}{kind}: {len(manifest.files)} files, {manifest.total_bytes:,} B, "
+            f"{manifest.status}, updated {manifest.updated_at or manifest.created_at}"
+        )
+    for problem in problems:
+        print(f"problem: {problem}")
+    return 2 if problems else 0
 
 
 if __name__ == "__main__":

@@ -6,12 +6,18 @@ Layout under the staging root (the Variable ``staging_root``, default ``s3://tra
                                upload only once it is completed)
     fresh/<name>               validated files, promoted by server-side copy (version 1)
     fresh/<stem>.v<N><ext>     version N >= 2 of the name: different content uploaded later
+    fresh/_manifest.json       the suite's dataset manifest of fresh/ (one entry per file kept
+                               there: path below fresh/, bytes, sha256, rows; see
+                               :mod:`dataset_ops.storage.manifest`), updated by each promotion
+                               under ``fresh/_manifest.json.lock``
     failed/<name>              quarantined files (versioned the same way), each with
                                ``failed/<file>.report.json`` beside it
     _status/<name>.json        one status record per name (this module)
 
 ``<name>`` is the path below ``uploads/``, e.g. ``gsm8k/train.jsonl``; it may contain ``/`` but
-never ``..``, a leading ``/``, a backslash or control characters (:func:`check_name`).
+never ``..``, a leading ``/``, a backslash or control characters, and the top-level names
+``_manifest.json`` and ``_manifest.json.lock`` are reserved for ``fresh/``'s manifest and its lock
+(:func:`check_name`; ``data/_manifest.json`` is a fine name).
 
 Nothing in ``fresh/`` or ``failed/`` is ever replaced. Version 1 of a name is the name itself;
 version N >= 2 puts ``.vN`` before the extension (:func:`versioned_name`: ``x.jsonl`` ->
@@ -30,7 +36,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from dataset_ops.errors import InputError
-from dataset_ops.storage import Storage, read_json, write_json
+from dataset_ops.storage import MANIFEST_NAME, Storage, read_json, write_json
 
 UPLOADS = "uploads"
 FRESH = "fresh"
@@ -38,6 +44,9 @@ FAILED = "failed"
 STATUS = "_status"
 
 _BAD_NAME = re.compile(r"(^/)|(^|/)\.\.?(/|$)|\\|[\x00-\x1f\x7f]|//")
+#: Top-level names that would land on ``fresh/_manifest.json`` or its lock: refused by
+#: :func:`check_name` (``storage.manifest.MANIFEST_NAME`` and the lock of ``update_manifest``).
+RESERVED_NAMES = (MANIFEST_NAME, f"{MANIFEST_NAME}.lock")
 #: Compression suffixes kept together with the format suffix before them (``.jsonl.gz``).
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
 
@@ -55,13 +64,21 @@ class UploadState(StrEnum):
 def check_name(name: str) -> str:
     """Return ``name`` if it is a safe relative key below ``uploads/``.
 
-    :raises ValueError: empty, absolute (leading ``/``), with a ``..`` or ``.`` segment, a
-        backslash, an empty segment, control characters, or longer than 900 bytes.
+    :raises InputError: (a ValueError) empty, absolute (leading ``/``), with a ``..`` or ``.``
+        segment, a backslash, an empty segment, control characters, longer than 900 bytes, or one
+        of the :data:`RESERVED_NAMES` (``_manifest.json`` at the top would be promoted onto
+        ``fresh/_manifest.json``, the manifest of the validated files).
     """
     if not name or name.endswith("/") or _BAD_NAME.search(name) or len(name.encode()) > 900:
         raise InputError(
             f"unsafe upload name {name!r}: use a relative path without '..', a leading '/', "
             "backslashes, empty segments or control characters"
+        )
+    if name in RESERVED_NAMES:
+        raise InputError(
+            f"reserved upload name {name!r}: fresh/{MANIFEST_NAME} is the manifest of the validated "
+            f"files (and fresh/{MANIFEST_NAME}.lock its lock); rename the file or put it in a "
+            f"folder (e.g. mydata/{name})"
         )
     return name
 

@@ -10,9 +10,16 @@ No valid file is ever lost, nothing invalid reaches ``fresh/``, and nothing is e
   copied to the first free version name (``fresh/<name>``, then ``fresh/<stem>.v2<ext>``, ...)
   with a conditional write (:meth:`~dataset_ops.storage.Storage.copy_new`: S3
   ``If-None-Match: *``, a local ``link``), so two concurrent runs never take the same name; the
-  copy's size is verified, the ``fresh`` status written, and only then the upload deleted. A
+  copy's size is verified, the file listed in ``fresh/_manifest.json`` (the suite's dataset
+  manifest, :mod:`dataset_ops.storage.manifest`: path below ``fresh/``, bytes, sha256, rows, the
+  producing run; changed under its lock, since every mapped task of a run adds to it), the
+  ``fresh`` status written, and only then the upload deleted. A duplicate writes nothing. A
   crash between copy and delete leaves the file in both places; the next run finds the
-  duplicate and finishes the move.
+  duplicate and finishes the move; if the crash came before the manifest listed the file, that
+  run finishes the promotion instead (lists it, records the version; it is not a duplicate).
+  ``fresh/`` folders written before the manifest existed are read through
+  :func:`legacy_fresh_manifest` (built from the status records) and converted by the next
+  promotion.
 * quarantine: the same with ``failed/``; the version is claimed by creating its error report
   ``failed/<file>.report.json`` conditionally, then the file is copied beside it.
 * an upload replaced while it was validated (a different object at ``uploads/<name>`` after the
@@ -46,11 +53,23 @@ from dataset_ops.staging.status import (
     write_status,
 )
 from dataset_ops.storage import HashingReader, ObjectInfo, Storage, file_sha256, read_json, write_json
+from dataset_ops.storage.manifest import (
+    Manifest,
+    ManifestError,
+    ManifestFile,
+    manifest_key,
+    read_manifest,
+    update_manifest,
+)
 
 log = logging.getLogger(__name__)
 
 #: Rule set used for a file whose data type is not given, by extension.
 DEFAULT_DATA_TYPES = {".jsonl": "jsonl", ".csv": "csv", ".txt": "text"}
+
+
+#: ``fresh/_manifest.json``: the manifest of the validated files.
+FRESH_MANIFEST = manifest_key(FRESH)
 
 
 class UploadReplaced(RuntimeError):
@@ -163,6 +182,7 @@ def process_upload(
     overrides: dict | None = None,
     source_prefix: str = UPLOADS,
     source_key: str | None = None,
+    producer: dict | None = None,
 ) -> UploadStatus:
     """Validate ``<source_prefix>/<name>`` (or ``source_key``), then promote it to ``fresh/`` or
     quarantine it in ``failed/``, as a new version or as a duplicate of a kept file.
@@ -170,6 +190,9 @@ def process_upload(
     :param source_prefix: ``uploads`` normally; ``failed`` to re-validate a quarantined file.
     :param source_key: the file's key when it is not ``<source_prefix>/<name>`` (a quarantined
         version ``failed/<stem>.v2<ext>`` of ``name``).
+    :param producer: who promotes, for ``fresh/_manifest.json``: ``{"dag_id", "run_id"}`` of the
+        DAG run (``dataset_ops.settings.producer()`` in the task body), or a tool's own
+        ``{"tool": ...}``; None records ``{}`` (unknown).
     :returns: the final status record: ``fresh`` or ``failed``, or ``uploaded`` again when the
         upload was replaced while it was validated (left for the next run).
     """
@@ -210,7 +233,7 @@ def process_upload(
     timings = {**status.timings, "validate": validate_seconds}
     try:
         if result["valid"]:
-            return promote(storage, name, src, status, result, timings, pinned=pinned)
+            return promote(storage, name, src, status, result, timings, pinned=pinned, producer=producer)
         return quarantine(storage, name, src, status, result, timings, pinned=pinned)
     except UploadReplaced as exc:
         log.warning("%s", exc)
@@ -370,15 +393,25 @@ def promote(
     result: dict,
     timings: dict,
     pinned: ObjectInfo | None = None,
+    producer: dict | None = None,
 ) -> UploadStatus:
     """Put the valid file ``src`` into ``fresh/`` as a new version of ``name`` (or find it is a
-    duplicate of a kept one), verify the copy, record ``fresh``, then delete ``src`` (and, for a
-    quarantined file that passed on retry, its report).
+    duplicate of a kept one), verify the copy, list it in ``fresh/_manifest.json``
+    (:func:`record_fresh`), record ``fresh``, then delete ``src`` (and, for a quarantined file
+    that passed on retry, its report). A duplicate writes nothing. A "duplicate" the manifest
+    does not list is the copy of a run that stopped before listing it: that promotion is
+    finished (listed, a new version in the status record, not ``duplicate_of``).
 
+    :param result: the validation result; ``records`` becomes the manifest entry's ``rows``.
     :param pinned: ``src`` as stat'ed before validation; a different object there now is kept.
+    :param producer: ``{"dag_id", "run_id"}`` (or a tool's name) for the manifest; None: ``{}``.
     :raises RuntimeError: the copy's size differs from the source's (the copy is removed).
     :raises UploadReplaced: ``src`` changed during validation and the copy is not the validated
         content.
+    :raises TimeoutError: ``fresh/_manifest.json.lock`` stayed taken (the copy stays; the next
+        run lists it).
+    :raises ManifestError: ``fresh/_manifest.json`` is not a manifest (see
+        :func:`legacy_fresh_manifest`).
     """
     started = time.monotonic()
     size = storage.stat(src).size
@@ -394,7 +427,29 @@ def promote(
                 f"{storage.uri(placed.key)}: copy has {copied:,} bytes, source {size:,}; not promoted"
             )
     delete_source = _check_source_unchanged(storage, src, pinned, placed, sha256)
-    versions = [v for v in status.versions if v.get("key") != src]
+    fresh = {
+        "key": placed.key,
+        "name": name,
+        "version": placed.version,
+        "data_type": status.data_type,
+        "size": size,
+        "sha256": sha256,
+        "rows": result.get("records"),
+        "producer": producer or {},
+    }
+    if placed.duplicate and not _listed(storage, placed.key):
+        # An earlier run copied these bytes and stopped before listing them: finish its promotion.
+        log.warning(
+            "%s: %s is not in %s (a run stopped after its copy): finishing that promotion",
+            name,
+            placed.key,
+            FRESH_MANIFEST,
+        )
+        placed = Placement(placed.version, placed.key, False)
+    if not placed.duplicate:
+        record_fresh(storage, **fresh)
+    drop = {src} if placed.duplicate else {src, placed.key}  # (a finished promotion's entry is new)
+    versions = [v for v in status.versions if v.get("key") not in drop]
     if not placed.duplicate:
         versions.append(_version_entry(FRESH, placed, sha256, size, result, None))
     final = _placed_status(
@@ -423,6 +478,165 @@ def promote(
         storage.uri(placed.key),
     )
     return final
+
+
+# --- the manifest of fresh/ ---------------------------------------------------------------------
+def fresh_path(key: str) -> str:
+    """The path below ``fresh/`` of the key ``fresh/<path>`` (the manifest entry's ``path``)."""
+    return key.removeprefix(f"{FRESH}/")
+
+
+def _file_extra(name: str, version: int | None, data_type: str | None, **more) -> dict:
+    return {"name": name, "version": version, "data_type": data_type, **more}
+
+
+def record_fresh(
+    storage: Storage,
+    *,
+    key: str,
+    name: str,
+    version: int,
+    data_type: str | None,
+    size: int,
+    sha256: str,
+    rows: int | None,
+    producer: dict,
+) -> Manifest:
+    """List the file at ``key`` (``fresh/...``) in ``fresh/_manifest.json``, replacing an entry of
+    the same path, under the manifest's lock (:func:`~dataset_ops.storage.manifest.update_manifest`:
+    the mapped tasks of a run promote at the same time).
+
+    The manifest (dataset ``fresh``, status ``complete``) gets the entry ``{"path": <key below
+    fresh/>, "bytes": size, "sha256", "rows"}`` and ``extra["files"][path] = {"name": the upload
+    name, "version", "data_type", "producer", "listed_at"}``; its top-level ``producer`` is the
+    last writer's. A ``fresh/`` without a manifest is first read through
+    :func:`legacy_fresh_manifest`, so the files promoted before stay listed.
+
+    :param size: bytes; :param rows: the validation's record count (None if unknown).
+    :param producer: ``{"dag_id", "run_id"}`` of the run, a tool's ``{"tool": ...}``, or ``{}``.
+    :returns: the manifest written.
+    :raises TimeoutError: the lock stayed taken (300 s).
+    :raises ManifestError: ``fresh/_manifest.json`` is not a manifest.
+    """
+    from dataset_ops.storage.manifest import utc_now
+
+    path = fresh_path(key)
+
+    def change(current: Manifest | None) -> Manifest:
+        manifest = current or Manifest(FRESH)
+        manifest.legacy = False
+        manifest.dataset = FRESH
+        manifest.status = "complete"
+        manifest.producer = dict(producer)
+        manifest.add(ManifestFile(path, size, sha256, rows))
+        files = manifest.extra.setdefault("files", {})
+        files[path] = _file_extra(name, version, data_type, producer=dict(producer), listed_at=utc_now())
+        return manifest
+
+    return update_manifest(storage, FRESH, change, legacy=legacy_fresh_manifest)
+
+
+def read_fresh_manifest(storage: Storage) -> Manifest | None:
+    """The manifest of ``fresh/``: ``fresh/_manifest.json``, else (a folder written before it
+    existed) :func:`legacy_fresh_manifest`; None when ``fresh/`` holds no promoted file.
+
+    :raises ManifestError: ``fresh/_manifest.json`` is unreadable or not a manifest.
+    """
+    return read_manifest(storage, FRESH, legacy=legacy_fresh_manifest)
+
+
+def _listed(storage: Storage, key: str) -> bool:
+    manifest = read_fresh_manifest(storage)
+    return manifest is not None and manifest.file(fresh_path(key)) is not None
+
+
+def legacy_fresh_manifest(storage: Storage, prefix: str = FRESH) -> Manifest | None:
+    """The manifest of a ``fresh/`` promoted into before ``fresh/_manifest.json`` existed, built
+    from the status records: one entry per ``fresh`` version in a record's ``versions`` (or, for
+    records older than versions, the record's own ``fresh`` file) that is still in ``fresh/``;
+    ``bytes``, ``sha256`` and ``rows`` from the record (size from the listing and sha256 read
+    from the file where the record has none). Status ``complete``, ``producer`` ``{}`` (not
+    recorded then), ``legacy=True``; None when no such file exists.
+
+    :param prefix: the dataset prefix (``fresh``; the signature of ``read_manifest``'s ``legacy``).
+    :raises ManifestError: ``fresh/_manifest.json`` exists but is not a manifest: a user's file
+        promoted before that name was reserved; it is never replaced, so it must be moved away
+        first.
+    """
+    from dataset_ops.staging.status import list_statuses
+
+    try:
+        current = read_json(storage, FRESH_MANIFEST)
+    except ValueError:  # not JSON (UnicodeDecodeError, JSONDecodeError)
+        current = {}
+    if isinstance(current, dict) and "format_version" in current:  # written since the caller looked
+        return Manifest.from_dict(current)
+    if current is not None:
+        raise ManifestError(
+            f"{storage.uri(FRESH_MANIFEST)} is not a dataset manifest (a file uploaded as "
+            f"{FRESH_MANIFEST.rpartition('/')[2]} before that name was reserved?): move it out of "
+            f"{FRESH}/ so the manifest can be written"
+        )
+    found = {info.key: info.size for info in storage.list_objects(FRESH)}
+    manifest = Manifest(FRESH, status="complete", legacy=True)
+    stamps = []
+    for status in list_statuses(storage):
+        kept = [v for v in status.versions if v.get("state") == FRESH]
+        if not status.versions and status.state == UploadState.FRESH:  # records before versions
+            key = status.key or f"{FRESH}/{status.name}"
+            kept = [
+                {
+                    "key": key,
+                    "version": status.version or 1,
+                    "sha256": status.sha256,
+                    "size": status.size,
+                    "records": status.records,
+                    "at": status.updated_at,
+                }
+            ]
+        for v in kept:
+            key = v.get("key")
+            if key not in found:
+                continue
+            path = fresh_path(key)
+            size = v.get("size") if v.get("size") is not None else found[key]
+            sha256 = v.get("sha256") or file_sha256(storage, key)
+            manifest.add(ManifestFile(path, int(size), sha256, v.get("records")))
+            manifest.extra.setdefault("files", {})[path] = _file_extra(
+                status.name, v.get("version"), status.data_type, listed_at=v.get("at")
+            )
+            if v.get("at"):
+                stamps.append(v["at"])
+    if not manifest.files:
+        return None
+    if stamps:
+        manifest.created_at, manifest.updated_at = min(stamps), max(stamps)
+    return manifest
+
+
+def promotion_event_extra(storage: Storage, status: UploadStatus) -> dict:
+    """The Asset event extra of the promotion ``status`` (state ``fresh``, not a duplicate), read
+    from its entry in ``fresh/_manifest.json``: ``name`` (upload name), ``version``, ``key``,
+    ``uri``, ``bytes``, ``sha256``, ``records`` (the entry's rows), ``data_type`` and
+    ``manifest`` (the manifest's URI). Falls back to the status record's values, with a warning,
+    should the entry be missing.
+    """
+    manifest = read_fresh_manifest(storage)
+    entry = manifest.file(fresh_path(status.key)) if manifest else None
+    if entry is None:
+        log.warning("%s is not in %s; the event uses the status record", status.key, FRESH_MANIFEST)
+        entry = ManifestFile(fresh_path(status.key), status.size or 0, status.sha256 or "", status.records)
+    return {
+        "name": status.name,
+        "version": status.version,
+        "key": status.key,
+        "uri": storage.uri(status.key),
+        "bytes": entry.bytes,
+        "sha256": entry.sha256,
+        "records": entry.rows,
+        "data_type": status.data_type,
+        "manifest": storage.uri(FRESH_MANIFEST),
+    }
 
 
 def quarantine(

@@ -98,7 +98,7 @@ def test_different_content_under_a_fresh_name_is_a_new_version_and_the_same_is_a
     upload(area, "x.jsonl", GOOD_A)
     third = tasks.process_upload(area, "x.jsonl", "jsonl")
     assert (third.state, third.version, third.duplicate_of) == ("fresh", 1, "fresh/x.jsonl")
-    assert sorted(area.list("fresh")) == ["fresh/x.jsonl", "fresh/x.v2.jsonl"]
+    assert sorted(area.list("fresh")) == ["fresh/_manifest.json", "fresh/x.jsonl", "fresh/x.v2.jsonl"]
     assert list(area.list("uploads")) == []
     assert "duplicate of fresh/x.jsonl" in caplog.text and "skipped" in caplog.text
     assert len(read_status(area, "x.jsonl").versions) == 2
