@@ -9,7 +9,6 @@ import io
 import json
 import logging
 import os
-import threading
 import time
 import uuid
 import zipfile
@@ -17,6 +16,7 @@ import zipfile
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from helpers.concurrency import at_once
 
 from dataset_ops.inference.register import (
     REGISTRY_COLUMNS,
@@ -323,23 +323,13 @@ def test_concurrent_registrations_lose_no_row(kind, request, tmp_path, caplog):
     expected = set()
     for i in range(8):
         expected |= _tids(make_dataset(storage, f"p{i}", per_class=1))
-    errors, barrier = [], threading.Barrier(8)
+    owns = {i: open_storage(root) for i in range(8)}  # each "worker" its own client, as separate tasks
 
     def run(i: int) -> None:
-        try:
-            own = open_storage(root)  # each "worker" with its own client, as separate tasks would be
-            barrier.wait()
-            register_dataset(storage, f"processes/p{i}/dataset", own, name=f"ds-{i}", metadata={"i": i})
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        register_dataset(storage, f"processes/p{i}/dataset", owns[i], name=f"ds-{i}", metadata={"i": i})
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
     with caplog.at_level(logging.INFO, logger="dataset_ops.inference.register"):
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-    assert errors == []
+        at_once(run, range(8), timeout=60)
     rows = read_registry(root)  # by URI
     assert sorted(r["name"] for r in rows) == [f"ds-{i}" for i in range(8)]
     assert sorted(json.loads(r["extra"])["i"] for r in rows) == list(range(8))

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import threading
 
 import pytest
+from helpers.concurrency import at_once
 
 from dataset_ops.errors import InputError
 from dataset_ops.staging import tasks
@@ -105,22 +105,7 @@ def test_concurrent_promotions_of_different_names_all_end_in_the_manifest(area):
     contents = {name: b'{"n": %d}\n' % i * (i + 1) for i, name in enumerate(names)}
     for name, data in contents.items():
         upload(area, name, data)
-    barrier = threading.Barrier(len(names))
-    results, errors = {}, []
-
-    def run(name: str) -> None:
-        try:
-            barrier.wait()
-            results[name] = tasks.process_upload(area, name, "jsonl", producer=PRODUCER)
-        except Exception as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(name,)) for name in names]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    results = at_once(lambda name: tasks.process_upload(area, name, "jsonl", producer=PRODUCER), names)
     assert {n: s.state for n, s in results.items()} == {n: "fresh" for n in names}
     manifest = tasks.read_fresh_manifest(area)
     assert {f.path: (f.sha256, f.rows) for f in manifest.files} == {

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from helpers.concurrency import at_once
 
 from dataset_ops.staging import tasks
 from dataset_ops.staging.status import (
@@ -180,25 +180,14 @@ def test_concurrent_writers_never_take_the_same_version(race_area):
     contents = {i: b'{"n": %d}\n' % i * (i + 1) for i in range(8)}
     for i, data in contents.items():
         race_area.write_stream(f"src/{i}.jsonl", io.BytesIO(data))
-    placed, errors = {}, []
-    barrier = threading.Barrier(len(contents))
 
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            sha = hashlib.sha256(contents[i]).hexdigest()
-            placed[i] = tasks.place(
-                race_area, "fresh", "x.jsonl", sha, {}, lambda key: race_area.copy_new(f"src/{i}.jsonl", key)
-            )
-        except Exception as exc:  # reported below
-            errors.append(exc)
+    def run(i: int):
+        sha = hashlib.sha256(contents[i]).hexdigest()
+        return tasks.place(
+            race_area, "fresh", "x.jsonl", sha, {}, lambda key: race_area.copy_new(f"src/{i}.jsonl", key)
+        )
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in contents]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    placed = at_once(run, contents)
     assert sorted(p.version for p in placed.values()) == list(range(1, 9))
     for i, p in placed.items():
         assert not p.duplicate and read(race_area, p.key) == contents[i]
