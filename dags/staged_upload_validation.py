@@ -32,6 +32,10 @@ Each file is one mapped task: a bad file never blocks the others. Every name has
 key, every kept version with its sha256, sizes, records, timings, error summary); list them with
 `python -m dataset_ops.staging list --state failed`.
 
+The upload API (`/dataset-ops/staging`, and the Uploads page) starts a run with `names` set to
+the upload it just completed, so a file is validated at once; the five-minute schedule is the
+safety net.
+
 Manual runs: set `retry_failed` to files in `failed/` (e.g. `train.jsonl` or `train.v2.jsonl`) to
 validate them again, with the same rules or relaxed ones through `rule_overrides`
 (e.g. `{"min_records": 1, "max_errors": 1000}`).
@@ -55,6 +59,13 @@ from dataset_ops.staging.assets import FRESH_ALIAS, FRESH_ASSET
     tags=["staging", "validation", "s3"],
     doc_md=__doc__,
     params={
+        "names": Param(
+            [],
+            type=["array", "null"],
+            items={"type": "string", "pattern": r"^[^/\\][^\\]*$"},
+            title="Validate these uploads now",
+            description="Names in uploads/ to validate in this run (default: every waiting file).",
+        ),
         "retry_failed": Param(
             [],
             type=["array", "null"],
@@ -80,7 +91,7 @@ def staged_upload_validation():
         storage = settings.staging_root().open()
         if params["retry_failed"]:
             return retry_targets(storage, params["retry_failed"])
-        return find_uploads(storage)
+        return find_uploads(storage, only=params.get("names") or None)
 
     @task(multiple_outputs=False, outlets=[FRESH_ALIAS], map_index_template="{{ upload_name }}")
     def validate(upload: dict, params=None, outlet_events=None) -> dict:
@@ -101,6 +112,7 @@ def staged_upload_validation():
             source_prefix=upload.get("source", "uploads"),
             source_key=upload.get("key"),
             producer=settings.producer(),
+            rules=upload.get("rules"),
         )
         if status.state == UploadState.FRESH and not status.duplicate_of:  # a duplicate adds no data
             outlet_events[FRESH_ALIAS].add(FRESH_ASSET, extra=promotion_event_extra(storage, status))

@@ -1,15 +1,18 @@
-"""Airflow plugin ``dataset_ops``: the dataset inventory API on Airflow's own API server.
+"""Airflow plugin ``dataset_ops``: the suite's HTTP API and the Uploads page on Airflow's own API server.
 
-Mounts :func:`dataset_ops.apify.api.create_app` at ``/dataset-ops``, so the API server answers
+Mounts :func:`dataset_ops.api.app.create_app` at ``/dataset-ops``, so the API server answers
 
-* ``GET    /dataset-ops/apify/facebook/runs/list``
-* ``GET    /dataset-ops/apify/facebook/runs/{run_id}``
-* ``DELETE /dataset-ops/apify/facebook/runs/{run_id}``
-* ``POST   /dataset-ops/apify/facebook/runs/cleanup``
-* ``POST   /dataset-ops/apify/facebook/download-dataset-from-run``
+* ``/dataset-ops/apify/facebook/...``: the inventory of downloaded Apify datasets and the
+  download trigger (:mod:`dataset_ops.apify.api`);
+* ``/dataset-ops/staging/...``: staged uploads as a service: resumable multipart uploads,
+  staged files, error reports, retries, downloads, cleanup, health and metrics
+  (:mod:`dataset_ops.staging.api`);
+* ``/dataset-ops/staging/ui/``: the Uploads page, shown in the Airflow UI's menu (Browse >
+  Uploads) as an external view,
 
-behind Airflow's authentication (a JWT from ``POST /auth/token``) and the auth manager's
-permissions on the DAG ``apify_dataset_download``; OpenAPI docs at ``/dataset-ops/docs``.
+behind Airflow's authentication (a JWT from ``POST /auth/token``, or the UI's cookie) and the auth
+manager's permissions on the DAGs ``apify_dataset_download`` and ``staged_upload_validation``;
+OpenAPI docs at ``/dataset-ops/docs``.
 
 Every Airflow process (scheduler, workers, task runners) imports this file, so it only imports
 FastAPI and pydantic; the API-server modules are imported on the first request. The library
@@ -20,9 +23,18 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from dataset_ops.apify.api import create_app
+from dataset_ops.api.app import create_app
 
 
 class DatasetOpsPlugin(AirflowPlugin):
     name = "dataset_ops"
-    fastapi_apps = [{"app": create_app(), "url_prefix": "/dataset-ops", "name": "Dataset ops inventory"}]
+    fastapi_apps = [{"app": create_app(), "url_prefix": "/dataset-ops", "name": "dataset-ops API"}]
+    external_views = [
+        {
+            "name": "Uploads",
+            "href": "/dataset-ops/staging/ui/",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "uploads",
+        }
+    ]

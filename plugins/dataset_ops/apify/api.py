@@ -19,23 +19,25 @@ first request, not here.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from functools import cache
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi import Path as PathParam
-from fastapi.concurrency import run_in_threadpool
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from pydantic import BaseModel, ConfigDict, Field
 
+from dataset_ops.api.common import (
+    ALL_METHODS,
+    ErrorMessage,
+    JsonInt,
+    TriggeredRun,
+    audited,
+    error_responses,
+    not_allowed,
+    requires_dag_access,
+    trigger_dag_run,
+    with_statuses,
+)
 from dataset_ops.apify import inventory
 
 log = logging.getLogger(__name__)
@@ -73,55 +75,13 @@ does not have is answered 405 with the path's methods in `Allow`.
 DAG_ID = "apify_dataset_download"
 PREFIX = "/apify/facebook"
 
-# The same two credential sources as Airflow's own ``get_user`` (OpenAPI shows the login form).
-_oauth2 = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
-_bearer = HTTPBearer(auto_error=False)
-
-_ERRORS = {
-    401: {"description": "No token, or an expired one"},
-    403: {"description": "The user may not do this on the DAG `apify_dataset_download` (or a bad token)"},
-}
-
 #: An Apify run id, as the DAG's Param ``run_id`` and :func:`dataset_ops.apify.items.check_run_id`
 #: check it (``$`` is Python's end of text: no final newline; the length makes sure of it in any
 #: regex dialect).
 RUN_ID_PATTERN = r"^[A-Za-z0-9]{17}$"
 RUN_ID_EXAMPLE = "HG7ML7M8z78YcAPEB"
 
-
-class ErrorMessage(BaseModel):
-    """An error answer with one message (400, 401, 403, 404, 405, 409)."""
-
-    detail: str = Field(description="What was wrong, naming the value.")
-
-
-class FieldError(BaseModel):
-    """One rejected part of a request (an entry of a 422's ``detail``)."""
-
-    loc: list[str | int] = Field(description="Where: `body`, `path` or `query`, then the field.")
-    msg: str = Field(description="Why, in words.")
-    type: str = Field(description="The rule broken (pydantic's error type).")
-    input: Any = Field(None, description="The rejected value (shortened; non-JSON values as text).")
-    ctx: dict[str, Any] | None = Field(None, description="The rule's parameters (e.g. its bound).")
-
-
-class ValidationErrors(BaseModel):
-    """The 422 answer: every rejected field of the request."""
-
-    detail: list[FieldError]
-
-
-_ERRORS = {
-    401: {"model": ErrorMessage, "description": "No token, or an expired one"},
-    403: {
-        "model": ErrorMessage,
-        "description": "The user may not do this on the DAG `apify_dataset_download` (or a bad token)",
-    },
-    422: {
-        "model": ValidationErrors,
-        "description": "The request does not match the schema (each bad field in `detail`)",
-    },
-}
+_ERRORS = error_responses(DAG_ID)
 _RUN_ERRORS = {
     **_ERRORS,
     404: {"model": ErrorMessage, "description": "No dataset is stored for this run id"},
@@ -140,30 +100,9 @@ RunIdPath = Annotated[
 ]
 
 
-def _requires_dag_access(method: str, run_access: bool = False):
-    """A dependency answering 401/403 through Airflow's security module, as
-    ``Depends(requires_access_dag(method, access_entity, param_dag_id=DAG_ID))`` would, and
-    returning the user. ``run_access``: the access asked is for the DAG's runs."""
-
-    async def dependency(
-        request: Request,
-        token: Annotated[str | None, Depends(_oauth2)],
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Any:
-        from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-        from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
-
-        user = await get_user(request, _oauth_token=token, bearer_credentials=credentials)
-        check = requires_access_dag(method, DagAccessEntity.RUN if run_access else None, param_dag_id=DAG_ID)
-        await run_in_threadpool(check, request, user)  # may read the DAG's team from the DB
-        return user
-
-    return dependency
-
-
-ReaderDep = Annotated[Any, Depends(_requires_dag_access("GET"))]
-EditorDep = Annotated[Any, Depends(_requires_dag_access("PUT"))]
-TriggerDep = Annotated[Any, Depends(_requires_dag_access("POST", run_access=True))]
+ReaderDep = Annotated[Any, Depends(requires_dag_access(DAG_ID, "GET"))]
+EditorDep = Annotated[Any, Depends(requires_dag_access(DAG_ID, "PUT"))]
+TriggerDep = Annotated[Any, Depends(requires_dag_access(DAG_ID, "POST", run_access=True))]
 
 
 def _storage():
@@ -179,55 +118,14 @@ def _storage():
     return settings.storage_root().open()
 
 
+#: The inventory's exceptions as HTTP statuses (a ``ValueError`` from a corrupt manifest is not
+#: among them: a 500, the server's fault).
+_STATUSES = {inventory.InvalidArgument: 400, inventory.DatasetNotFound: 404, inventory.DatasetBusy: 409}
+
+
 def _http_errors(func, *args, **kwargs):
-    """``func(*args, **kwargs)`` with the inventory's exceptions as HTTP answers:
-    ``InvalidArgument`` 400, ``DatasetNotFound`` 404, ``DatasetBusy`` 409. Anything else (a
-    ``ValueError`` from a corrupt manifest included) propagates: a 500, the server's fault."""
-    try:
-        return func(*args, **kwargs)
-    except inventory.InvalidArgument as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    except inventory.DatasetNotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except inventory.DatasetBusy as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-
-
-def _audit(session, event: str, user, *, run_id: str | None = None, **extra) -> None:
-    """One row in Airflow's audit log (Browse > Audit Log) for the DAG ``apify_dataset_download``:
-    ``run_id`` is a DAG run id (Apify run ids go in ``extra``)."""
-    from airflow.models import Log
-
-    session.add(
-        Log(
-            event=f"dataset_ops.{event}",
-            owner=user.get_name(),
-            owner_display_name=user.get_name(),
-            dag_id=DAG_ID,
-            run_id=run_id,
-            extra=json.dumps(extra, default=str),
-        )
-    )
-
-
-def _audited(event: str, user, **extra) -> None:
-    from airflow.utils.session import create_session
-
-    with create_session(scoped=False) as session:
-        _audit(session, event, user, **extra)
-
-
-def _whole_number(value: Any) -> Any:
-    """JSON has one number type and JSON Schema counts ``30.0`` as the integer 30: such a float
-    becomes an int; anything else (``30.5``, ``1e309``, NaN, ``"30"``, ``true``) is left for the
-    strict ``int`` check to refuse."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-#: A JSON integer (``30`` or ``30.0``), strictly: no string, bool or fraction.
-JsonInt = Annotated[int, BeforeValidator(_whole_number)]
+    """``func(*args, **kwargs)`` with the inventory's exceptions as HTTP answers (:data:`_STATUSES`)."""
+    return with_statuses(_STATUSES, func, *args, **kwargs)
 
 
 class CleanupRequest(BaseModel):
@@ -376,56 +274,19 @@ class CleanupReport(BaseModel):
     keep_recent: int
 
 
-class TriggeredRun(BaseModel):
-    """``POST /download-dataset-from-run``: the new DAG run as the core API shows it (Airflow's
-    ``DAGRunResponse``; the fields below, and the rest of that model)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    dag_run_id: str
-    dag_id: str
-    state: str
-    logical_date: str | None
-    run_after: str
-    queued_at: str | None
-    conf: dict[str, Any] | None
-    run_type: str
-    triggered_by: str | None
-    triggering_user_name: str | None
-
-
 router = APIRouter(prefix=PREFIX, tags=["Apify datasets (Facebook Ads Library)"])
-
-
-#: Methods a route may be asked for that it does not have (405 with ``Allow``).
-_ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
-
-
-class _MethodNotAllowed(HTTPException):
-    """405 from a fixed path's catch-all route: its ``Allow`` is already exact."""
-
-
-def _not_allowed(*allowed: str):
-    """An endpoint answering 405 with ``Allow: allowed``: registered on a fixed path (``/runs/list``,
-    ``/runs/cleanup``) for every other method, before ``/runs/{run_id}``, so that a fixed path is
-    never taken for a run id (``DELETE /runs/cleanup`` is 405, not "not a run id")."""
-
-    def method_not_allowed() -> None:
-        raise _MethodNotAllowed(status.HTTP_405_METHOD_NOT_ALLOWED, headers={"Allow": ", ".join(allowed)})
-
-    return method_not_allowed
 
 
 router.add_api_route(
     "/runs/list",
-    _not_allowed("GET"),
-    methods=[m for m in _ALL_METHODS if m != "GET"],
+    not_allowed("GET"),
+    methods=[m for m in ALL_METHODS if m != "GET"],
     include_in_schema=False,
 )
 router.add_api_route(
     "/runs/cleanup",
-    _not_allowed("POST"),
-    methods=[m for m in _ALL_METHODS if m != "POST"],
+    not_allowed("POST"),
+    methods=[m for m in ALL_METHODS if m != "POST"],
     include_in_schema=False,
 )
 
@@ -472,9 +333,10 @@ def delete_run(run_id: RunIdPath, user: EditorDep) -> DeleteResult:
     was updated within the last 24 hours). The deletion is written to Airflow's audit log.
     """
     result = _http_errors(inventory.delete_dataset, _storage(), run_id)
-    _audited(
+    audited(
         "delete_dataset",
         user,
+        DAG_ID,
         apify_run_id=run_id,
         files_deleted=result["files_deleted"],
         freed_space_bytes=result["freed_space_bytes"],
@@ -504,9 +366,10 @@ def cleanup_runs(user: EditorDep, body: CleanupRequest | None = None) -> Cleanup
     body = body or CleanupRequest()
     report = _http_errors(inventory.cleanup_datasets, _storage(), **body.model_dump())
     if not body.dry_run:
-        _audited(
+        audited(
             "cleanup_datasets",
             user,
+            DAG_ID,
             **body.model_dump(),
             deleted=[r["run_id"] for r in report["deleted_runs"]],
             freed_space_bytes=report["freed_space_bytes"],
@@ -538,134 +401,14 @@ def download_dataset_from_run(body: DownloadRequest, user: TriggerDep) -> Trigge
     not 17 letters and digits, an interval out of 0 < s <= 3600); 400 the DAG's Params reject
     the conf or the DAG has import errors; 404 the DAG is not parsed yet.
     """
-    from airflow.api_fastapi.common.dagbag import get_latest_version_of_dag
-    from airflow.api_fastapi.core_api.datamodels.dag_run import DAGRunResponse, TriggerDAGRunPostBody
-    from airflow.exceptions import ParamValidationError
-    from airflow.models import DagModel
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState
-    from airflow.utils.types import DagRunTriggeredByType, DagRunType
-    from sqlalchemy import select
-
     conf = body.model_dump()
-    with create_session(scoped=False) as session:
-        dm = session.scalar(select(DagModel).where(~DagModel.is_stale, DagModel.dag_id == DAG_ID).limit(1))
-        if not dm:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"Dag with dag_id: '{DAG_ID}' not found")
-        if dm.allowed_run_types is not None and DagRunType.MANUAL not in dm.allowed_run_types:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST, f"Dag with dag_id: '{DAG_ID}' does not allow manual runs"
-            )
-        if dm.has_import_errors:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST,
-                f"Dag with dag_id: '{DAG_ID}' has import errors and cannot be triggered",
-            )
-        dag = get_latest_version_of_dag(_dag_bag(), DAG_ID, session)
-        try:
-            params = TriggerDAGRunPostBody(logical_date=None, conf=conf).validate_context(dag)
-            dag_run = dag.create_dagrun(
-                run_id=params["run_id"],
-                logical_date=params["logical_date"],
-                data_interval=params["data_interval"],
-                run_after=params["run_after"],
-                conf=params["conf"],
-                run_type=DagRunType.MANUAL,
-                triggered_by=DagRunTriggeredByType.REST_API,
-                triggering_user_name=user.get_name(),
-                state=DagRunState.QUEUED,
-                partition_key=params["partition_key"],
-                partition_date=params["partition_date"],
-                session=session,
-            )
-        except (ParamValidationError, ValueError) as exc:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-        session.flush()
-        answer = DAGRunResponse.model_validate(dag_run).model_dump(mode="json")
-        _audit(session, "trigger_download", user, run_id=dag_run.run_id, conf=conf)
-    log.info(
-        "%s triggered %s run %s for Apify run %s",
-        user.get_name(),
-        DAG_ID,
-        answer["dag_run_id"],
-        conf["run_id"],
-    )
+    answer = trigger_dag_run(DAG_ID, conf, user, "trigger_download")
+    log.info("Apify run %s: download run %s", conf["run_id"], answer["dag_run_id"])
     return answer
 
 
-@cache
-def _dag_bag():
-    """One DB dag bag for this app, configured (cache size and TTL) like the API server's own."""
-    from airflow.api_fastapi.common.dagbag import create_dag_bag
-
-    return create_dag_bag()
-
-
-#: Longest rejected input echoed back in a 422 (characters of its text).
-MAX_ECHOED_INPUT = 200
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` as JSON can carry it: NaN and infinities, integers too long for text, bytes and
-    other objects become (shortened) text, so describing a bad input never fails itself."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return value if len(value) <= MAX_ECHOED_INPUT else value[:MAX_ECHOED_INPUT] + "..."
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, int):  # str() of an int over 4300 digits raises ValueError
-        return (
-            value
-            if abs(value) < 2**63
-            else f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
-        )
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value[:20]]
-    if isinstance(value, dict):
-        return {str(k)[:MAX_ECHOED_INPUT]: _json_safe(v) for k, v in list(value.items())[:20]}
-    text = repr(value)
-    return text if len(text) <= MAX_ECHOED_INPUT else text[:MAX_ECHOED_INPUT] + "..."
-
-
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 with one entry per rejected field: FastAPI's answer, with the echoed input made
-    JSON-safe (its own handler fails with a 500 on a NaN or a huge integer in the input)."""
-    detail = []
-    for error in exc.errors():
-        entry = {
-            "loc": [p if isinstance(p, int) else str(p) for p in error.get("loc", ())],
-            "msg": str(error.get("msg", "")),
-            "type": str(error.get("type", "")),
-            "input": _json_safe(error.get("input")),
-        }
-        if error.get("ctx"):
-            entry["ctx"] = {str(k): _json_safe(v) for k, v in error["ctx"].items()}
-        detail.append(entry)
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    """HTTP errors as ``{"detail": ...}``; a 405 lists in ``Allow`` every method of the path
-    (Starlette names only those of the first route that matched the path)."""
-    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED and not isinstance(exc, _MethodNotAllowed):
-        allowed = set()
-        for route in request.app.router.routes:
-            match, _ = route.matches(request.scope)
-            if match != Match.NONE:
-                allowed |= set(getattr(route, "methods", ()) or ())
-        exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
-    return await http_exception_handler(request, exc)
-
-
 def create_app() -> FastAPI:
-    """The FastAPI app the plugin mounts at ``/dataset-ops`` (docs at ``/dataset-ops/docs``)."""
-    app = FastAPI(
-        title="dataset-ops: Apify datasets",
-        description=API_DESCRIPTION,
-        version="1",
-    )
-    app.include_router(router)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    return app
+    """The suite's whole app (:func:`dataset_ops.api.app.create_app`), under its old name."""
+    from dataset_ops.api.app import create_app as create
+
+    return create()

@@ -154,6 +154,9 @@ class UploadStatus:
     :param key: key of that file below the staging root (``fresh/x.v2.jsonl``).
     :param duplicate_of: set when the latest upload had the same sha256 as a file already kept:
         that file's key (nothing was written; ``key`` and ``version`` name it).
+    :param description: free text given with an upload through the API.
+    :param rules: the rules of a ``custom`` upload (the rule set format of ``include/validation``),
+        given with the upload through the API; None for a named rule set.
     :param versions: every file of this name kept in ``fresh/`` and ``failed/``, oldest first:
         dicts with ``version``, ``state``, ``key``, ``sha256``, ``size`` (bytes), ``records``,
         ``errors``, ``report_key`` (failed only) and ``at`` (ISO 8601 UTC).
@@ -179,6 +182,8 @@ class UploadStatus:
     key: str | None = None
     duplicate_of: str | None = None
     versions: list[dict] = field(default_factory=list)
+    description: str | None = None
+    rules: dict | None = None
 
     def moved_to(self, state: UploadState | str, **changes) -> UploadStatus:
         """A copy in ``state`` with ``changes`` applied; the old state goes to ``history``."""
@@ -194,6 +199,25 @@ class UploadStatus:
         """Build from stored JSON, ignoring unknown keys (records written by newer versions)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def uploading_record(previous: UploadStatus | None, name: str, **fields) -> UploadStatus:
+    """The ``uploading`` record of new content for ``name``: ``fields`` (size, upload id, data
+    type, ...) set, what described the old content (records, errors, report, version, key,
+    duplicate, timings) cleared, and an earlier record's history and kept ``versions`` carried on."""
+    fresh_start = dict(
+        records=None,
+        errors=None,
+        error_summary=None,
+        report_key=None,
+        version=None,
+        key=None,
+        duplicate_of=None,
+        timings={},
+    )
+    if previous is None:
+        return UploadStatus(name=name, state=str(UploadState.UPLOADING), **{**fresh_start, **fields})
+    return previous.moved_to(UploadState.UPLOADING, started_at=now_iso(), **{**fresh_start, **fields})
 
 
 def status_key(name: str) -> str:

@@ -97,8 +97,12 @@ def report_key_of(key: str) -> str:
     return f"{key}.report.json"
 
 
-def find_uploads(storage: Storage) -> list[dict]:
-    """Complete files waiting in ``uploads/``, one dict per file: ``name``, ``data_type``, ``size``.
+def find_uploads(storage: Storage, only: list[str] | None = None) -> list[dict]:
+    """Complete files waiting in ``uploads/``, one dict per file: ``name``, ``data_type``, ``size``
+    (bytes) and ``rules`` (a ``custom`` upload's own rules, else None).
+
+    :param only: these names only (the API starts a run for the upload it just completed); a
+        name not waiting in ``uploads/`` is skipped with a log line.
 
     S3 lists a multipart upload only once it is completed, and local writes appear by rename or
     link, so every listed object is whole. Files whose status says ``uploading`` (a newer upload
@@ -106,7 +110,17 @@ def find_uploads(storage: Storage) -> list[dict]:
     a leading ``/``) are never read: :func:`quarantine_unsafe_key` moves them aside.
     """
     found = []
-    for key in storage.list(UPLOADS):
+    if only:
+        keys = []
+        for name in dict.fromkeys(only):
+            key = f"{UPLOADS}/{check_name(name)}"
+            if storage.exists(key):
+                keys.append(key)
+            else:
+                log.info("%s: not waiting in %s/ (validated, or never uploaded); skipped", name, UPLOADS)
+    else:
+        keys = storage.list(UPLOADS)
+    for key in keys:
         name = key[len(UPLOADS) + 1 :]
         try:
             check_name(name)
@@ -122,6 +136,7 @@ def find_uploads(storage: Storage) -> list[dict]:
                 "name": name,
                 "data_type": (status.data_type if status else None) or infer_data_type(name),
                 "size": storage.stat(key).size,
+                "rules": status.rules if status else None,
             }
         )
     log.info("uploads to validate: %s", [f["name"] for f in found] or "none")
@@ -158,19 +173,23 @@ def infer_data_type(name: str) -> str:
     return "unknown"
 
 
-def validate_file(storage: Storage, key: str, data_type: str, overrides: dict | None) -> dict:
-    """Validate the object at ``key`` as a stream with the rule set ``data_type``.
+def validate_file(
+    storage: Storage, key: str, data_type: str, overrides: dict | None, rules: dict | None = None
+) -> dict:
+    """Validate the object at ``key`` as a stream with the rule set ``data_type`` (for ``custom``,
+    the upload's own ``rules``), with ``overrides`` applied.
 
     :returns: the validation result as a dict (``valid``, ``records``, ``errors``, totals) plus
         ``sha256`` of the bytes read.
     """
-    from dataset_ops.validation import load_rules, validate_stream
+    from dataset_ops.staging.service import check_rules
+    from dataset_ops.validation import validate_stream
 
-    rules = load_rules(data_type, overrides)
+    ruleset = check_rules(data_type, rules, overrides)
     size = storage.stat(key).size
     with storage.open_read(key) as raw:
         reader = HashingReader(raw)
-        result = validate_stream(reader, rules, name=key, size=size).to_dict()
+        result = validate_stream(reader, ruleset, name=key, size=size).to_dict()
     result["sha256"] = reader.sha256.hexdigest() if reader.size == size else None
     return result
 
@@ -183,6 +202,7 @@ def process_upload(
     source_prefix: str = UPLOADS,
     source_key: str | None = None,
     producer: dict | None = None,
+    rules: dict | None = None,
 ) -> UploadStatus:
     """Validate ``<source_prefix>/<name>`` (or ``source_key``), then promote it to ``fresh/`` or
     quarantine it in ``failed/``, as a new version or as a duplicate of a kept file.
@@ -193,6 +213,7 @@ def process_upload(
     :param producer: who promotes, for ``fresh/_manifest.json``: ``{"dag_id", "run_id"}`` of the
         DAG run (``dataset_ops.settings.producer()`` in the task body), or a tool's own
         ``{"tool": ...}``; None records ``{}`` (unknown).
+    :param rules: a ``custom`` upload's own rules (the status record's ``rules``).
     :returns: the final status record: ``fresh`` or ``failed``, or ``uploaded`` again when the
         upload was replaced while it was validated (left for the next run).
     """
@@ -206,7 +227,7 @@ def process_upload(
     write_status(storage, status)
     started = time.monotonic()
     try:
-        result = validate_file(storage, src, data_type, overrides)
+        result = validate_file(storage, src, data_type, overrides, rules)
     except (ValueError, KeyError, FileNotFoundError) as exc:  # unknown rule set, bad overrides
         result = {
             "valid": False,
@@ -824,6 +845,7 @@ def retry_targets(storage: Storage, names: list[str]) -> list[dict]:
                 "data_type": data_type,
                 "source": FAILED,
                 "size": storage.stat(key).size,
+                "rules": status.rules if status else None,
             }
         )
     return targets

@@ -29,6 +29,10 @@ class LocalStorage:
             raise ValueError(f"key {key!r} escapes the storage root {self.root}")
         return path
 
+    def path(self, key: str) -> Path:
+        """The file of ``key`` (resolved). :raises ValueError: the key escapes the root."""
+        return self._path(key)
+
     def uri(self, key: str) -> str:
         return str(self._path(key))
 

@@ -41,6 +41,10 @@ class S3Storage:
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    def object_key(self, key: str) -> str:
+        """The S3 object key of ``key`` (the prefix joined in)."""
+        return self._key(key)
+
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
 

@@ -55,7 +55,7 @@ def test_find_lists_complete_uploads_and_skips_ones_in_progress(area):
     found = {f["name"]: f for f in tasks.find_uploads(area)}
     assert sorted(found) == ["a/train.jsonl", "tweets.csv"]
     assert found["a/train.jsonl"]["data_type"] == "training_jsonl"
-    assert found["tweets.csv"] == {"name": "tweets.csv", "data_type": "csv", "size": 8}
+    assert found["tweets.csv"] == {"name": "tweets.csv", "data_type": "csv", "size": 8, "rules": None}
 
 
 def test_promote_copies_verifies_then_deletes_the_upload(area):
@@ -105,7 +105,14 @@ def test_quarantine_writes_the_report_then_moves_the_file(area):
     report = read_json(area, "failed/bad.csv.report.json")
     assert report["errors"][0]["reason"] == "unclosed quote" and report["name"] == "bad.csv"
     assert tasks.retry_targets(area, ["bad.csv"]) == [
-        {"name": "bad.csv", "key": "failed/bad.csv", "data_type": "csv", "source": "failed", "size": 16}
+        {
+            "name": "bad.csv",
+            "key": "failed/bad.csv",
+            "data_type": "csv",
+            "source": "failed",
+            "size": 16,
+            "rules": None,
+        }
     ]
     with pytest.raises(ValueError, match="no such file in failed/"):
         tasks.retry_targets(area, ["other.csv"])

@@ -217,8 +217,8 @@ def test_an_upload_replaced_during_validation_is_kept_and_never_promoted_uncheck
     upload(area, "x.jsonl", GOOD_A)
     real = tasks.validate_file
 
-    def validate_then_replace(storage, key, data_type, overrides):
-        result = real(storage, key, data_type, overrides)
+    def validate_then_replace(storage, key, data_type, overrides, rules=None):
+        result = real(storage, key, data_type, overrides, rules)
         storage.write_stream(key, io.BytesIO(b"not json at all\n"))  # replaced behind our back
         return result
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dataset_ops.progress import ProgressLog
-from dataset_ops.staging.status import UploadState, UploadStatus, now_iso, write_status
+from dataset_ops.staging.status import UploadStatus, uploading_record, write_status
 from dataset_ops.staging.upload.errors import UploadCancelled, UploadError
 from dataset_ops.staging.upload.plan import CRASH_ENV, DEFAULT_PARALLEL, HASH_BLOCK
 from dataset_ops.storage import Storage
@@ -318,23 +318,14 @@ class S3Job:
 
     def new_record(self, upload_id: str | None) -> UploadStatus:
         """An ``uploading`` record for new content, keeping the history of an earlier record."""
-        fields = dict(
+        return uploading_record(
+            self.previous,
+            self.name,
             size=self.size,
             sha256=self.sha256,
             upload_id=upload_id,
             data_type=self.data_type or (self.previous.data_type if self.previous else None),
-            records=None,
-            errors=None,
-            error_summary=None,
-            report_key=None,
-            version=None,
-            key=None,
-            duplicate_of=None,
-            timings={},
         )
-        if self.previous is None:
-            return UploadStatus(name=self.name, state=str(UploadState.UPLOADING), **fields)
-        return self.previous.moved_to(UploadState.UPLOADING, started_at=now_iso(), **fields)
 
     def write_uploading(self, status: UploadStatus, block: dict | None) -> None:
         """Store the ``uploading`` record, with the resume ``block`` beside its fields."""

@@ -1,0 +1,79 @@
+"""Airflow's own API app built in the test process, with the suite's plugin mounted by Airflow's
+plugin manager (``plugins/dataset_ops_plugin.py``), the simple auth manager and three users, and
+the DAGs the routes trigger serialized into the session's metadata DB (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+#: user -> (simple auth manager role, password written to the passwords file)
+USERS = {"admin": ("admin", "admin-pw"), "editor": ("user", "editor-pw"), "viewer": ("viewer", "viewer-pw")}
+
+
+@contextmanager
+def airflow_api_client(tmp: Path, dag_ids: list[str], env: dict[str, str] | None = None):
+    """A ``TestClient`` of Airflow's API app with :data:`USERS`; ``dag_ids`` (files ``dags/<id>.py``)
+    are serialized first; ``env`` is set while the app lives."""
+    from fastapi.testclient import TestClient
+
+    passwords = tmp / "passwords.json"
+    passwords.write_text(json.dumps({user: pw for user, (_, pw) in USERS.items()}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(
+            "AIRFLOW__CORE__AUTH_MANAGER",
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        )
+        mp.setenv(
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", ",".join(f"{u}:{r}" for u, (r, _) in USERS.items())
+        )
+        mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
+        mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
+        mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "test-secret-for-the-dataset-ops-api-tests-" + "x" * 32)
+        for name, value in (env or {}).items():
+            mp.setenv(name, value)
+        for dag_id in dag_ids:
+            serialize_dag(dag_id)
+        from airflow.api_fastapi.app import create_app, purge_cached_app
+
+        purge_cached_app()  # a fresh auth manager with these users
+        with TestClient(create_app()) as client:
+            yield client
+        purge_cached_app()
+
+
+def serialize_dag(dag_id: str):
+    """Write the DAG ``dag_id`` (only its file) to the metadata DB, as the dag-processor would, so
+    that the API can trigger it; returns the parsed DAG."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        DagBundlesManager().sync_bundles_to_db(session=session)
+    dags = REPO / "dags"
+    bag = BundleDagBag(dag_folder=str(dags / f"{dag_id}.py"), bundle_path=dags, bundle_name="dags-folder")
+    assert not bag.import_errors, bag.import_errors
+    sync_bag_to_db(bag, "dags-folder", None)
+    return bag.get_dag(dag_id)
+
+
+def bearer_headers(client) -> dict[str, dict[str, str]]:
+    """user -> ``{"Authorization": "Bearer <JWT>"}``, from ``POST /auth/token``."""
+    headers = {}
+    for user, (_, password) in USERS.items():
+        resp = client.post("/auth/token", json={"username": user, "password": password})
+        assert resp.status_code == 201, resp.text
+        headers[user] = {"Authorization": f"Bearer {resp.json()['access_token']}"}
+    return headers
+
+
+def dag_runs(client, headers, dag_id: str) -> list[dict]:
+    """Every run of ``dag_id`` through the core REST API."""
+    resp = client.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 1000}, headers=headers)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["dag_runs"]
