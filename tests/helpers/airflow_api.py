@@ -77,3 +77,31 @@ def dag_runs(client, headers, dag_id: str) -> list[dict]:
     resp = client.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 1000}, headers=headers)
     assert resp.status_code == 200, resp.text
     return resp.json()["dag_runs"]
+
+
+@contextmanager
+def served(app):
+    """``app`` (an ASGI app, e.g. a TestClient's ``.app``) served by uvicorn on 127.0.0.1 in a
+    thread: real HTTP; yields the base URL ``http://127.0.0.1:PORT``."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from helpers.services import free_port
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

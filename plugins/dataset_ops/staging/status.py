@@ -47,6 +47,10 @@ _BAD_NAME = re.compile(r"(^/)|(^|/)\.\.?(/|$)|\\|[\x00-\x1f\x7f]|//")
 #: Top-level names that would land on ``fresh/_manifest.json`` or its lock: refused by
 #: :func:`check_name` (``storage.manifest.MANIFEST_NAME`` and the lock of ``update_manifest``).
 RESERVED_NAMES = (MANIFEST_NAME, f"{MANIFEST_NAME}.lock")
+#: Longest folder or file name in an upload name (bytes of UTF-8): 255, the usual file-system limit,
+#: less room for what the staging area adds (``.`` + ``.v<N>`` + ``.report.json`` + a temporary
+#: ``.partial`` suffix).
+MAX_SEGMENT_BYTES = 200
 #: Compression suffixes kept together with the format suffix before them (``.jsonl.gz``).
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
 
@@ -65,7 +69,8 @@ def check_name(name: str) -> str:
     """Return ``name`` if it is a safe relative key below ``uploads/``.
 
     :raises InputError: (a ValueError) empty, absolute (leading ``/``), with a ``..`` or ``.``
-        segment, a backslash, an empty segment, control characters, longer than 900 bytes, or one
+        segment, a backslash, an empty segment, control characters, longer than 900 bytes, a
+        segment (folder or file name) longer than :data:`MAX_SEGMENT_BYTES`, or one
         of the :data:`RESERVED_NAMES` (``_manifest.json`` at the top would be promoted onto
         ``fresh/_manifest.json``, the manifest of the validated files).
     """
@@ -73,6 +78,13 @@ def check_name(name: str) -> str:
         raise InputError(
             f"unsafe upload name {name!r}: use a relative path without '..', a leading '/', "
             "backslashes, empty segments or control characters"
+        )
+    longest = max(len(part.encode()) for part in name.split("/"))
+    if longest > MAX_SEGMENT_BYTES:
+        raise InputError(
+            f"upload name {name[:80]!r}...: a folder or file name of {longest} bytes; at most "
+            f"{MAX_SEGMENT_BYTES} bytes each (file systems allow 255, and the staging area adds "
+            "suffixes such as .v2, .report.json and .partial)"
         )
     if name in RESERVED_NAMES:
         raise InputError(

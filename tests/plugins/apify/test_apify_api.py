@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers.airflow_api import airflow_api_client, bearer_headers, serialize_dag
+from helpers.airflow_api import airflow_api_client, bearer_headers, serialize_dag, served
 
 pytestmark = pytest.mark.integration
 
@@ -606,25 +606,8 @@ FUZZED = schemathesis.openapi.from_dict(_plugin_app().openapi()).include(path_re
 @pytest.fixture(scope="module")
 def served_api(airflow_api):
     """Airflow's API app (the plugin mounted) served by uvicorn on 127.0.0.1: real HTTP."""
-    import threading
-    import time
-
-    import uvicorn
-    from helpers.services import free_port
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(airflow_api[0].app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(airflow_api[0].app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -195,6 +195,7 @@ def test_a_name_is_never_replaced_and_an_aborted_upload_leaves_nothing(world):
     [
         ("../x.jsonl", {"data_type": "training_jsonl", "size": 10}, 400, "unsafe upload name"),
         ("_manifest.json", {"data_type": "jsonl", "size": 10}, 400, "reserved upload name"),
+        ("d/" + "a" * 201 + ".jsonl", {"data_type": "jsonl", "size": 10}, 400, "at most 200 bytes each"),
         ("x.jsonl", {"data_type": "no_such_rules", "size": 10}, 400, "no rule set"),
         ("x.jsonl", {"data_type": "custom", "size": 10}, 400, "custom needs its rules"),
         (
@@ -418,4 +419,47 @@ def test_local_part_larger_than_the_file_is_refused(app, tmp_path, monkeypatch):
             "bytes_uploaded"
         ]
         == 0
+    )
+
+
+# --- fuzzing the staging routes against the app's own OpenAPI (schemathesis) ------------------------
+import schemathesis  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from dataset_ops.api.app import create_app as _plugin_app  # noqa: E402
+
+#: The staging routes of the plugin's OpenAPI (built at import: see tests/plugins/apify).
+FUZZED = schemathesis.openapi.from_dict(_plugin_app().openapi()).include(path_regex="^/staging/")
+
+
+@pytest.fixture(scope="module")
+def served_staging(app, tmp_path_factory):
+    """The app over real HTTP with a local staging root holding one fresh, one failed and one
+    waiting file and one upload in progress, so that the 200 paths run too."""
+    from helpers.airflow_api import served
+
+    root = tmp_path_factory.mktemp("fuzz-staging")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIRFLOW_VAR_STAGING_ROOT", str(root))
+        client, headers = app
+        upload(client, headers["admin"], "gsm8k/train.jsonl", training_bytes(2000))
+        start(client, headers["admin"], "busy.jsonl", 6 * MiB)
+        with served(client.app) as url:
+            yield url
+
+
+@FUZZED.parametrize()
+@settings(
+    max_examples=30, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
+def test_fuzzing_the_staging_routes_finds_no_server_error(case, served_staging, app):
+    """Generated requests (valid and invalid, 30 per operation, derandomized) with an admin token:
+    no 5xx, and every status code and body as documented."""
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+
+    case.call_and_validate(
+        base_url=f"{served_staging}/dataset-ops",
+        headers=app[1]["admin"],
+        checks=[not_a_server_error, status_code_conformance, response_schema_conformance],
     )
