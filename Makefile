@@ -44,7 +44,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@echo "$(CURDIR)/plugins" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/dataset_ops.pth
 	@touch $@
 
-install: $(STAMP)
+# The Uploads page (ui/uploads: Uppy bundled by esbuild, from package-lock.json) into the plugin.
+UI_DIR := ui/uploads
+UI_BUILT := plugins/dataset_ops/staging/webui/index.html
+$(UI_BUILT): $(UI_DIR)/package-lock.json $(UI_DIR)/build.mjs $(wildcard $(UI_DIR)/src/*)
+	@command -v npm >/dev/null 2>&1 || { echo "install: apt-get install nodejs npm"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	cd $(UI_DIR) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
+install: $(STAMP) $(UI_BUILT)
 
 lock:
 	uv pip compile -q requirements.in -o requirements.txt
