@@ -194,6 +194,8 @@ class AirflowStack:
         self.api_url = f"http://127.0.0.1:{self.port}"
         self.username = "admin"
         self.password = secrets.token_urlsafe(12)
+        # a read-only user too (role Viewer), for what a user without edit rights sees
+        self.viewer_username, self.viewer_password = "viewer", secrets.token_urlsafe(12)
         self.hostnames = [f"worker-{i}" for i in range(1, self.workers + 1)]
         self._token: tuple[str, float] | None = None
         self.components: list[Component] = []
@@ -212,7 +214,9 @@ class AirflowStack:
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "socket.gethostname",
             "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": (
+                f"{self.username}:admin,{self.viewer_username}:viewer"
+            ),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.base / "passwords.json"),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
@@ -249,7 +253,9 @@ class AirflowStack:
         """Fresh metadata DB and broker, migrate, pools, then every component; wait until ready."""
         shutil.rmtree(self.base, ignore_errors=True)
         (self.base / "logs").mkdir(parents=True)
-        (self.base / "passwords.json").write_text(json.dumps({self.username: self.password}))
+        (self.base / "passwords.json").write_text(
+            json.dumps({self.username: self.password, self.viewer_username: self.viewer_password})
+        )
         self._reset_backends()
         self.airflow("db", "migrate", timeout=300)
         self.airflow("pools", "import", str(REPO / "include" / "pools.json"))

@@ -42,26 +42,27 @@ def chromium():
 
 
 @contextmanager
-def logged_in_page(browser, stack):
+def logged_in_page(browser, stack, viewer: bool = False):
     """A tab in a fresh browser context (:data:`VIEWPORT`) logged in to ``stack``'s UI as its
-    admin; the context is closed afterwards."""
+    admin (``viewer``: as its read-only user); the context is closed afterwards."""
     context = browser.new_context(viewport=VIEWPORT)
     try:
         tab = context.new_page()
-        log_in(tab, stack)
+        log_in(tab, stack, viewer)
         yield tab
     finally:
         context.close()
 
 
-def log_in(tab, stack) -> None:
-    """Sign in on the SimpleAuthManager login page the UI redirects to."""
+def log_in(tab, stack, viewer: bool = False) -> None:
+    """Sign in on the SimpleAuthManager login page the UI redirects to (as the admin, or as the
+    stack's Viewer)."""
     from playwright.sync_api import expect
 
     tab.goto(f"{stack.api_url}/")
     expect(tab.get_by_role("heading", name="Sign into Airflow")).to_be_visible()
-    tab.get_by_label("Username").fill(stack.username)
-    tab.get_by_label("Password").fill(stack.password)
+    tab.get_by_label("Username").fill(stack.viewer_username if viewer else stack.username)
+    tab.get_by_label("Password").fill(stack.viewer_password if viewer else stack.password)
     tab.get_by_role("button", name="Sign in").click()
     tab.wait_for_url(lambda url: "/auth/login" not in url)
     expect(tab.get_by_role("link", name="Dags", exact=True)).to_be_visible()

@@ -26,7 +26,12 @@ function partSize(size) {
 }
 
 const encodeName = (name) => name.split('/').map(encodeURIComponent).join('/')
-const formatMB = (bytes) => (bytes == null ? '' : `${(bytes / MB).toFixed(1)} MB`)
+function formatSize(bytes) {
+  if (bytes == null) return ''
+  if (bytes < 1000) return `${bytes} B`
+  if (bytes < MB) return `${(bytes / 1000).toFixed(1)} kB`
+  return `${(bytes / MB).toFixed(1)} MB`
+}
 function formatEta(seconds) {
   if (!Number.isFinite(seconds)) return ''
   const s = Math.max(0, Math.round(seconds))
@@ -94,9 +99,11 @@ window.fetch = async (input, init) => {
     try {
       filename = JSON.parse(init?.body || '{}').filename ?? null
     } catch {}
-    refusals.set(filename ?? url, describe(body) || `${response.status} ${response.statusText}`)
-    if (response.status === 401) notice('Log in to Airflow first.', 'login')
-    if (response.status === 403) notice('You do not have permission to upload (trigger staged_upload_validation).')
+    let reason = describe(body) || `${response.status} ${response.statusText}`
+    if (response.status === 401) reason = 'log in to Airflow first'
+    if (response.status === 403)
+      reason = 'you do not have permission to upload (it needs permission to trigger staged_upload_validation)'
+    refusals.set(filename ?? url, reason)
   }
   return response
 }
@@ -221,6 +228,8 @@ uppy.on('upload-progress', (file, progress) => {
 uppy.on('upload-success', (file) => {
   const t = transfer(file)
   Object.assign(t, { state: 'Uploaded', bytes: t.total })
+  retries.delete(file.id)
+  if ($('notice').className === 'info') notice('') // "select again to resume", "resuming": done
   renderTransfers()
   refreshFiles()
 })
@@ -293,7 +302,7 @@ async function refreshFiles() {
     tr.append(
       cell(f.name),
       status,
-      cell(formatMB(f.file_size)),
+      cell(formatSize(f.file_size)),
       cell(f.data_type),
       cell(f.version ?? ''),
       cell((f.updated_at || '').replace('T', ' ').replace('+00:00', ' UTC')),
