@@ -9,10 +9,13 @@ of its status record against the file's and the record's ETag against the object
 Every run gets a fresh server with an empty data folder, so no run pays for an earlier run's
 data (with moto, the server used before, a shared server slowed later runs by up to 40%). A
 third, diagnostic method runs ``dataset_ops.upload --part-size-mib 16`` to show the part-size
-effect. It prints figures and never asserts.
+effect. ``--page`` adds the Uploads page (``benchmarks/upload_page.py``: an ``airflow api-server``
+with the suite's plugin on the round's server, headless Chromium driven by Playwright; its figure
+is the page's own time from the Upload click to Uppy's upload-success, peak RSS not measured).
+It prints figures and never asserts.
 
     .venv/bin/python benchmarks/bench_upload.py [--size-mib 2048] [--repeat 2] [--parallel 4]
-        [--diagnostic-part-size-mib 16 (0: skip)]
+        [--diagnostic-part-size-mib 16 (0: skip)] [--page]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ MiB = 1 << 20
 BUCKET = "bench-upload"
 OURS = "dataset_ops.upload"
 BOTO3 = "boto3 upload_file"
+PAGE = "Uploads page (Chromium, Uppy)"
 
 BOTO3_SCRIPT = """
 import sys, time, boto3
@@ -120,6 +124,21 @@ def run_child(cmd: list[str], env: dict, out: Path) -> tuple[int, float, float, 
     return proc.returncode, wall, usage.ru_maxrss / 1024, out.read_text()
 
 
+def run_page(env: dict, path: Path, home: Path, out: Path) -> tuple[int, float, float, str]:
+    """The Uploads page method: (0, seconds in the page, NaN, "") or (1, NaN, NaN, error) with the
+    error also written to ``out``'s ``.err`` file."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from upload_page import PageServer, page_upload
+
+    page_env = {**env, "AIRFLOW_VAR_STAGING_ROOT": f"s3://{BUCKET}/staging/"}
+    try:
+        with PageServer(home, page_env) as server:
+            return 0, page_upload(server, path), float("nan"), ""
+    except Exception as exc:
+        out.with_suffix(".err").write_text(f"{type(exc).__name__}: {exc}")
+        return 1, float("nan"), float("nan"), str(exc)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=2048, help="file size in MiB (default 2048)")
@@ -131,6 +150,7 @@ def main() -> None:
         default=16,
         help="also run dataset_ops.upload with this --part-size-mib, labelled diagnostic (0: skip)",
     )
+    parser.add_argument("--page", action="store_true", help="also upload through the Uploads page")
     args = parser.parse_args()
 
     import boto3
@@ -170,6 +190,8 @@ def main() -> None:
             lambda endpoint: ours(endpoint, "--part-size-mib", str(args.diagnostic_part_size_mib)),
             "uploads/ours.bin",
         )
+    if args.page:
+        methods[PAGE] = (None, f"staging/uploads/{path.name}")
     results: dict[str, list[dict]] = {name: [] for name in methods}
     width = max(len(name) for name in methods)
     try:
@@ -204,7 +226,10 @@ def main() -> None:
                         ),
                     }
                     out = work / f"method{names.index(name)}-round{round_no}.out"
-                    code, wall, rss, stdout = run_child(make_cmd(endpoint), env, out)
+                    if name == PAGE:
+                        code, wall, rss, stdout = run_page(env, path, Path(home) / "page", out)
+                    else:
+                        code, wall, rss, stdout = run_child(make_cmd(endpoint), env, out)
                     head = client.head_object(Bucket=BUCKET, Key=key) if code == 0 else {}
                     ok = code == 0 and head.get("ContentLength") == size
                     note = ""
@@ -213,6 +238,8 @@ def main() -> None:
                         ok = record["sha256"] == sha and record["etag"] == head.get("ETag")
                         inner = record["timings"]
                         note = f"in-process {inner['upload']:.1f} s (sha256 {inner['hash']:.1f} s alongside)"
+                    elif ok and name == PAGE:
+                        note = "click to upload-success, in the page"
                     elif ok:
                         note = f"in-process upload_file {float(stdout.strip()):.1f} s"
                     server_rss = rss_mib(server.pid)

@@ -115,7 +115,7 @@ BROWSER = (
 )
 FUZZ = (
     "tests/acceptance/test_api_fuzz.py::"
-    "test_the_inventory_api_answers_every_generated_request_without_a_server_error"
+    "test_the_api_answers_every_generated_request_without_a_server_error"
 )
 ACCEPTANCE = (
     "tests/acceptance/test_dag_runs.py::test_imdb_download_from_its_schedule_starts_imdb_load_by_its_assets"
@@ -303,7 +303,9 @@ REGISTRY: dict[str, Runs | Covered | NotRun] = {
     ".venv/bin/python benchmarks/bench_upload.py [--size-mib 2048] [--repeat 2] [--parallel 4] "
     "[--diagnostic-part-size-mib 16]": BENCH,
     ".venv/bin/python benchmarks/bench_validation.py [--size-gb 1] [--repeat 3] [--others-repeat 1] "
-    "[--only jsonl|csv] [--pandas-json-prefix-mb N] [--skip METHOD ...] [--pandas2-python PY]": BENCH,
+    "[--only jsonl|csv] [--pandas-json-prefix-mb N] [--frictionless-prefix-mb 50] [--skip METHOD ...] "
+    "[--pandas2-python PY]": BENCH,
+    ".venv/bin/python benchmarks/bench_validation.py": BENCH,
     ".venv/bin/python benchmarks/bench_ingest.py [--records 200000] [--latency 0.005] [--repeat 2] "
     "[--dlt-python .data/bench/dlt/bin/python]": BENCH,
     ".venv/bin/python benchmarks/bench_media.py [--files 500] [--latency 0.05] [--workers 16] [--repeat 3] "

@@ -69,12 +69,12 @@ async function call(path, options = {}) {
   })
   if (response.status === 401) {
     notice('Log in to Airflow first.', 'login')
-    throw new Error('not logged in')
+    throw Object.assign(new Error('not logged in'), { shown: true }) // shown: callers keep this notice
   }
   const body = await response.json().catch(() => ({}))
   if (response.status === 403) {
     notice('You do not have permission to do this (Airflow permissions on the DAG staged_upload_validation).')
-    throw new Error(body.detail || 'forbidden')
+    throw Object.assign(new Error(body.detail || 'forbidden'), { shown: true })
   }
   if (!response.ok) throw new Error(describe(body) || `${response.status} ${response.statusText}`)
   return body
@@ -273,7 +273,7 @@ async function refreshFiles() {
   try {
     listing = await call(`staged-files${status ? `?status=${encodeURIComponent(status)}` : ''}`)
   } catch (err) {
-    if (err.message !== 'not logged in') notice(`Listing the staged files failed: ${err.message}`)
+    if (!err.shown) notice(`Listing the staged files failed: ${err.message}`)
     return
   }
   $('files-total').textContent = `${listing.total_files} file(s)`
@@ -354,7 +354,7 @@ $('retry').addEventListener('click', async () => {
 })
 
 // --- start ----------------------------------------------------------------------------------------
-loadRuleSets().catch((err) => err.message === 'not logged in' || notice(`Loading the rule sets failed: ${err.message}`))
+loadRuleSets().catch((err) => err.shown || notice(`Loading the rule sets failed: ${err.message}`))
 refreshFiles()
 setInterval(() => document.visibilityState === 'visible' && refreshFiles(), 2000)
 window.datasetOpsUppy = uppy // for the browser tests and the curious
