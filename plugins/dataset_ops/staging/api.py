@@ -8,6 +8,7 @@ the plugin.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,7 +17,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Req
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from dataset_ops.api.common import (
     ErrorMessage,
@@ -46,7 +47,7 @@ with an error report. The Uploads page (`/dataset-ops/staging/ui/`, in the Airfl
 these routes; scripts can too.
 
 **Uploading** follows the S3 multipart protocol Uppy's AWS S3 plugin speaks to a Companion server
-(`companionEndpoint: "<host>/dataset-ops/staging"`):
+(`endpoint: "<host>/dataset-ops/staging"` in `@uppy/aws-s3` 5, `companionEndpoint` in 6):
 `POST /staging/s3/multipart` starts (`filename` = the upload name, `metadata.data_type`,
 `metadata.size` in bytes, `metadata.description`, `metadata.rules` for `data_type: custom`);
 `GET /staging/s3/multipart/{upload_id}/{part_number}?key=` gives the URL to `PUT` a part to (on S3 a
@@ -121,20 +122,44 @@ def _call(func, *args, **kwargs):
 
 
 # --- models -------------------------------------------------------------------------------------
+def _decimal_text(value: Any) -> Any:
+    """Uppy's Companion client sends every metadata value as text (S3 object metadata is text):
+    ``"268435456"`` becomes the integer; anything else is left to the strict check."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 16:
+        return int(value)
+    return value
+
+
+def _json_object_text(value: Any) -> Any:
+    """The same for ``rules``: a JSON object sent as text is parsed; anything else is left."""
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        return parsed if isinstance(parsed, dict) else value
+    return value
+
+
 class UploadMetadata(BaseModel):
     """``metadata`` of the start request (Uppy sends the file's meta fields it was told to allow;
-    other fields such as `name`, `type` or `relativePath` are accepted and ignored). Strict: no
-    `"10"` for a size."""
+    other fields such as `name`, `type` or `relativePath` are accepted and ignored). Uppy's
+    Companion client sends the values as text, so `size` may be a string of digits and `rules` a
+    JSON object as text; otherwise strict (no `"1e3"` for a size)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
     data_type: str = Field(
         min_length=1, max_length=100, description="A rule set (see `GET /staging/rule-sets`) or `custom`."
     )
-    size: JsonInt = Field(ge=1, le=5 << 40, description="The file's size in bytes (1 B to 5 TiB).")
+    size: Annotated[JsonInt, BeforeValidator(_decimal_text)] = Field(
+        ge=1, le=5 << 40, description="The file's size in bytes (1 B to 5 TiB), a number or its digits."
+    )
     description: str = Field("", max_length=2000, description="Free text kept with the file.")
-    rules: dict[str, Any] | None = Field(
-        None, description="With `data_type: custom`: the rules, as in `include/validation/*.yaml`."
+    rules: Annotated[dict[str, Any] | None, BeforeValidator(_json_object_text)] = Field(
+        None,
+        description="With `data_type: custom`: the rules, as in `include/validation/*.yaml` (an "
+        "object, or that object as JSON text).",
     )
 
 

@@ -22,21 +22,87 @@ S3_MULTIPART_COPY_THRESHOLD = 5 << 30
 S3_COPY_PART_SIZE = 512 << 20
 
 
+#: ``extra`` keys of an AWS Connection that :func:`client_from_environment` maps itself (anything
+#: else, e.g. ``role_arn`` or ``profile_name``, needs the amazon provider's session factory).
+_PLAIN_EXTRA = frozenset({"endpoint_url", "region_name", "aws_session_token"})
+
+
+def client_from_environment(aws_conn_id: str = AWS_CONN_ID, config=None):
+    """A boto3 S3 client for the Connection ``aws_conn_id`` built without importing Airflow (about
+    1.8 s of a command-line tool's start here), or None when that cannot be done faithfully.
+
+    Only the plain case: the Connection is the environment variable ``AIRFLOW_CONN_<ID>`` in
+    Airflow's JSON form (``{"conn_type": "aws", "login", "password", "extra": {...}}``, the
+    Airflow docs' "Storing connections in environment variables"), no secrets backend is
+    configured (``AIRFLOW__SECRETS__BACKEND`` or ``[secrets] backend`` in ``airflow.cfg``: a
+    backend is asked before the environment), and ``extra`` holds only ``endpoint_url``,
+    ``region_name`` and ``aws_session_token``. Then ``login``/``password`` are the access key,
+    as ``S3Hook`` takes them. In every other case (URI form, assumed roles, profiles, a secrets
+    backend, no such variable) it returns None and the caller goes through ``S3Hook``.
+
+    :param config: a botocore ``Config`` for the client.
+    """
+    import configparser
+    import json
+
+    raw = os.environ.get(f"AIRFLOW_CONN_{aws_conn_id.upper()}")
+    if not raw or not raw.lstrip().startswith("{") or os.environ.get("AIRFLOW__SECRETS__BACKEND"):
+        return None
+    cfg = configparser.ConfigParser(interpolation=None)
+    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    try:
+        cfg.read(os.path.join(home, "airflow.cfg"))
+    except configparser.Error:
+        return None
+    if cfg.get("secrets", "backend", fallback="").strip():
+        return None
+    try:
+        conn = json.loads(raw)
+    except ValueError:
+        return None
+    extra = conn.get("extra") or {}
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            return None
+    if conn.get("conn_type") != "aws" or not isinstance(extra, dict) or set(extra) - _PLAIN_EXTRA:
+        return None
+    import boto3
+
+    return boto3.session.Session(
+        aws_access_key_id=conn.get("login") or None,
+        aws_secret_access_key=conn.get("password") or None,
+        aws_session_token=extra.get("aws_session_token"),
+        region_name=extra.get("region_name"),
+    ).client("s3", endpoint_url=extra.get("endpoint_url"), config=config)
+
+
 class S3Storage:
     """Objects in an S3 bucket below a prefix, through the amazon provider's ``S3Hook``.
 
     :param bucket: bucket name.
     :param prefix: key prefix below which the storage root lives (may be empty).
     :param aws_conn_id: Airflow Connection with credentials and optional ``endpoint_url``.
+    :param client: a boto3 S3 client to use instead of the hook's (the uploader's, see
+        :func:`client_from_environment`); :attr:`hook` is then made only if asked for.
     """
 
-    def __init__(self, bucket: str, prefix: str = "", aws_conn_id: str = AWS_CONN_ID):
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
+    def __init__(self, bucket: str, prefix: str = "", aws_conn_id: str = AWS_CONN_ID, client=None):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.hook = S3Hook(aws_conn_id=aws_conn_id)
-        self.client = self.hook.get_conn()
+        self.aws_conn_id = aws_conn_id
+        self._hook = None
+        self.client = client if client is not None else self.hook.get_conn()
+
+    @property
+    def hook(self):
+        """The amazon provider's ``S3Hook`` on :attr:`aws_conn_id` (made on first use)."""
+        if self._hook is None:
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+            self._hook = S3Hook(aws_conn_id=self.aws_conn_id)
+        return self._hook
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -49,7 +115,11 @@ class S3Storage:
         return f"s3://{self.bucket}/{self._key(key)}"
 
     def exists(self, key: str) -> bool:
-        return self.hook.check_for_key(self._key(key), self.bucket)
+        try:
+            self.stat(key)
+        except FileNotFoundError:
+            return False
+        return True
 
     def stat(self, key: str) -> ObjectInfo:
         from botocore.exceptions import ClientError
@@ -129,7 +199,12 @@ class S3Storage:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        keys = self.hook.list_keys(self.bucket, prefix=self._key(prefix)) or []
+        paginator = self.client.get_paginator("list_objects_v2")
+        keys = [
+            item["Key"]
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix))
+            for item in page.get("Contents", ())
+        ]
         cut = len(self.prefix) + 1 if self.prefix else 0
         return iter(sorted(k[cut:] for k in keys))
 

@@ -281,6 +281,83 @@ def _bad_rows(arr: pa.Array, convert: Callable[[pa.Array], object]) -> list[int]
     return sorted(out)
 
 
+#: strptime directives as RE2 (what Python's ``strptime`` accepts for each, roughly); ``%d`` is
+#: the day that can roll over.
+_DIRECTIVES = {
+    "d": "(?:29|30|31)",
+    "m": r"\d{1,2}",
+    "Y": r"\d{4}",
+    "y": r"\d{2}",
+    "H": r"\d{1,2}",
+    "I": r"\d{1,2}",
+    "M": r"\d{1,2}",
+    "S": r"\d{1,2}",
+    "f": r"\d{1,6}",
+    "p": "[A-Za-z]+",
+    "b": "[A-Za-z]+",
+    "B": "[A-Za-z]+",
+    "a": "[A-Za-z]+",
+    "A": "[A-Za-z]+",
+    "z": r"[+-]?\d{2}:?\d{2}|Z",
+    "%": "%",
+}
+
+
+def _rollover_pattern(fmt: str) -> str:
+    """An RE2 pattern matching text of the format ``fmt`` whose day (``%d``) is 29, 30 or 31; for
+    a format with other directives, or none for the day, any text with 29, 30 or 31 in it."""
+    import re
+
+    parts, i = [], 0
+    while i < len(fmt):
+        if fmt[i] == "%" and i + 1 < len(fmt):
+            directive = _DIRECTIVES.get(fmt[i + 1])
+            if directive is None:
+                return "29|30|31"
+            parts.append(directive)
+            i += 2
+        else:
+            parts.append(re.escape(fmt[i]))
+            i += 1
+    return f"^\\s*{''.join(parts)}\\s*$" if "%d" in fmt else "29|30|31"
+
+
+def strptime_strict(col: pa.Array | pa.ChunkedArray, fmt: str) -> pa.Array | pa.ChunkedArray:
+    """``col`` parsed with the strptime format ``fmt`` (timestamps in seconds), a value that does
+    not parse being null, as Python's ``datetime.strptime`` decides.
+
+    Arrow's ``strptime`` rolls an impossible day over (``31-02-2015`` becomes 3 March), where
+    Python's refuses it. A rolled-over date lands on day 1, 2 or 3 of the next month while its text
+    says day 29, 30 or 31 (:func:`_rollover_pattern`): only such values are parsed again by Python,
+    and those it refuses become null.
+    """
+    from datetime import datetime
+
+    parsed = pc.strptime(col, format=fmt, unit="s", error_is_null=True)
+    suspect = pc.and_(
+        pc.less_equal(pc.day(parsed), 3),
+        pc.match_substring_regex(col, _rollover_pattern(fmt)),
+    )
+    if not pc.any(suspect).as_py():
+        return parsed
+    chunked = isinstance(parsed, pa.ChunkedArray)
+    flat_col = col.combine_chunks() if chunked else col
+    flat = parsed.combine_chunks() if chunked else parsed
+    flat_suspect = suspect.combine_chunks() if chunked else suspect
+    rows = pc.indices_nonzero(flat_suspect).to_pylist()
+    refused = []
+    for row, text in zip(rows, pc.take(flat_col, rows).to_pylist(), strict=True):
+        try:
+            datetime.strptime(text, fmt)
+        except ValueError:
+            refused.append(row)
+    if not refused:
+        return parsed
+    mask = np.zeros(len(flat), dtype=bool)
+    mask[refused] = True
+    return pc.if_else(pa.array(mask), pa.scalar(None, flat.type), flat)
+
+
 def _count_true(mask: pa.Array | pa.ChunkedArray) -> int:
     return pc.sum(mask).as_py() or 0
 
@@ -318,7 +395,7 @@ class _Column:
             except pa.ArrowInvalid:
                 return None
         if rule.format:
-            parsed = pc.strptime(col, format=rule.format, unit="s", error_is_null=True)
+            parsed = strptime_strict(col, rule.format)
             return parsed if parsed.null_count == col.null_count else None
         if rule.type == "datetime":
             for target in (pa.timestamp("us"), pa.timestamp("us", "UTC")):
@@ -338,7 +415,7 @@ class _Column:
             target = self.cast_to
             return _bad_rows(col, lambda a: pc.cast(a, target))
         if rule.format:
-            parsed = pc.strptime(col, format=rule.format, unit="s", error_is_null=True)
+            parsed = strptime_strict(col, rule.format)
             mask = pc.and_(pc.is_null(parsed), pc.is_valid(col))
         elif rule.type == "datetime":
             naive = _bad_rows(col, lambda a: pc.cast(a, pa.timestamp("us")))

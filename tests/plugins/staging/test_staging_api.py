@@ -206,7 +206,8 @@ def test_a_name_is_never_replaced_and_an_aborted_upload_leaves_nothing(world):
         ),
         ("x.jsonl", {"data_type": "training_jsonl", "size": 11 << 30}, 400, "max_file_size"),
         ("x.jsonl", {"data_type": "training_jsonl", "size": 0}, 422, "greater than or equal to 1"),
-        ("x.jsonl", {"data_type": "training_jsonl", "size": "10"}, 422, "integer"),
+        ("x.jsonl", {"data_type": "training_jsonl", "size": "1e3"}, 422, "integer"),
+        ("x.jsonl", {"data_type": "training_jsonl", "size": True}, 422, "integer"),
     ],
 )
 def test_bad_starts_are_refused_with_the_reason(world, name, meta, status, words):

@@ -82,11 +82,11 @@ def run_cli(
         (0, 16 * MiB),
         (1, 16 * MiB),
         (40 * MiB, 16 * MiB),
-        (100 * MiB - 1, 16 * MiB),
-        (100 * MiB, 64 * MiB),
-        (1 * GiB - 1, 64 * MiB),
-        (1 * GiB, 128 * MiB),
-        (2 * GiB, 128 * MiB),
+        (100 * MiB, 16 * MiB),
+        (1 * GiB - 1, 16 * MiB),
+        (1 * GiB, 64 * MiB),
+        (8 * GiB - 1, 64 * MiB),
+        (8 * GiB, 128 * MiB),
         (10_000 * 128 * MiB, 128 * MiB),  # exactly 10,000 parts
         (10_000 * 128 * MiB + 1, 129 * MiB),  # one byte more: the part size grows
         (2 * TiB, 210 * MiB),  # ceil(2 TiB / 10,000) = 209.7 MiB -> whole MiB

@@ -186,6 +186,8 @@ def _typed_mutations(tweets: bytes) -> tuple[bytes, list[tuple[int, str, str]]]:
         (lines[60], 7, b"", "name"),  # empty, not nullable
         (lines[70], 11, b"[1.0; 2.0]", "tweet_coord"),  # pattern
         (lines[80], 12, b"24-02-15 11.35", "tweet_created"),  # 2-digit year: strptime takes it, pattern not
+        (lines[90], 12, b"31-02-2015 11.35", "tweet_created"),  # no such day (Arrow would roll it over)
+        (lines[100], 12, b"31-04-2015 23.59", "tweet_created"),  # no such day either
         (lines[7000], 9, b"-1", "retweet_count"),  # under the minimum
     ]
     data = tweets
@@ -206,7 +208,20 @@ def test_type_enum_format_bounds_and_null_errors(tweets, rules):
     assert "column 'airline_sentiment_confidence': '1.5' is more than 1" in reasons
     assert "'2015-02-24 11:35' does not match the datetime format '%d-%m-%Y %H.%M'" in reasons
     assert "'24-02-15 11.35' does not match '[0-9]{2}-" in reasons
+    assert "'31-02-2015 11.35' does not match the datetime format" in reasons
     assert result.records == 14640
+
+
+def test_real_month_ends_and_leap_days_pass_and_impossible_days_fail():
+    """Arrow's strptime rolls 31-02 over to 3 March; the validator decides as Python's strptime."""
+    import pyarrow as pa
+
+    from dataset_ops.validation.csvfile import strptime_strict
+
+    good = ["28-02-2015 10.00", "29-02-2016 00.00", "31-03-2015 23.59", "30-04-2015 10.30", "1-3-2031 1.31"]
+    bad = ["29-02-2015 10.00", "30-02-2016 00.00", "31-04-2015 10.00", "31-06-2029 10.30", "31-11-2015 00.00"]
+    parsed = strptime_strict(pa.chunked_array([pa.array(good + bad + [None])]), "%d-%m-%Y %H.%M")
+    assert [v is not None for v in parsed.to_pylist()] == [True] * 5 + [False] * 6
 
 
 @pytest.mark.parametrize("block_size", [4096, 65536])

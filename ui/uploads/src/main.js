@@ -20,7 +20,7 @@ const $ = (id) => document.getElementById(id)
 
 // The CLI's part size rule (dataset_ops.staging.upload.plan.choose_part_size).
 function partSize(size) {
-  let part = size < 100 * MiB ? 16 * MiB : size < 1024 * MiB ? 64 * MiB : 128 * MiB
+  let part = size < 1024 * MiB ? 16 * MiB : size < 8192 * MiB ? 64 * MiB : 128 * MiB
   if (Math.ceil(size / part) > 10000) part = Math.ceil(Math.ceil(size / 10000) / MiB) * MiB
   return part
 }
@@ -136,7 +136,8 @@ function uploadMeta(file) {
   const meta = { data_type: $('data-type').value, description: $('description').value, size: file.size }
   if (meta.data_type === 'custom') {
     try {
-      meta.rules = JSON.parse($('rules').value)
+      // as JSON text: Uppy's Companion client sends metadata values as strings
+      meta.rules = JSON.stringify(JSON.parse($('rules').value))
     } catch (err) {
       notice(`The rules are not valid JSON: ${err.message}`)
       return null
@@ -174,10 +175,10 @@ const uppy = new Uppy({
     note: 'Files of any size; an interrupted upload resumes when the same file is selected again.',
   })
   .use(AwsS3, {
-    companionEndpoint: API.toString().replace(/\/$/, ''),
+    endpoint: API.toString().replace(/\/$/, ''),
     shouldUseMultipart: true,
     getChunkSize: (file) => partSize(file.size),
-    limit: 3,
+    limit: 4, // parts in flight (shared by all files), as the CLI's --parallel
     allowedMetaFields: ['data_type', 'description', 'size', 'rules'],
   })
   .use(GoldenRetriever)

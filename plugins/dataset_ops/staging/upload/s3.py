@@ -55,7 +55,8 @@ from dataset_ops.staging.upload.transfer import (
     send_parts,
     watch_transfers,
 )
-from dataset_ops.storage import open_storage, read_json
+from dataset_ops.storage import read_json
+from dataset_ops.storage.s3 import S3Storage
 
 MiB = 1 << 20
 
@@ -97,8 +98,9 @@ def upload_s3(
         # multipart upload, the parts themselves (its own progress line would collide).
         hash_job = HashJob(fd, st.st_size)
         try:
-            storage = open_storage(staging_root_of(bucket, prefix), aws_conn_id)
             client = s3_client(aws_conn_id, parallel)
+            root = staging_root_of(bucket, prefix)
+            storage = S3Storage(bucket, root[len(f"s3://{bucket}/") :], aws_conn_id, client)
             watch_transfers(client)
             record = read_json(storage, status_key(name))
             previous = UploadStatus.from_dict(record) if record else None

@@ -142,21 +142,35 @@ def watch_transfers(client) -> None:
 
 
 def s3_client(aws_conn_id: str = AWS_CONN_ID, parallel: int = DEFAULT_PARALLEL):
-    """A boto3 S3 client from the Airflow Connection ``aws_conn_id`` (``S3Hook.get_conn()``).
-
-    A missing Connection makes the hook fall back to boto3's default credential chain. The
-    HTTP pool is widened when ``parallel`` exceeds botocore's default of 10 connections.
+    """A boto3 S3 client for the Airflow Connection ``aws_conn_id``: built from the environment
+    without importing Airflow when the Connection is a plain one there
+    (:func:`~dataset_ops.storage.s3.client_from_environment`), else through ``S3Hook`` (a missing
+    Connection makes the hook fall back to boto3's default credential chain). The HTTP pool holds
+    ``parallel`` + 1 connections (botocore's default is 10); the payload is not signed (below).
     """
+    from botocore.config import Config
+
+    from dataset_ops.storage.s3 import client_from_environment
+
+    def tuned(base):
+        base = base or Config()
+        return base.merge(
+            Config(
+                max_pool_connections=max(parallel + 1, base.max_pool_connections or 10),
+                # Every part carries a CRC32 that S3 checks; a SigV4 sha256 of each part's payload
+                # would be a second full pass over the file. botocore already skips it over HTTPS
+                # when a checksum is sent; this skips it over plain HTTP too (a local S3 server).
+                s3={**(base.s3 or {}), "payload_signing_enabled": False},
+            )
+        )
+
+    client = client_from_environment(aws_conn_id, tuned(None))
+    if client is not None:
+        return client
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     hook = S3Hook(aws_conn_id=aws_conn_id)
-    client = hook.get_conn()
-    if client.meta.config.max_pool_connections < parallel + 1:
-        from botocore.config import Config
-
-        config = hook.config.merge(Config(max_pool_connections=parallel + 1))
-        client = hook.get_client_type(region_name=hook.region_name, config=config)
-    return client
+    return hook.get_client_type(region_name=hook.region_name, config=tuned(hook.config))
 
 
 def error_code(exc: BaseException) -> str | None:
