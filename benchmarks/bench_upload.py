@@ -284,6 +284,10 @@ def main() -> None:
                 f"ratio {name} / {BOTO3}: throughput {rate / boto_rate:.2f}x, "
                 f"peak RSS {rss / boto_rss:.2f}x ({rss:.0f} MiB){target}"
             )
+    if PAGE in summary and OURS in summary:
+        print(
+            f"ratio {PAGE} / {OURS}: throughput {summary[PAGE][0] / summary[OURS][0]:.2f}x (target >= 0.9x)"
+        )
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 

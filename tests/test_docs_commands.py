@@ -301,7 +301,7 @@ REGISTRY: dict[str, Runs | Covered | NotRun] = {
     '[--dsn "host=127.0.0.1 port=5432 user=postgres dbname=postgres"] [--skip-to-sql] [--to-sql-rows N] '
     "[--to-sql-repeat 1] [--skip-pgloader]": BENCH,
     ".venv/bin/python benchmarks/bench_upload.py [--size-mib 2048] [--repeat 2] [--parallel 4] "
-    "[--diagnostic-part-size-mib 16]": BENCH,
+    "[--diagnostic-part-size-mib 16] [--page]": BENCH,
     ".venv/bin/python benchmarks/bench_validation.py [--size-gb 1] [--repeat 3] [--others-repeat 1] "
     "[--only jsonl|csv] [--pandas-json-prefix-mb N] [--frictionless-prefix-mb 50] [--skip METHOD ...] "
     "[--pandas2-python PY]": BENCH,
