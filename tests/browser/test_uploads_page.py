@@ -52,10 +52,22 @@ def browser():
 
 @pytest.fixture(scope="module")
 def stack(airflow_stack):
-    """The stack, its bucket's CORS admitting the UI's origin (as a deployment must, see docs/staging.md)."""
+    """The stack, its bucket's CORS admitting the UI's origin (as a deployment must, see
+    docs/staging.md); afterwards the staging area is emptied again (the stack is shared: the
+    Celery tests expect only their own files there)."""
     from seaweedfs import s3_client
 
-    s3_client(airflow_stack.s3_endpoint).put_bucket_cors(
+    client = s3_client(airflow_stack.s3_endpoint)
+    yield _with_cors(client, airflow_stack)
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=airflow_stack.bucket, Prefix=f"{STAGING_PREFIX}/"):
+        for item in page.get("Contents", ()):
+            client.delete_object(Bucket=airflow_stack.bucket, Key=item["Key"])
+
+
+def _with_cors(client, airflow_stack):
+    """Let the stack's UI origin PUT parts and read their ETag; the stack."""
+    client.put_bucket_cors(
         Bucket=airflow_stack.bucket,
         CORSConfiguration={
             "CORSRules": [

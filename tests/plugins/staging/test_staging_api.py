@@ -451,10 +451,10 @@ def served_staging(app, tmp_path_factory):
 
 @FUZZED.parametrize()
 @settings(
-    max_examples=30, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    max_examples=15, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
 )
 def test_fuzzing_the_staging_routes_finds_no_server_error(case, served_staging, app):
-    """Generated requests (valid and invalid, 30 per operation, derandomized) with an admin token:
+    """Generated requests (valid and invalid, 15 per operation, derandomized) with an admin token:
     no 5xx, and every status code and body as documented."""
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
