@@ -114,8 +114,7 @@ BROWSER = (
     "tests/browser/test_trigger_forms.py::test_apify_download_triggered_from_its_form_shows_in_the_inventory"
 )
 FUZZ = (
-    "tests/acceptance/test_api_fuzz.py::"
-    "test_the_api_answers_every_generated_request_without_a_server_error"
+    "tests/acceptance/test_api_fuzz.py::test_the_api_answers_every_generated_request_without_a_server_error"
 )
 ACCEPTANCE = (
     "tests/acceptance/test_dag_runs.py::test_imdb_download_from_its_schedule_starts_imdb_load_by_its_assets"
@@ -242,6 +241,10 @@ REGISTRY: dict[str, Runs | Covered | NotRun] = {
         STAGING, "FILE: a JSON Lines file with a bad line"
     ),
     "airflow dags test staged_upload_validation": Runs(STAGING),
+    "airflow teams create uploaders": Covered(
+        "tests/plugins/staging/test_staging_api_teams.py::test_an_outsider_cannot_start_an_upload_and_a_member_can",
+        "the fixture adds the same team row through Airflow's Team model, in the test's metadata DB",
+    ),
     "source .data/demo.env": Runs(DEMO_ENV),
     "python -m dataset_ops.staging list --root .data/staging": Runs(STAGING),
     "airflow dags trigger imdb_download": Runs(DEMO_ENV),

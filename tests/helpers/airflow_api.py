@@ -16,20 +16,24 @@ USERS = {"admin": ("admin", "admin-pw"), "editor": ("user", "editor-pw"), "viewe
 
 
 @contextmanager
-def airflow_api_client(tmp: Path, dag_ids: list[str], env: dict[str, str] | None = None):
-    """A ``TestClient`` of Airflow's API app with :data:`USERS`; ``dag_ids`` (files ``dags/<id>.py``)
-    are serialized first; ``env`` is set while the app lives."""
+def airflow_api_client(
+    tmp: Path, dag_ids: list[str], env: dict[str, str] | None = None, users: dict | None = None
+):
+    """A ``TestClient`` of Airflow's API app with ``users`` (default :data:`USERS`: user -> (role,
+    password), the role may end in ``:team1|team2`` in multi-team mode); ``dag_ids`` (files
+    ``dags/<id>.py``) are serialized first; ``env`` is set while the app lives."""
     from fastapi.testclient import TestClient
 
+    users = users or USERS
     passwords = tmp / "passwords.json"
-    passwords.write_text(json.dumps({user: pw for user, (_, pw) in USERS.items()}))
+    passwords.write_text(json.dumps({user: pw for user, (_, pw) in users.items()}))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(
             "AIRFLOW__CORE__AUTH_MANAGER",
             "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         )
         mp.setenv(
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", ",".join(f"{u}:{r}" for u, (r, _) in USERS.items())
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", ",".join(f"{u}:{r}" for u, (r, _) in users.items())
         )
         mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
         mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
@@ -62,10 +66,11 @@ def serialize_dag(dag_id: str):
     return bag.get_dag(dag_id)
 
 
-def bearer_headers(client) -> dict[str, dict[str, str]]:
-    """user -> ``{"Authorization": "Bearer <JWT>"}``, from ``POST /auth/token``."""
+def bearer_headers(client, users: dict | None = None) -> dict[str, dict[str, str]]:
+    """user -> ``{"Authorization": "Bearer <JWT>"}``, from ``POST /auth/token``, for ``users``
+    (default :data:`USERS`)."""
     headers = {}
-    for user, (_, password) in USERS.items():
+    for user, (_, password) in (users or USERS).items():
         resp = client.post("/auth/token", json={"username": user, "password": password})
         assert resp.status_code == 201, resp.text
         headers[user] = {"Authorization": f"Bearer {resp.json()['access_token']}"}

@@ -327,6 +327,9 @@ def _validation_run(name: str, user) -> tuple[dict | None, str | None]:
     except HTTPException as exc:
         log.warning("%s: no validation run started (%s); the schedule will take it", name, exc.detail)
         return None, str(exc.detail)
+    except Exception as exc:  # the upload is complete and recorded: say why, the schedule takes it
+        log.exception("%s: starting the validation run failed; the schedule will take it", name)
+        return None, f"{type(exc).__name__}: {exc}"[:500]
 
 
 @router.post("/s3/multipart", responses={**_ERRORS, **_400, **_409})

@@ -361,7 +361,11 @@ class LocalPartWriter:
 def list_parts(storage: Storage, upload_id: str, key: str) -> list[dict]:
     """The parts the storage holds for the upload: ``[{"PartNumber", "ETag", "Size"}]`` (bytes),
     by part number (S3 ``ListParts``, every page)."""
-    status = current_upload(storage, upload_id, key)
+    return _held_parts(storage, current_upload(storage, upload_id, key), upload_id, key)
+
+
+def _held_parts(storage: Storage, status: UploadStatus, upload_id: str, key: str) -> list[dict]:
+    """:func:`list_parts` for a status record already read."""
     if not is_s3(storage):
         return [
             {"PartNumber": n, "ETag": f'"{etag}"', "Size": size}
@@ -398,8 +402,9 @@ def complete_upload(storage: Storage, upload_id: str, key: str, parts: list[dict
     numbers = [p.get("PartNumber") for p in parts]
     if not parts or numbers != list(range(1, len(parts) + 1)):
         raise BadRequest(f"parts must be numbered 1..N in order, got {numbers[:20]}")
+    etag = None
     if is_s3(storage):
-        _complete_s3(storage, status, upload_id, key, parts)
+        etag = _complete_s3(storage, status, upload_id, key, parts)
     else:
         _complete_local(storage, status, upload_id, key, parts)
     started = datetime.fromisoformat(status.started_at)
@@ -407,7 +412,7 @@ def complete_upload(storage: Storage, upload_id: str, key: str, parts: list[dict
         UploadState.UPLOADED,
         upload_id=None,
         multipart=None,
-        etag=storage.stat(key).etag if is_s3(storage) else None,
+        etag=etag,
         timings={"upload": round((datetime.now(UTC) - started).total_seconds(), 3)},
     )
     write_status(storage, done)
@@ -415,13 +420,14 @@ def complete_upload(storage: Storage, upload_id: str, key: str, parts: list[dict
     return done
 
 
-def _complete_s3(storage: Storage, status: UploadStatus, upload_id: str, key: str, parts: list[dict]) -> None:
+def _complete_s3(storage: Storage, status: UploadStatus, upload_id: str, key: str, parts: list[dict]) -> str:
+    """Complete on S3; the completed object's ETag (one ``HeadObject``)."""
     from botocore.exceptions import ClientError
 
     object_key = storage.object_key(key)
     # checked against ListParts first: a completed upload cannot be reopened, so a wrong part list
     # must be refused before S3 sees it (the parts stay, and the client can send the missing ones)
-    held = {p["PartNumber"]: p for p in list_parts(storage, upload_id, key)}
+    held = {p["PartNumber"]: p for p in _held_parts(storage, status, upload_id, key)}
     problems = []
     for p in parts:
         found = held.get(p["PartNumber"])
@@ -459,7 +465,8 @@ def _complete_s3(storage: Storage, status: UploadStatus, upload_id: str, key: st
                 f"S3 refused to complete upload {upload_id} of {key}: {code} {message}".strip()
             ) from None
         raise
-    size = storage.stat(key).size
+    completed = storage.stat(key)
+    size = completed.size
     if size != status.size:
         storage.delete(key)
         write_status(
@@ -472,6 +479,7 @@ def _complete_s3(storage: Storage, status: UploadStatus, upload_id: str, key: st
             f"{key}: the completed object has {size:,} bytes, the upload declared {status.size:,}; "
             "object deleted, start the upload again"
         )
+    return completed.etag
 
 
 def _complete_local(
@@ -632,9 +640,9 @@ def upload_progress(storage: Storage, name: str) -> dict:
     parts_done = parts
     if status.state == UploadState.UPLOADING:
         try:
-            held = list_parts(storage, status.upload_id, upload_key(name)) if status.upload_id else []
-        except (UploadNotFound, UploadConflict):
             held = []
+            if status.upload_id:
+                held = _held_parts(storage, status, status.upload_id, upload_key(name))
         except Exception as exc:  # the CLI's upload of another client: its parts may be unlisted
             log.warning("%s: listing the parts failed: %s", name, exc)
             held = []
