@@ -632,6 +632,8 @@ def _fmt_row(r: dict, nbytes: int) -> tuple[str, str, str, str, str]:
         note += ", valid" if r.get("valid") else f", INVALID ({failures} failures)"
         if "read_seconds" in r:
             note += f" (read {r['read_seconds']:.2f} s + validate {r['validate_seconds']:.2f} s)"
+    if len(r.get("runs") or ()) > 1:
+        note += "; median of " + ", ".join(f"{x:.2f}" for x in r["runs"]) + " s"
     return label, f"{r['seconds']:.2f} s", f"{rate:.1f}", f"{r['max_rss_mib']:.0f}", note
 
 
@@ -689,6 +691,7 @@ def main(argv: list[str] | None = None) -> None:
         methods = [(m, None) for m in (JSONL_METHODS if kind == "jsonl" else CSV_METHODS)]
         if args.pandas2_python:
             methods.append((TARGETS[kind]["baseline"], args.pandas2_python))
+        planned = []  # (method, python, spec, runs wanted)
         for method, python in methods:
             if method in args.skip:
                 continue
@@ -697,13 +700,19 @@ def main(argv: list[str] | None = None) -> None:
                 spec["prefix_mb"] = args.pandas_json_prefix_mb
             if method == "frictionless":
                 spec["path"] = str(_prefix(kind, path, args.frictionless_prefix_mb))
-            runs = []
-            for _ in range(args.repeat if method == "ours" else args.others_repeat):
+            planned.append((method, python, spec, args.repeat if method == "ours" else args.others_repeat))
+        # in rounds (every method once per round), so a busy spell of the machine hits all alike
+        all_runs: dict[tuple, list] = {(m, py): [] for m, py, _, _ in planned}
+        for round_no in range(max((n for *_, n in planned), default=0)):
+            for method, python, spec, wanted in planned:
+                if round_no >= wanted:
+                    continue
                 r = _run_worker(spec, python)
                 if python:
                     r["method"] = f"{method} [pandas {r.get('pandas', '?')}]"
-                runs.append(r)
-                print(f"  {kind} {method}: {json.dumps(r)}", flush=True)
+                all_runs[(method, python)].append(r)
+                print(f"  {kind} {method} (round {round_no + 1}): {json.dumps(r)}", flush=True)
+        for runs in all_runs.values():
             ok = [r for r in runs if "seconds" in r and r.get("rows") is not None]
             if ok:
                 best = sorted(ok, key=lambda r: r["seconds"])[len(ok) // 2]  # median run
@@ -733,8 +742,12 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"\nours: median of {len(ours.get('runs', []))} runs ({runs} s), valid={ours.get('valid')}, "
                 f"CPU {ours['cpu_seconds']:.1f} s (user+sys incl. workers, median run), "
-                f"{ours.get('workers', 0)} worker process(es) "
-                f"(their peak RSS {ours.get('worker_rss_mib', 0):.0f} MiB, included in the peak RSS)"
+                + (
+                    f"{ours.get('workers', 0)} worker process(es) "
+                    f"(their peak RSS {ours.get('worker_rss_mib', 0):.0f} MiB, included in the peak RSS)"
+                    if ours.get("worker_rss_mib")
+                    else f"{ours.get('workers', 0)} checking thread(s) beside the reading one"
+                )
             )
             print("\ntargets, against validators that check the same rules:")
             pandera = results.get("pandera-polars")

@@ -309,6 +309,8 @@ REGISTRY: dict[str, Runs | Covered | NotRun] = {
     "[--only jsonl|csv] [--pandas-json-prefix-mb N] [--frictionless-prefix-mb 50] [--skip METHOD ...] "
     "[--pandas2-python PY]": BENCH,
     ".venv/bin/python benchmarks/bench_validation.py": BENCH,
+    ".venv/bin/python benchmarks/bench_validation.py --only jsonl --repeat 5 --others-repeat 5 --skip "
+    'pandas.read_json --skip pyarrow.json.read_json --skip "orjson loop"': BENCH,
     ".venv/bin/python benchmarks/bench_ingest.py [--records 200000] [--latency 0.005] [--repeat 2] "
     "[--dlt-python .data/bench/dlt/bin/python]": BENCH,
     ".venv/bin/python benchmarks/bench_media.py [--files 500] [--latency 0.05] [--workers 16] [--repeat 3] "

@@ -1,13 +1,20 @@
 """JSONL (JSON Lines, https://jsonlines.org/): one JSON object per ``\\n``-terminated line, UTF-8.
 
-How it runs: when the schema is flat enough, the complete lines of a block go as one buffer to
-a msgspec decoder that parses and checks them all in C
-(:mod:`dataset_ops.validation.block_decoder`); numpy checks that every line starts with ``{``
-and ends with ``}``, so that as many values as lines means one object per line, and one strict
-UTF-8 decode of the block comes first (msgspec skips undeclared fields and unknown keys without
-decoding them, so invalid UTF-8 there would otherwise pass). Otherwise the
-block is split into lines with one ``bytes.split`` and every line goes through ``orjson.loads``
-(which also rejects invalid UTF-8) and the compiled fastjsonschema validator in a tight loop.
+How it runs: the complete lines of a block are first checked as one buffer, in C, by the fast
+paths; numpy checks that every line starts with ``{`` and ends with ``}``, so that as many
+values as lines means one object per line.
+
+One strict UTF-8 decode of the block comes first (Arrow stores invalid bytes in string columns
+unchecked, and msgspec skips undeclared fields and unknown keys without decoding them).
+
+1. When the schema is in its subset, Arrow's JSON reader and vectorized checks
+   (:mod:`dataset_ops.validation.arrow_block`) decide.
+2. Else, or when Arrow cannot decide a block, a msgspec decoder parses and checks the block
+   (:mod:`dataset_ops.validation.block_decoder`).
+3. Otherwise the block is split into lines with one ``bytes.split`` and every line goes through
+   ``orjson.loads`` (which also rejects invalid UTF-8) and the compiled fastjsonschema validator
+   in a tight loop.
+
 Only when that fails is the block checked again line by line, by orjson and fastjsonschema,
 to find every bad line with its number, offset and reason. A line longer than the block is
 gathered in a ``bytearray`` up to ``max_line_bytes``; beyond that it is reported at once and
@@ -15,12 +22,15 @@ the rest of it is skipped without being kept, so memory stays at one block plus 
 ``max_line_bytes``.
 
 With ``workers`` > 1 (the default for files of 256 MiB and more, see
-:func:`~dataset_ops.validation.validator.default_workers`), this process only reads and cuts
-blocks at the last newline; the checks above run in worker processes
-(:mod:`dataset_ops.validation.workers`, each running :meth:`JsonlValidator.check_chunk` in
-:mod:`dataset_ops.validation.jsonl_worker`), at most two blocks each in flight, and their answers
-are applied in file order, so the result is the same as with one process. Blocks with a line
-longer than ``max_line_bytes`` are handled here, after the workers' earlier answers.
+:func:`~dataset_ops.validation.validator.default_workers`), the reading thread only reads and
+cuts blocks at the last newline; :meth:`JsonlValidator.check_chunk` runs elsewhere: in threads
+(:class:`ThreadChunkPool`) on the Arrow path, whose C++ releases the GIL; else in worker
+processes (:mod:`dataset_ops.validation.workers`, each running
+:mod:`dataset_ops.validation.jsonl_worker`). At most two chunks per worker are in flight, and
+the answers are applied in file order, so the result is the same as with one thread. Threads get
+memory views of the blocks: the line cut by a block boundary is joined and checked as a chunk of
+its own. Blocks with a line longer than ``max_line_bytes`` are handled by the reading thread,
+after the workers' earlier answers.
 
 Line rules: an empty or whitespace-only line is an error (``empty_line``) and not a record; a
 final line without ``\\n`` is a line like the others; CRLF endings are accepted (``\\r`` is JSON
@@ -36,6 +46,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from dataset_ops.validation.arrow_block import ArrowBlockChecker, compile_arrow_checker
 from dataset_ops.validation.reader import (
     BlockSource,
     ErrorCollector,
@@ -48,6 +59,7 @@ from dataset_ops.validation.rules import RuleSet
 from dataset_ops.validation.workers import WorkerPool
 
 _NL, _CR, _OPEN, _CLOSE = 10, 13, ord("{"), ord("}")
+_COMPILE = object()  # JsonlValidator(arrow=...): compile the Arrow checker from the rules
 _JSON_KIND = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
 
@@ -61,11 +73,15 @@ class JsonlValidator:
         offsets, the error list and the totals are the same as with one.
     """
 
-    def __init__(self, rules: RuleSet, errors: ErrorCollector, workers: int = 1):
+    def __init__(self, rules: RuleSet, errors: ErrorCollector, workers: int = 1, arrow: Any = _COMPILE):
         self.rules = rules
         self.errors = errors
         self.validate: Callable[[Any], Any] = rules.jsonl.validator
         self.decode_block = rules.jsonl.block_decoder.decode_lines if rules.jsonl.block_decoder else None
+        #: the Arrow fast path (:mod:`.arrow_block`), or None where the schema is outside it
+        self.arrow: ArrowBlockChecker | None = (
+            compile_arrow_checker(rules.jsonl.schema) if arrow is _COMPILE else arrow
+        )
         self.max_line = rules.max_line_bytes
         self.lines = 0
         self.records = 0
@@ -94,7 +110,7 @@ class JsonlValidator:
         carry: bytes | bytearray = b""  # the start of a line that goes on in the next block
         skipping = False  # inside a line already reported as too long: drop bytes up to its end
         first = True
-        fast_ok = self.decode_block is not None
+        fast_ok = self.decode_block is not None or self.arrow is not None
         parallel = self.workers > 1
         for block in src.blocks():
             block_start = pos
@@ -105,7 +121,15 @@ class JsonlValidator:
             if parallel and len(carry) + len(block) <= max_line and not skipping:
                 last = block.rfind(b"\n")
                 if last >= 0:  # whole lines, none too long: to a worker
-                    self._submit(carry, memoryview(block)[: last + 1], block_start - len(carry))
+                    if carry and self.arrow is not None:
+                        # threads take memory views: only the line cut by the block boundary is
+                        # joined (a copy of one line, not of the block), and checked on its own
+                        nl = block.find(b"\n")
+                        self._submit(b"", memoryview(carry + block[: nl + 1]), block_start - len(carry))
+                        if nl < last:
+                            self._submit(b"", memoryview(block)[nl + 1 : last + 1], block_start + nl + 1)
+                    else:
+                        self._submit(carry, memoryview(block)[: last + 1], block_start - len(carry))
                     carry = block[last + 1 :]
                     src.records_hint = self.records
                     continue
@@ -178,10 +202,14 @@ class JsonlValidator:
         """Hand whole lines (``head`` + ``lines``) starting at content ``offset`` to a worker;
         keep at most two chunks per worker in flight, applying finished ones in order."""
         if self._pool is None:
-            self._pool = WorkerPool(
-                self.rules.jsonl.to_dict(), self.max_line, self.rules.max_errors, self.workers
-            )
-            self.workers_started = self.workers
+            if self.arrow is not None:  # Arrow releases the GIL: threads, no processes
+                self._pool = ThreadChunkPool(self.rules, self.arrow, self.workers)
+                self.workers_started = self.workers
+            else:
+                self._pool = WorkerPool(
+                    self.rules.jsonl.to_dict(), self.max_line, self.rules.max_errors, self.workers
+                )
+                self.workers_started = self.workers
         self._pool.submit(head, lines)
         self._offsets.append(offset)
         self._drain(2 * self.workers)
@@ -225,13 +253,19 @@ class JsonlValidator:
             cr = ends[~closed]
             if cr.min() < 2 or not ((a[cr - 1] == _CR) & (a[cr - 2] == _CLOSE)).all():
                 return 0
+        if self.arrow is not None:
+            rows = self.arrow.rows_if_valid(region)
+            if rows == len(ends):
+                return rows
+        if self.decode_block is None:
+            return 0
         try:
             values = len(self.decode_block(region))
         except Exception:  # msgspec.ValidationError / DecodeError: the exact path says which line
             return 0
         return len(ends) if values == len(ends) else 0
 
-    def check_chunk(self, chunk: bytes) -> list:
+    def check_chunk(self, chunk: bytes | memoryview) -> list:
         """Check one chunk of whole lines (ending in ``\\n``, none longer than ``max_line_bytes``)
         on its own, as a worker process does: line numbers from 1 and byte offsets from 0 within
         the chunk; the counters and errors of this validator are reset first.
@@ -242,9 +276,9 @@ class JsonlValidator:
         """
         self.lines = self.records = 0
         self.errors = ErrorCollector(self.errors.max_errors)
-        if self.decode_block is not None and (n := self._fast_region(chunk)):
+        if (self.decode_block is not None or self.arrow is not None) and (n := self._fast_region(chunk)):
             return [n, n, [], 0]
-        lines = chunk.split(b"\n")
+        lines = bytes(chunk).split(b"\n")  # a thread's memory view: copied only on this slow path
         lines.pop()
         self._check_lines(lines, 0, orjson.loads, self.validate, self.max_line)
         errors = [[e.code, e.reason, e.line, e.offset, e.column] for e in self.errors.errors]
@@ -280,7 +314,7 @@ class JsonlValidator:
         try:
             if sum(map(len, lines)) > max_line and max(map(len, lines)) > max_line:
                 raise ValueError("a line is too long")
-            if self.decode_block is not None:  # parse + schema in C; blank lines make counts differ
+            if self.decode_block is not None or self.arrow is not None:  # in C; blank lines differ
                 if self._fast_region(b"\n".join(lines) + b"\n") != len(lines):
                     raise ValueError("not one object per line, or a rule failed")
             else:
@@ -340,3 +374,44 @@ class JsonlValidator:
             path = getattr(exc, "path", None)
             column = ".".join(str(p) for p in path[1:]) if path and len(path) > 1 else None
             add("schema", f"schema: {message}", number, offset, column)
+
+
+class ThreadChunkPool:
+    """Chunks of whole lines checked by :meth:`JsonlValidator.check_chunk` in ``threads`` threads
+    (the Arrow path releases the GIL), with :class:`~.workers.WorkerPool`'s interface: answers are
+    taken in the order the chunks were submitted. Each chunk gets its own validator state; the
+    compiled rules and the Arrow checker are shared (both are read-only).
+
+    :param rules: the rule set. :param arrow: its compiled Arrow checker. :param threads: >= 1.
+    """
+
+    def __init__(self, rules: RuleSet, arrow: ArrowBlockChecker, threads: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._rules, self._arrow = rules, arrow
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="jsonl-check")
+        self._pending: deque = deque()
+        #: no worker processes: their peak RSS is nothing (the threads' memory is this process's)
+        self.peak_rss_bytes: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def _check(self, chunk: bytes | memoryview) -> list:
+        validator = JsonlValidator(self._rules, ErrorCollector(self._rules.max_errors), arrow=self._arrow)
+        return validator.check_chunk(chunk)
+
+    def submit(self, head: bytes | bytearray, lines: memoryview) -> None:
+        """Check ``head + lines`` (whole lines) in a thread; joined only when ``head`` is not empty."""
+        chunk = bytes(head) + lines if head else lines
+        self._pending.append(self._executor.submit(self._check, chunk))
+
+    def next_answer(self) -> tuple[int, int, list[list], int]:
+        """The answer to the oldest chunk: ``(lines, records, errors, found)``; re-raises what the
+        check raised (a :class:`Stop`)."""
+        lines, records, errors, found = self._pending.popleft().result()
+        return lines, records, errors, found
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the threads (``kill``: drop the chunks not started yet)."""
+        self._executor.shutdown(wait=True, cancel_futures=kill)

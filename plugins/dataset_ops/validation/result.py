@@ -89,8 +89,11 @@ class ValidationResult:
     :param complete: False when reading stopped early (a fatal error, ``stop_at_max_errors``);
         then ``lines``/``records`` cover only what was read.
     :param max_errors: the cap on ``errors``.
-    :param workers: processes that checked JSONL chunks besides the reading one (0: none).
-    :param worker_peak_rss_bytes: their peak RSS added up (Linux ``VmHWM``), when they ran.
+    :param workers: threads or processes that checked JSONL chunks besides the reading thread
+        (0: none). Threads on the Arrow path (:mod:`dataset_ops.validation.arrow_block`),
+        processes otherwise.
+    :param worker_peak_rss_bytes: the worker processes' peak RSS added up (Linux ``VmHWM``), when
+        processes ran (threads' memory is the validating process's own).
     """
 
     name: str

@@ -16,6 +16,7 @@ import pytest
 from validation_samples import invalid_utf8_offsets, run
 
 from dataset_ops.validation import available_rule_sets, load_rules
+from dataset_ops.validation import jsonl as jsonl_module
 from dataset_ops.validation import validator as validator_module
 
 #: Invalid UTF-8 (RFC 3629) of each kind; each followed by ASCII, so it is one bad sequence.
@@ -180,9 +181,14 @@ def test_a_sequence_cut_off_by_the_end_of_the_file(rule_set):
 JSONL_RULE_SETS = [r for r in sorted(SAMPLES) if SAMPLES[r][0] == "jsonl"]
 
 
+@pytest.mark.parametrize("pool", ["threads", "processes"])
 @pytest.mark.parametrize("rule_set", JSONL_RULE_SETS)
-def test_jsonl_worker_processes_reject_invalid_utf8(rule_set):
-    """The multi-process path: all kinds of bad bytes in one file, chunks of a few lines."""
+def test_jsonl_workers_reject_invalid_utf8(rule_set, pool, monkeypatch):
+    """The parallel paths (threads where the schema is in Arrow's subset, else processes; the
+    Arrow path turned off to force them): all kinds of bad bytes in one file, chunks of a few
+    lines."""
+    if pool == "processes":
+        monkeypatch.setattr(jsonl_module, "compile_arrow_checker", lambda schema: None)
     rules = load_rules(rule_set)
     content = b"".join(_content(rule_set, bad) for bad in BAD_BYTES.values())
     one = run(content, rules, "x.jsonl", workers=1, block_size=200)
