@@ -33,7 +33,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_IGNORED = {"title", "description", "$comment", "examples", "default", "$schema", "$id"}
+from dataset_ops.validation.block_decoder import ANNOTATIONS, flat_object
+
 _STRING_KEYS = {"minLength", "maxLength", "pattern", "enum"}
 _NUMBER_KEYS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
 _EXACT_FLOAT = 2**53
@@ -164,14 +165,10 @@ def compile_arrow_checker(schema: dict | None) -> ArrowBlockChecker | None:
     than one of ``string``, ``integer``, ``number``, ``boolean`` (optionally with ``null``) with
     ``minLength``, ``maxLength``, ``pattern`` (see the module docstring), ``enum`` of strings,
     ``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``."""
-    if not schema or set(schema) - _IGNORED - {"type", "properties", "required", "additionalProperties"}:
+    flat = flat_object(schema)
+    if flat is None or not flat[0]:
         return None
-    if schema.get("type") != "object" or schema.get("additionalProperties", True) not in (True, False):
-        return None
-    properties = schema.get("properties") or {}
-    required = set(schema.get("required") or ())
-    if not isinstance(properties, dict) or not properties or not required <= set(properties):
-        return None
+    properties, required = flat
     columns = []
     for name, spec in properties.items():
         column = _column(name, spec, name in required)
@@ -192,7 +189,7 @@ def compile_arrow_checker(schema: dict | None) -> ArrowBlockChecker | None:
 
 
 def _column(name: str, spec: Any, required: bool) -> _Column | None:
-    if not isinstance(spec, dict) or set(spec) - _IGNORED - {"type"} - _STRING_KEYS - _NUMBER_KEYS:
+    if not isinstance(spec, dict) or set(spec) - ANNOTATIONS - {"type"} - _STRING_KEYS - _NUMBER_KEYS:
         return None
     types = spec.get("type")
     names = [types] if isinstance(types, str) else list(types or [])
@@ -200,7 +197,7 @@ def _column(name: str, spec: Any, required: bool) -> _Column | None:
     if len(kinds) != 1 or len(set(names)) != len(names) or kinds[0] not in _KINDS:
         return None
     kind = kinds[0]
-    keys = set(spec) - _IGNORED - {"type"}
+    keys = set(spec) - ANNOTATIONS - {"type"}
     if kind == "string":
         if keys - _STRING_KEYS:
             return None

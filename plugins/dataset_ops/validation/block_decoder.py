@@ -22,9 +22,25 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 _TYPES = {"string": str, "integer": int, "number": float, "boolean": bool, "null": type(None)}
-_IGNORED = {"title", "description", "$comment", "examples", "default", "$schema", "$id"}
+#: JSON Schema keywords that only annotate (ignored by the fast paths)
+ANNOTATIONS = {"title", "description", "$comment", "examples", "default", "$schema", "$id"}
 _STRING_KEYS = {"minLength": "min_length", "maxLength": "max_length", "pattern": "pattern"}
 _NUMBER_KEYS = {"minimum": "ge", "maximum": "le", "exclusiveMinimum": "gt", "exclusiveMaximum": "lt"}
+
+
+def flat_object(schema: dict | None) -> tuple[dict, set[str]] | None:
+    """``(properties, required names)`` of a JSON Schema whose top level is an object with only
+    ``properties``, ``required`` (all of them declared) and ``additionalProperties`` true or
+    false (annotations aside), or None. The shape both fast paths start from."""
+    if not schema or set(schema) - ANNOTATIONS - {"type", "properties", "required", "additionalProperties"}:
+        return None
+    if schema.get("type") != "object" or schema.get("additionalProperties", True) not in (True, False):
+        return None
+    properties = schema.get("properties") or {}
+    required = set(schema.get("required") or ())
+    if not isinstance(properties, dict) or not required <= set(properties):
+        return None
+    return properties, required
 
 
 def compile_block_decoder(schema: dict | None) -> Any | None:
@@ -35,14 +51,10 @@ def compile_block_decoder(schema: dict | None) -> Any | None:
     """
     import msgspec
 
-    if not schema or set(schema) - _IGNORED - {"type", "properties", "required", "additionalProperties"}:
+    flat = flat_object(schema)
+    if flat is None:
         return None
-    if schema.get("type") != "object" or schema.get("additionalProperties", True) not in (True, False):
-        return None
-    properties = schema.get("properties") or {}
-    required = set(schema.get("required") or ())
-    if not isinstance(properties, dict) or not required <= set(properties):
-        return None
+    properties, required = flat
     fields, rename = [], {}
     for i, (name, spec) in enumerate(properties.items()):
         annotation = _property_type(spec)
@@ -66,7 +78,7 @@ def compile_block_decoder(schema: dict | None) -> Any | None:
 def _property_type(spec: Any) -> Any | None:
     import msgspec
 
-    if not isinstance(spec, dict) or set(spec) - _IGNORED - {"type", "enum"} - set(_STRING_KEYS) - set(
+    if not isinstance(spec, dict) or set(spec) - ANNOTATIONS - {"type", "enum"} - set(_STRING_KEYS) - set(
         _NUMBER_KEYS
     ):
         return None
