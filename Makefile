@@ -65,8 +65,22 @@ services:
 lint: install
 	$(VENV)/bin/ruff check dags plugins tests benchmarks scripts
 
+# Two pytest sessions side by side on the 2 cores: the tests on the two Airflow stacks (Celery,
+# acceptance; tests/conftest.py `--stacks`) and all the others; the first one's output follows the
+# second's. `make test PYTEST_SPLIT=0` runs one session.
+PYTEST_SPLIT ?= 1
 test: install services lint
+ifeq ($(PYTEST_SPLIT),1)
+	@mkdir -p .data; \
+	$(PY) -m pytest --stacks only $(PYTEST_ARGS) > .data/pytest-stacks.log 2>&1 & stacks=$$!; \
+	echo "pytest --stacks only (Airflow stacks) runs beside this one; its output: .data/pytest-stacks.log"; \
+	$(PY) -m pytest --stacks exclude $(PYTEST_ARGS); rest=$$?; \
+	wait $$stacks; on_stacks=$$?; \
+	echo "=== pytest --stacks only (exit $$on_stacks) ==="; cat .data/pytest-stacks.log; \
+	exit $$(( rest != 0 || on_stacks != 0 ))
+else
 	$(PY) -m pytest $(PYTEST_ARGS)
+endif
 
 # --- local use --------------------------------------------------------------------------------
 demo: install

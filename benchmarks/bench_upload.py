@@ -113,30 +113,42 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def run_child(cmd: list[str], env: dict, out: Path) -> tuple[int, float, float, str]:
-    """Run ``cmd``; returns (exit code, wall seconds, peak RSS MiB of that child, stdout)."""
+def cpu_of(pid: int) -> float:
+    """User + system CPU seconds the process ``pid`` used so far (``/proc/<pid>/stat``)."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def run_child(cmd: list[str], env: dict, out: Path) -> tuple[int, float, float, str, float]:
+    """Run ``cmd``; returns (exit code, wall seconds, peak RSS MiB of that child, stdout, its CPU
+    seconds)."""
     with open(out, "w") as stdout, open(out.with_suffix(".err"), "w") as stderr:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, wall, usage.ru_maxrss / 1024, out.read_text()
+    cpu = usage.ru_utime + usage.ru_stime
+    return proc.returncode, wall, usage.ru_maxrss / 1024, out.read_text(), cpu
 
 
-def run_page(env: dict, path: Path, home: Path, out: Path) -> tuple[int, float, float, str]:
-    """The Uploads page method: (0, seconds in the page, NaN, "") or (1, NaN, NaN, error) with the
-    error also written to ``out``'s ``.err`` file."""
+def run_page(env: dict, path: Path, home: Path, out: Path) -> tuple[int, float, float, str, float]:
+    """The Uploads page method: (0, seconds in the page, NaN, Chromium's CPU seconds by process
+    kind as JSON, their sum) or (1, NaN, NaN, error, NaN) with the error also written to
+    ``out``'s ``.err`` file."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     from upload_page import PageServer, page_upload
 
     page_env = {**env, "AIRFLOW_VAR_STAGING_ROOT": f"s3://{BUCKET}/staging/"}
     try:
         with PageServer(home, page_env) as server:
-            return 0, page_upload(server, path), float("nan"), ""
+            seconds, by_kind = page_upload(server, path)
+            return 0, seconds, float("nan"), json.dumps(by_kind), sum(by_kind.values())
     except Exception as exc:
         out.with_suffix(".err").write_text(f"{type(exc).__name__}: {exc}")
-        return 1, float("nan"), float("nan"), str(exc)
+        return 1, float("nan"), float("nan"), str(exc), float("nan")
 
 
 def main() -> None:
@@ -226,10 +238,12 @@ def main() -> None:
                         ),
                     }
                     out = work / f"method{names.index(name)}-round{round_no}.out"
+                    server_cpu = cpu_of(server.pid)
                     if name == PAGE:
-                        code, wall, rss, stdout = run_page(env, path, Path(home) / "page", out)
+                        code, wall, rss, stdout, cpu = run_page(env, path, Path(home) / "page", out)
                     else:
-                        code, wall, rss, stdout = run_child(make_cmd(endpoint), env, out)
+                        code, wall, rss, stdout, cpu = run_child(make_cmd(endpoint), env, out)
+                    server_cpu = cpu_of(server.pid) - server_cpu
                     head = client.head_object(Bucket=BUCKET, Key=key) if code == 0 else {}
                     ok = code == 0 and head.get("ContentLength") == size
                     note = ""
@@ -239,7 +253,7 @@ def main() -> None:
                         inner = record["timings"]
                         note = f"in-process {inner['upload']:.1f} s (sha256 {inner['hash']:.1f} s alongside)"
                     elif ok and name == PAGE:
-                        note = "click to upload-success, in the page"
+                        note = f"click to upload-success, in the page; Chromium CPU by process {stdout}"
                     elif ok:
                         note = f"in-process upload_file {float(stdout.strip()):.1f} s"
                     server_rss = rss_mib(server.pid)
@@ -249,7 +263,8 @@ def main() -> None:
                 print(
                     f"round {round_no + 1} {name:{width}s} exit {code}  {'verified' if ok else 'FAILED'}  "
                     f"wall {wall:6.1f} s  {size / 1e6 / wall:6.1f} MB/s  peak RSS {rss:6.1f} MiB  "
-                    f"{note}; SeaweedFS RSS after {server_rss:.0f} MiB",
+                    f"{note}; CPU: {'Chromium' if name == PAGE else 'uploader'} {cpu:.1f} s, "
+                    f"SeaweedFS {server_cpu:.1f} s; SeaweedFS RSS after {server_rss:.0f} MiB",
                     flush=True,
                 )
                 if not ok:

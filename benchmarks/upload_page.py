@@ -96,9 +96,35 @@ class PageServer:
             return json.loads(answer.read())["access_token"]
 
 
-def page_upload(server: PageServer, path: Path, timeout_s: float = 1800) -> float:
-    """Upload ``path`` through the page served by ``server``; seconds from the Upload click to
-    Uppy's ``upload-success``.
+def chromium_cpu_seconds() -> dict[str, float]:
+    """User + system CPU seconds used so far by the running Chromium processes (every process
+    whose name starts with ``chrom``), by kind: ``browser``, ``renderer``, ``network`` (the
+    network service), ``gpu``, ``other`` (other utility processes)."""
+    import psutil
+
+    total: dict[str, float] = {}
+    for proc in psutil.process_iter(["name", "cpu_times", "cmdline"]):
+        if not (proc.info["name"] or "").startswith("chrom") or not proc.info["cpu_times"]:
+            continue
+        line = " ".join(proc.info["cmdline"] or ())
+        if "--type=renderer" in line:
+            kind = "renderer"
+        elif "network.mojom.NetworkService" in line:
+            kind = "network"
+        elif "--type=gpu-process" in line:
+            kind = "gpu"
+        elif "--type=" in line:
+            kind = "other"
+        else:
+            kind = "browser"
+        total[kind] = total.get(kind, 0.0) + proc.info["cpu_times"].user + proc.info["cpu_times"].system
+    return total
+
+
+def page_upload(server: PageServer, path: Path, timeout_s: float = 1800) -> tuple[float, dict[str, float]]:
+    """Upload ``path`` through the page served by ``server``; (seconds from the Upload click to
+    Uppy's ``upload-success``, CPU seconds Chromium's processes used in that time by kind, see
+    :func:`chromium_cpu_seconds`).
 
     :raises RuntimeError: the upload failed (the page's notice in the message)."""
     from playwright.sync_api import sync_playwright
@@ -125,12 +151,15 @@ def page_upload(server: PageServer, path: Path, timeout_s: float = 1800) -> floa
             button = tab.locator(".uppy-StatusBar-actionBtn--upload")
             button.wait_for()
             started = tab.evaluate("performance.now()")
+            cpu_before = chromium_cpu_seconds()
             button.click()
             tab.wait_for_function("window.benchDone !== null", timeout=timeout_s * 1000, polling=200)
+            cpu_after = chromium_cpu_seconds()
+            cpu = {k: round(v - cpu_before.get(k, 0.0), 2) for k, v in cpu_after.items()}
             done = tab.evaluate("window.benchDone")
             if done < 0:
                 notice = tab.get_by_test_id("notice").text_content()
                 raise RuntimeError(f"the page's upload failed: {tab.evaluate('window.benchError')}; {notice}")
-            return (done - started) / 1000
+            return (done - started) / 1000, cpu
         finally:
             browser.close()

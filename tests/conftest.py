@@ -9,6 +9,9 @@
   one per session.
 * HTTP: :class:`helpers.http_server.FileServer` serving a temporary folder.
 
+``make test`` runs two sessions side by side (``--stacks only`` and ``--stacks exclude``), each
+with its own Airflow home, databases and S3 server.
+
 `make test` starts PostgreSQL and MariaDB when they are down; a fixture whose service does not
 answer fails with what it needs, it never skips.
 """
@@ -60,6 +63,34 @@ def pytest_sessionstart(session):
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+
+
+#: session fixtures that start a whole Airflow (several processes each). ``make test`` runs the
+#: tests that use one (``--stacks only``) and all the others (``--stacks exclude``) as two pytest
+#: processes side by side, so each stack starts once and never two at a time on the 2 cores.
+STACK_FIXTURES = ("airflow_stack", "acceptance")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--stacks",
+        choices=("all", "only", "exclude"),
+        default="all",
+        help="run all tests, only those on an Airflow stack (airflow_stack, acceptance), or the others",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    which = config.getoption("--stacks")
+    if which == "all":
+        return
+    keep, drop = [], []
+    for item in items:
+        on_stack = bool(set(STACK_FIXTURES) & set(getattr(item, "fixturenames", ())))
+        (keep if on_stack == (which == "only") else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------

@@ -157,6 +157,9 @@ REGISTRY: dict[str, Runs | Covered | NotRun] = {
     "make demo": Runs(DEMO_FLOW, "the recipe `make -n demo` prints, with --data-dir in a temporary checkout"),
     "make test": NotRun("the test suite itself; a test cannot run the suite it is part of", "The last run:"),
     "bash .ci/run": NotRun("`make test` on a fresh clone: the suite itself", "The last run:"),
+    "make test PYTEST_SPLIT=0": NotRun(
+        "the test suite itself, as one session; a test cannot run the suite it is part of", "The last run:"
+    ),
     "make install": NotRun(
         "the installation `make test` and `make demo` run first",
         "the first step of `make demo` and `make test`",

@@ -224,8 +224,14 @@ uppy.on('upload-progress', (file, progress) => {
   const now = performance.now()
   t.samples.push([now, t.bytes])
   while (t.samples.length > 2 && now - t.samples[0][0] > 5000) t.samples.shift() // a 5 s window
-  renderTransfers()
+  renderTransfersSoon()
 })
+// Progress events come for every part in flight, tens a second: the table is redrawn at most
+// four times a second (each redraw costs layout and paint in the browser, CPU the upload needs).
+let redraw = null
+function renderTransfersSoon() {
+  if (redraw == null) redraw = setTimeout(() => { redraw = null; renderTransfers() }, 250)
+}
 uppy.on('upload-success', (file) => {
   const t = transfer(file)
   Object.assign(t, { state: 'Uploaded', bytes: t.total })
