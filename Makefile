@@ -65,9 +65,9 @@ services:
 lint: install
 	$(VENV)/bin/ruff check dags plugins tests benchmarks scripts
 
-# Two pytest sessions side by side on the 2 cores: the tests on the two Airflow stacks (Celery,
-# acceptance; tests/conftest.py `--stacks`) and all the others; the first one's output follows the
-# second's. `make test PYTEST_SPLIT=0` runs one session.
+# Two pytest sessions side by side on the 2 cores: the tests that run a whole Airflow (the Celery
+# and acceptance stacks, the demo; tests/conftest.py `--stacks`) and all the others; the first
+# one's output follows the second's. `make test PYTEST_SPLIT=0` runs one session.
 PYTEST_SPLIT ?= 1
 test: install services lint
 ifeq ($(PYTEST_SPLIT),1)
