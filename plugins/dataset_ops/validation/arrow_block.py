@@ -71,6 +71,7 @@ class ArrowBlockChecker:
         self._parse = pj.ParseOptions(
             explicit_schema=self.schema, unexpected_field_behavior="error" if closed else "ignore"
         )
+        self._enums = {c.name: pa.array(c.spec["enum"], pa.string()) for c in columns if "enum" in c.spec}
 
     def rows_if_valid(self, region: bytes | memoryview) -> int | None:
         """The number of JSON values in ``region`` (whole lines, UTF-8 already checked) if every
@@ -91,27 +92,23 @@ class ArrowBlockChecker:
             except Exception as exc:  # ArrowInvalid and friends: the exact path says which line
                 if block_size >= len(region) or "straddling" not in str(exc):
                     return None
-        literal_null: list[bool] = []  # whether the block holds the text null anywhere, once known
-
-        def missing_only() -> bool:
-            if not literal_null:
-                literal_null.append(b"null" in region)
-            return not literal_null[0]
-
-        for c in self.columns:
-            if table.num_rows and not self._column_ok(c, table.column(c.name), missing_only):
+        if not table.num_rows:
+            return 0
+        columns = [table.column(c.name) for c in self.columns]
+        # Arrow has a null for a missing key and for an explicit null; without the text null
+        # anywhere in the block, every null is a missing key (searched only when there are nulls)
+        missing_only = not any(v.null_count for v in columns) or b"null" not in region
+        for column, values in zip(self.columns, columns, strict=True):
+            if not self._column_ok(column, values, missing_only):
                 return None
         return table.num_rows
 
-    @staticmethod
-    def _column_ok(column: _Column, values, missing_only) -> bool:
+    def _column_ok(self, column: _Column, values, missing_only: bool) -> bool:
         import pyarrow.compute as pc
 
         if values.null_count:
-            # Arrow has a null for a missing key and for an explicit null: an optional property
-            # may be missing, and may be null only if its type and enum allow it; without the
-            # text null anywhere in the block, every null is a missing key
-            if column.required or not (column.nulls_ok or missing_only()):
+            # an optional property may be missing, and may be null only if its type and enum allow it
+            if column.required or not (column.nulls_ok or missing_only):
                 return False
             values = values.drop_null()
             if not len(values):
@@ -128,7 +125,7 @@ class ArrowBlockChecker:
                         return False
             if "pattern" in spec and not pc.all(pc.match_substring_regex(values, spec["pattern"])).as_py():
                 return False
-            if "enum" in spec and not pc.all(pc.is_in(values, value_set=_string_array(spec["enum"]))).as_py():
+            if "enum" in spec and not pc.all(pc.is_in(values, value_set=self._enums[column.name])).as_py():
                 return False
             return True
         if column.kind in ("integer", "number") and set(spec) & _NUMBER_KEYS:
@@ -152,12 +149,6 @@ class ArrowBlockChecker:
         return True
 
 
-def _string_array(values: list[str]):
-    import pyarrow as pa
-
-    return pa.array(values, pa.string())
-
-
 def compile_arrow_checker(schema: dict | None) -> ArrowBlockChecker | None:
     """An :class:`ArrowBlockChecker` for ``schema`` (a JSON Schema of one JSONL record), or None
     when it uses anything this path cannot decide soundly: a top level other than an object with
@@ -175,13 +166,13 @@ def compile_arrow_checker(schema: dict | None) -> ArrowBlockChecker | None:
         if column is None:
             return None
         columns.append(column)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     try:
         checker = ArrowBlockChecker(columns, closed=schema.get("additionalProperties") is False)
         for c in columns:  # RE2 must compile every pattern; a pattern it refuses: no fast path
             if "pattern" in c.spec:
-                import pyarrow as pa
-                import pyarrow.compute as pc
-
                 pc.match_substring_regex(pa.array([""]), c.spec["pattern"])
     except Exception:
         return None
