@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := pkg-config libmariadb-dev chromium chromium-driver
-BENCH_APT_PACKAGES := pgloader postgresql-client
+BENCH_APT_PACKAGES := pgloader postgresql-client wrk
 
 .PHONY: help install services lint test demo airflow distributed screenshots bench bench-validation bench-upload bench-ingest bench-media bench-inference bench-distributed lock clean
 
