@@ -7,6 +7,9 @@ Mounts :func:`dataset_ops.api.app.create_app` at ``/dataset-ops``, so the API se
 * ``/dataset-ops/staging/...``: staged uploads as a service: resumable multipart uploads,
   staged files, error reports, retries, downloads, cleanup, health and metrics
   (:mod:`dataset_ops.staging.api`);
+* ``/api/v1/apify/facebook/...``: the same inventory on the old service's paths, with its
+  defaults (a cleanup without ``dry_run`` deletes, the download waits for the dataset), so its
+  clients change only the host and add a token;
 * ``/dataset-ops/staging/ui/``: the Uploads page, shown in the Airflow UI's menu (Browse >
   Uploads) as an external view,
 
@@ -24,11 +27,16 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 from dataset_ops.api.app import create_app
+from dataset_ops.apify.api import SEED_PREFIX, create_seed_app
 
 
 class DatasetOpsPlugin(AirflowPlugin):
     name = "dataset_ops"
-    fastapi_apps = [{"app": create_app(), "url_prefix": "/dataset-ops", "name": "dataset-ops API"}]
+    fastapi_apps = [
+        {"app": create_app(), "url_prefix": "/dataset-ops", "name": "dataset-ops API"},
+        # the old inventory service's paths, for its clients (same routes and permissions)
+        {"app": create_seed_app(), "url_prefix": SEED_PREFIX, "name": "Apify inventory (old paths)"},
+    ]
     external_views = [
         {
             "name": "Uploads",

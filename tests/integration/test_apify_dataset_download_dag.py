@@ -225,7 +225,7 @@ def test_an_s3_root_gets_the_same_layout(apify, s3_bucket, monkeypatch):
         assert hashlib.sha256(fh.read()).hexdigest() == jsonl["sha256"]
     assert verify(storage, read_manifest(storage, PREFIX), checksums=True) == []
     detail = get_dataset(storage, RUN_ID).details()
-    assert detail["files"]["jsonl"]["lines"] == 61 and detail["video_frames"]["count"] == len(frames)
+    assert detail["files"]["jsonl"]["lines"] == 61 and detail["files"]["video_frames"]["count"] == len(frames)
 
     before = _media_requests(apify)
     again = dag.test(run_conf=CONF | {"force_download": False})
@@ -295,4 +295,6 @@ def test_a_new_frame_interval_replaces_the_old_frames(apify, root):
     assert {p.name for p in (root / PREFIX / "video_frames").iterdir()} == listed
     assert all(v["interval_seconds"] == 2.0 for v in manifest["extra"]["video_frames"])
     detail = get_dataset(open_storage(str(root)), RUN_ID).details()
-    assert detail["video_frames"]["count"] == manifest["extra"]["counts"]["video_frames"] == len(listed)
+    assert (
+        detail["files"]["video_frames"]["count"] == manifest["extra"]["counts"]["video_frames"] == len(listed)
+    )

@@ -12,21 +12,36 @@ the dataset's manifest where there is one (rows, lines, completeness): ``_manife
 suite's one manifest type (:mod:`dataset_ops.storage.manifest`), or the ``manifest.json`` that
 earlier versions wrote (read by :func:`legacy_manifest`). A folder without either (copied in by
 hand, or written by the old service) is listed and deletable too, its completeness ``unknown``.
-The JSON shapes are those of the old service's endpoints (``GET /runs/list``,
-``GET /runs/{run_id}``, ``DELETE /runs/{run_id}``, ``POST /runs/cleanup``);
-every size is in bytes, every date UTC ISO 8601.
+The JSON shapes are those of the old service's endpoints, field for field (seed
+``000_7188696ca1829e4a``: ``GET /runs/list``, ``GET /runs/{run_id}``, ``DELETE /runs/{run_id}``,
+``POST /runs/cleanup``), with a few fields of the suite's own added (``completeness``,
+``last_modified``, ``dataset_id``...); every size is in bytes, every date UTC ISO 8601.
+
+Folders the old service wrote have no manifest and media named as it named them
+(``imagen1.jpg``): they are listed, inspected (rows and lines are counted from the files) and
+deleted like any other dataset, dated by their oldest file. A folder whose name is not an Apify
+run id is not a dataset and is left alone.
+
+Every deletion leaves one small record in the deletion ledger (``datasets/_deletions/facebook/
+{YYYY-MM-DD}/{run_id}_{HHMMSSffffff}.json``: run id, reason, dates, files and bytes freed), which
+:func:`storage_metrics` reads for the space freed and the growth per day.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import logging
 import math
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import orjson
 
 from dataset_ops.apify.items import check_run_id
 from dataset_ops.storage import LocalStorage, ObjectInfo, read_json
@@ -58,14 +73,18 @@ COMPLETE, PARTIAL, IN_PROGRESS = "complete", "partial", "in_progress"
 #: A download whose manifest says ``in_progress`` but was not updated for this long is taken as
 #: dead (its worker was lost), so retention may remove it.
 STALE_IN_PROGRESS = timedelta(hours=24)
-_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
-_VIDEO_EXTS = (".mp4", ".mov", ".webm")
+_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp")
+_VIDEO_EXTS = (".mp4", ".mov", ".webm", ".m4v", ".mkv", ".avi")
 _TEMP_SUFFIXES = (".part", ".partial", ".download.lock")
 #: Largest ``days_old`` of a cleanup (100 years): any older cutoff is before every dataset, and
 #: ``now - timedelta(days=...)`` must stay inside the calendar.
 MAX_DAYS_OLD = 36_500
 #: Largest ``keep_recent`` of a cleanup.
 MAX_KEEP_RECENT = 1_000_000
+#: The deletion ledger: one JSON record per deleted dataset (:func:`record_deletion`).
+DELETIONS_PREFIX = "datasets/_deletions/facebook"
+#: The windows of the growth and freed-space figures of :func:`storage_metrics` (days).
+METRIC_WINDOWS = (7, 30)
 
 
 class InvalidArgument(ValueError):
@@ -193,6 +212,8 @@ class StoredDataset:
     run_id: str
     objects: list[ObjectInfo] = field(default_factory=list)
     manifest: Manifest | None = None
+    #: Where it is stored (for :attr:`path` and counting rows); None in tests of the shapes.
+    storage: Storage | None = field(default=None, repr=False)
 
     def _rel(self, obj: ObjectInfo) -> str:
         return obj.key[len(DATASETS_PREFIX) + len(self.run_id) + 2 :]
@@ -236,12 +257,21 @@ class StoredDataset:
         videos = [o for o in files if o.key.lower().endswith(_VIDEO_EXTS)]
         return images, videos
 
+    @property
+    def path(self) -> str:
+        """Where the dataset is: its folder's URI (a local path or ``s3://bucket/...``), else
+        ``datasets/facebook/{run_id}`` below the storage root."""
+        prefix = f"{DATASETS_PREFIX}/{self.run_id}"
+        return self.storage.uri(prefix) if self.storage is not None else prefix
+
     def summary(self) -> dict:
-        """The ``GET /runs/list`` entry: ``{"run_id", "has_csv", "has_jsonl", "has_media",
-        "media_count", "created_at", "last_modified", "size_bytes", "completeness"}``."""
+        """The ``GET /runs/list`` entry (seed 000): ``{"run_id", "path", "has_csv", "has_jsonl",
+        "has_media", "media_count", "created_at", "size_bytes"}`` plus ``last_modified`` and
+        ``completeness``."""
         images, videos = self.media()
         return {
             "run_id": self.run_id,
+            "path": self.path,
             "has_csv": self._file(f"{self.run_id}.csv") is not None,
             "has_jsonl": self._file(f"{self.run_id}.jsonl") is not None,
             "has_media": bool(images or videos),
@@ -252,51 +282,107 @@ class StoredDataset:
             "completeness": self.completeness,
         }
 
+    def _records(self, kind: str, obj: ObjectInfo) -> int | None:
+        """CSV rows (header excluded) or JSONL lines of ``{run_id}.{kind}``: from the manifest,
+        else counted in the file (a folder of the old service); None if neither can tell."""
+        if self.manifest is not None:
+            entry = self.manifest.file(f"{self.run_id}.{kind}")
+            if entry is not None and entry.rows is not None:
+                return entry.rows
+            counted = (self.manifest.extra.get("counts") or {}).get(
+                "csv_rows" if kind == "csv" else "jsonl_lines"
+            )
+            if counted is not None:
+                return counted
+        if self.storage is None:
+            return None
+        return count_records(self.storage, obj.key, kind)
+
     def details(self) -> dict:
-        """The ``GET /runs/{run_id}`` answer: ``files.csv`` (name, size_bytes, rows),
-        ``files.jsonl`` (name, size_bytes, lines), ``media`` (images, videos, failed,
-        size_bytes), ``video_frames`` (count, size_bytes, videos_failed), ``reports`` (names),
-        ``total_size_bytes``, dates and completeness. ``rows``/``lines`` come from the manifest
-        (None without one)."""
+        """The ``GET /runs/{run_id}`` answer (seed 000), field for field::
+
+            {"run_id", "exists": true, "path", "created_at", "last_modified",
+             "files": {"csv": {"exists", "path", "size_bytes", "rows"},
+                       "jsonl": {"exists", "path", "size_bytes", "lines"},
+                       "media": {"exists", "path", "count", "size_bytes", "images", "videos"},
+                       "video_frames": {"exists", "path", "count", "size_bytes"},
+                       "reports": {"exists", "path", "files": [names]}},
+             "total_size_bytes"}
+
+        plus ``dataset_id``, ``completeness``, ``files.media.failed`` and
+        ``files.video_frames.videos_failed`` (from the manifest; 0 without one). Paths inside
+        ``files`` are relative to the dataset's folder; ``rows``/``lines`` come from the
+        manifest, or are counted in the files when there is none (None if a file is absent)."""
         extra = self.manifest.extra if self.manifest else {}
         counts = extra.get("counts") or {}
-        files = {}
+        files: dict[str, dict] = {}
         for kind, measure in (("csv", "rows"), ("jsonl", "lines")):
-            obj = self._file(f"{self.run_id}.{kind}")
-            files[kind] = (
-                {
-                    "name": f"{self.run_id}.{kind}",
-                    "size_bytes": obj.size,
-                    measure: counts.get(f"{kind}_{measure}"),
-                }
-                if obj
-                else None
-            )
+            name = f"{self.run_id}.{kind}"
+            obj = self._file(name)
+            files[kind] = {
+                "exists": obj is not None,
+                "path": name,
+                "size_bytes": obj.size if obj else 0,
+                measure: self._records(kind, obj) if obj else None,
+            }
         images, videos = self.media()
         frames = self._under(FRAMES)
         reports = self._under(REPORTS)
+        files[MEDIA] = {
+            "exists": bool(self._under(MEDIA)),
+            "path": f"{MEDIA}/",
+            "count": len(images) + len(videos),
+            "size_bytes": sum(o.size for o in images + videos),
+            "images": len(images),
+            "videos": len(videos),
+            "failed": counts.get("media_failed", 0),
+        }
+        files[FRAMES] = {
+            "exists": bool(frames),
+            "path": f"{FRAMES}/",
+            "count": len(frames),
+            "size_bytes": sum(o.size for o in frames),
+            "videos_failed": counts.get("videos_failed", 0),
+        }
+        files[REPORTS] = {
+            "exists": bool(reports),
+            "path": f"{REPORTS}/",
+            "files": [self._rel(o)[len(REPORTS) + 1 :] for o in reports],
+        }
         return {
             "run_id": self.run_id,
-            "path": f"{DATASETS_PREFIX}/{self.run_id}",
+            "exists": True,
+            "path": self.path,
             "dataset_id": extra.get("dataset_id"),
             "created_at": _iso(self.created_at),
             "last_modified": _iso(self.last_modified),
             "completeness": self.completeness,
             "files": files,
-            "media": {
-                "images": len(images),
-                "videos": len(videos),
-                "failed": counts.get("media_failed", 0),
-                "size_bytes": sum(o.size for o in images + videos),
-            },
-            "video_frames": {
-                "count": len(frames),
-                "size_bytes": sum(o.size for o in frames),
-                "videos_failed": counts.get("videos_failed", 0),
-            },
-            "reports": [self._rel(o)[len(REPORTS) + 1 :] for o in reports],
             "total_size_bytes": self.size_bytes,
         }
+
+
+def count_records(storage: Storage, key: str, kind: str) -> int | None:
+    """Rows of a CSV file (RFC 4180 records after the header; quoted newlines stay inside their
+    record) or lines of a JSONL file (non-empty lines), read as a stream in 1 MiB blocks.
+
+    :param kind: ``csv`` or ``jsonl``.
+    :returns: the count, or None when the CSV cannot be parsed (``csv.Error``: a field above the
+        csv module's size limit, a NUL byte). Undecodable bytes are replaced, never an error."""
+    with contextlib.closing(storage.open_read(key)) as raw:
+        if kind == "jsonl":
+            lines, carry = 0, b""
+            while block := raw.read(1 << 20):
+                parts = (carry + block).split(b"\n")
+                carry = parts.pop()  # the line still open at the block's end
+                lines += sum(1 for line in parts if line.strip())
+            return lines + (1 if carry.strip() else 0)
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+        try:
+            return max(sum(1 for _ in csv.reader(text)) - 1, 0)
+        except csv.Error as exc:
+            log.warning("%s: rows not counted: %s", storage.uri(key), exc)
+            return None
 
 
 def _group(objects: Iterable[ObjectInfo]) -> dict[str, list[ObjectInfo]]:
@@ -330,7 +416,7 @@ def list_datasets(storage: Storage) -> list[StoredDataset]:
     for run_id, objects in runs.items():
         keys = _manifest_keys(run_id)
         manifest = read_dataset_manifest(storage, run_id) if any(o.key in keys for o in objects) else None
-        datasets.append(StoredDataset(run_id, objects, manifest))
+        datasets.append(StoredDataset(run_id, objects, manifest, storage))
     datasets.sort(key=lambda d: (d.created_at, d.run_id), reverse=True)
     return datasets
 
@@ -342,13 +428,19 @@ def get_dataset(storage: Storage, run_id: str) -> StoredDataset:
     objects = [o for o in storage.list_objects(prefix) if not o.key.endswith(_TEMP_SUFFIXES)]
     if not objects:
         raise DatasetNotFound(f"no dataset stored for run {run_id} under {DATASETS_PREFIX}/")
-    return StoredDataset(run_id, objects, read_dataset_manifest(storage, run_id))
+    return StoredDataset(run_id, objects, read_dataset_manifest(storage, run_id), storage)
 
 
 def runs_list(storage: Storage) -> dict:
-    """The ``GET /runs/list`` answer: ``{"runs": [summary...], "total_runs", "total_size_bytes"}``."""
+    """The ``GET /runs/list`` answer (seed 000): ``{"status": "success", "total_runs", "runs":
+    [summary...], "total_size_bytes"}``, newest first (:meth:`StoredDataset.summary`)."""
     runs = [d.summary() for d in list_datasets(storage)]
-    return {"runs": runs, "total_runs": len(runs), "total_size_bytes": sum(r["size_bytes"] for r in runs)}
+    return {
+        "status": "success",
+        "total_runs": len(runs),
+        "runs": runs,
+        "total_size_bytes": sum(r["size_bytes"] for r in runs),
+    }
 
 
 def prune_empty_folders(storage: Storage, prefix: str) -> None:
@@ -365,15 +457,21 @@ def prune_empty_folders(storage: Storage, prefix: str) -> None:
         top.rmdir()
 
 
-def delete_dataset(storage: Storage, run_id: str, *, force: bool = False) -> dict:
-    """Delete every object of the dataset (manifests last, so an interrupted delete still shows).
+def delete_dataset(storage: Storage, run_id: str, *, force: bool = False, reason: str = "delete") -> dict:
+    """Delete every object of the dataset (manifests last, so an interrupted delete still shows),
+    then record the deletion in the ledger (:func:`record_deletion`).
 
-    :returns: ``{"run_id", "deleted": True, "files_deleted", "freed_space_bytes"}``.
+    :param reason: what deleted it, kept in the ledger: ``delete`` (one dataset, by hand) or
+        ``cleanup`` (the retention rule).
+    :returns: the ``DELETE /runs/{run_id}`` answer (seed 000): ``{"status": "success",
+        "message", "deleted_path", "freed_space_bytes"}`` plus ``run_id``, ``deleted`` (true) and
+        ``files_deleted``.
     :raises DatasetNotFound: nothing stored. :raises DatasetBusy: a download is in progress
         (unless ``force``).
     """
     dataset = get_dataset(storage, run_id)
-    if not force and dataset.in_progress(datetime.now(UTC)):
+    now = datetime.now(UTC)
+    if not force and dataset.in_progress(now):
         raise DatasetBusy(
             f"run {run_id}: a download is in progress (manifest updated {_iso(dataset.last_modified)})"
         )
@@ -383,11 +481,130 @@ def delete_dataset(storage: Storage, run_id: str, *, force: bool = False) -> dic
         storage.delete(obj.key)
     prune_empty_folders(storage, dataset_prefix(run_id))
     log.info("deleted dataset %s: %d files, %d bytes", run_id, len(ordered), dataset.size_bytes)
+    record_deletion(
+        storage,
+        run_id,
+        reason=reason,
+        created_at=dataset.created_at,
+        deleted_at=now,
+        files_deleted=len(ordered),
+        freed_space_bytes=dataset.size_bytes,
+    )
     return {
+        "status": "success",
+        "message": f"Run {run_id} deleted",
+        "deleted_path": dataset.path,
+        "freed_space_bytes": dataset.size_bytes,
         "run_id": run_id,
         "deleted": True,
         "files_deleted": len(ordered),
-        "freed_space_bytes": dataset.size_bytes,
+    }
+
+
+def record_deletion(
+    storage: Storage,
+    run_id: str,
+    *,
+    reason: str,
+    created_at: datetime,
+    deleted_at: datetime,
+    files_deleted: int,
+    freed_space_bytes: int,
+) -> str:
+    """Write one ledger record ``datasets/_deletions/facebook/{YYYY-MM-DD}/{run_id}_{HHMMSSffffff}
+    .json`` (created only if absent): ``{"run_id", "reason", "created_at", "deleted_at",
+    "files_deleted", "freed_space_bytes"}`` (UTC ISO 8601, bytes). A failure to write it is
+    logged, never raised: the dataset is already gone. :returns: the record's key."""
+    key = f"{DELETIONS_PREFIX}/{deleted_at:%Y-%m-%d}/{run_id}_{deleted_at:%H%M%S%f}.json"
+    record = {
+        "run_id": run_id,
+        "reason": reason,
+        "created_at": _iso(created_at),
+        "deleted_at": deleted_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "files_deleted": files_deleted,
+        "freed_space_bytes": freed_space_bytes,
+    }
+    try:
+        storage.create(key, orjson.dumps(record))
+    except Exception:  # noqa: BLE001 - the ledger is for metrics; the deletion itself is done
+        log.exception("dataset %s deleted, but its ledger record %s was not written", run_id, key)
+    return key
+
+
+def deletions(storage: Storage, since: datetime | None = None) -> list[dict]:
+    """The ledger's records (:func:`record_deletion`), oldest first; only those deleted on or
+    after ``since``'s day when given (one listing of the ledger, one read per record)."""
+    records = []
+    day = f"{since:%Y-%m-%d}" if since else ""
+    cut = len(DELETIONS_PREFIX) + 1
+    for obj in storage.list_objects(DELETIONS_PREFIX + "/"):
+        if obj.key[cut : cut + 10] < day or not obj.key.endswith(".json"):
+            continue
+        with contextlib.suppress(ValueError, TypeError):  # a damaged record counts as nothing
+            record = read_json(storage, obj.key)
+            if isinstance(record, dict) and isinstance(record.get("freed_space_bytes"), int):
+                records.append(record)
+    records.sort(key=lambda r: str(r.get("deleted_at")))
+    return records
+
+
+def storage_metrics(storage: Storage, *, now: datetime | None = None) -> dict:
+    """The storage metrics of seed 000's "Métricas y Monitoreo": datasets, space used, space
+    available, growth per day and space freed by deletions and cleanups.
+
+    :returns: ``{"status": "success", "as_of", "total_runs", "total_size_bytes",
+        "avg_size_bytes", "by_completeness": {state: count}, "oldest_run_days",
+        "newest_run_days", "space_available_bytes", "space_total_bytes",
+        "growth_bytes_per_day": {"7d", "30d"}, "freed_space_bytes": {"7d", "30d"},
+        "cleanups": {"7d", "30d"}, "deletions": {"7d", "30d"}, "freed_space_bytes_total",
+        "ledger_since"}``. Growth per day is the bytes of the datasets created in the window
+        (those deleted since included, from the ledger) over the window's days; freed space and
+        counts come from the ledger. ``space_available_bytes``/``space_total_bytes`` are the
+        file system's on a local root and null on S3 (no API tells a bucket's capacity);
+        ``oldest_run_days``/``newest_run_days`` are null with no dataset.
+    """
+    now = now or datetime.now(UTC)
+    datasets = list_datasets(storage)
+    ledger = deletions(storage)
+    sizes = [d.size_bytes for d in datasets]
+    by_state: dict[str, int] = {}
+    for d in datasets:
+        by_state[d.completeness] = by_state.get(d.completeness, 0) + 1
+    available = total = None
+    if isinstance(storage, LocalStorage):
+        with contextlib.suppress(OSError):
+            usage = shutil.disk_usage(storage.uri(""))
+            available, total = usage.free, usage.total
+    growth, freed, cleanups, deleted = {}, {}, {}, {}
+    for days in METRIC_WINDOWS:
+        start = now - timedelta(days=days)
+        recent = [r for r in ledger if (_parse(r.get("deleted_at")) or now) >= start]
+        created = sum(d.size_bytes for d in datasets if d.created_at >= start) + sum(
+            r["freed_space_bytes"] for r in ledger if (_parse(r.get("created_at")) or now) >= start
+        )
+        label = f"{days}d"
+        growth[label] = round(created / days)
+        freed[label] = sum(r["freed_space_bytes"] for r in recent)
+        cleanups[label] = sum(r.get("reason") == "cleanup" for r in recent)
+        deleted[label] = len(recent)
+    ages = [(now - d.created_at).days for d in datasets]
+    return {
+        "status": "success",
+        "as_of": _iso(now),
+        "total_runs": len(datasets),
+        "total_size_bytes": sum(sizes),
+        "avg_size_bytes": round(sum(sizes) / len(sizes)) if sizes else 0,
+        "by_completeness": by_state,
+        "oldest_run_days": max(ages) if ages else None,
+        "newest_run_days": min(ages) if ages else None,
+        "space_available_bytes": available,
+        "space_total_bytes": total,
+        "growth_bytes_per_day": growth,
+        "freed_space_bytes": freed,
+        "cleanups": cleanups,
+        "deletions": deleted,
+        "freed_space_bytes_total": sum(r["freed_space_bytes"] for r in ledger),
+        "ledger_since": ledger[0]["deleted_at"] if ledger else None,
     }
 
 
@@ -402,10 +619,12 @@ def cleanup_datasets(
     """Delete datasets older than ``days_old`` days, always keeping the ``keep_recent`` newest and
     any whose download is in progress (the old ``POST /runs/cleanup``).
 
-    :returns: ``{"runs_checked", "runs_to_delete", "runs_deleted", "runs_kept",
-        "freed_space_bytes", "space_to_free_bytes", "deleted_runs": [{"run_id", "days_old",
-        "size_bytes", "created_at"}], "in_progress": [run_id...], "dry_run", "days_old",
-        "keep_recent"}``; ``runs_deleted`` and ``freed_space_bytes`` are 0 on a dry run
+    :returns: the ``POST /runs/cleanup`` answer (seed 000): ``{"status": "success", "dry_run",
+        "criteria": {"days_old", "keep_recent"}, "runs_checked", "runs_to_delete",
+        "runs_deleted", "runs_kept", "freed_space_bytes", "deleted_runs": [{"run_id",
+        "days_old", "size_bytes", "created_at"}]}`` plus ``space_to_free_bytes``,
+        ``in_progress`` (run ids kept because a download is writing them), ``days_old`` and
+        ``keep_recent``; ``runs_deleted`` and ``freed_space_bytes`` are 0 on a dry run
         (``runs_to_delete``, ``space_to_free_bytes`` and ``deleted_runs`` say what would go).
     :raises InvalidArgument: ``days_old`` is not a finite number in 0..:data:`MAX_DAYS_OLD` or
         ``keep_recent`` not an integer in 0..:data:`MAX_KEEP_RECENT` (checked before any listing).
@@ -430,12 +649,15 @@ def cleanup_datasets(
     if not dry_run:
         for d in list(doomed):
             try:
-                freed += delete_dataset(storage, d.run_id)["freed_space_bytes"]
+                freed += delete_dataset(storage, d.run_id, reason="cleanup")["freed_space_bytes"]
             except DatasetBusy:  # a download started since the listing: keep it
                 doomed.remove(d)
                 busy.append(d.run_id)
                 deleted_runs = [r for r in deleted_runs if r["run_id"] != d.run_id]
     report = {
+        "status": "success",
+        "dry_run": dry_run,
+        "criteria": {"days_old": days_old, "keep_recent": keep_recent},
         "runs_checked": len(datasets),
         "runs_to_delete": len(doomed),
         "runs_deleted": 0 if dry_run else len(doomed),
@@ -444,7 +666,6 @@ def cleanup_datasets(
         "space_to_free_bytes": sum(d.size_bytes for d in doomed),
         "deleted_runs": deleted_runs,
         "in_progress": busy,
-        "dry_run": dry_run,
         "days_old": days_old,
         "keep_recent": keep_recent,
     }

@@ -113,7 +113,17 @@ def write_dataset(
 
 
 def tree(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+    """{relative path: bytes} of every file below ``root`` but the deletion ledger's records."""
+    return {
+        str(p.relative_to(root)): p.stat().st_size
+        for p in root.rglob("*")
+        if p.is_file() and "_deletions" not in p.parts
+    }
+
+
+def ledger(root: Path) -> list[dict]:
+    """The deletion ledger's records (``datasets/_deletions/facebook/{day}/*.json``)."""
+    return [json.loads(p.read_text()) for p in sorted((root / "datasets" / "_deletions").rglob("*.json"))]
 
 
 # --- tests -------------------------------------------------------------------------------------
@@ -169,8 +179,11 @@ def test_list_and_details(api):
     assert listing["total_size_bytes"] == sum(full.values()) + sum(bare.values())
     by_id = {r["run_id"]: r for r in listing["runs"]}
     assert [r["run_id"] for r in listing["runs"]] == [RUN_B, RUN_A]  # newest first
+    assert listing["status"] == "success"
+    folder = str(root / "datasets" / "facebook")
     assert by_id[RUN_A] == {
         "run_id": RUN_A,
+        "path": f"{folder}/{RUN_A}",
         "has_csv": True,
         "has_jsonl": True,
         "has_media": True,
@@ -182,6 +195,7 @@ def test_list_and_details(api):
     }
     assert by_id[RUN_B] | {"created_at": None, "last_modified": None} == {
         "run_id": RUN_B,
+        "path": f"{folder}/{RUN_B}",
         "has_csv": True,
         "has_jsonl": False,
         "has_media": False,
@@ -195,26 +209,46 @@ def test_list_and_details(api):
     resp = client.get(f"{BASE}/runs/{RUN_A}", headers=headers["viewer"])
     assert resp.status_code == 200, resp.text
     assert resp.json() == {
+        "status": "success",
         "run_id": RUN_A,
-        "path": f"datasets/facebook/{RUN_A}",
+        "exists": True,
+        "path": f"{folder}/{RUN_A}",
         "dataset_id": f"ds{RUN_A[:15]}",
         "created_at": "2026-03-01T12:30:00+00:00",
         "last_modified": "2026-03-01T12:35:00+00:00",
         "completeness": "complete",
         "files": {
-            "csv": {"name": f"{RUN_A}.csv", "size_bytes": 300, "rows": 61},
-            "jsonl": {"name": f"{RUN_A}.jsonl", "size_bytes": 700, "lines": 61},
+            "csv": {"exists": True, "path": f"{RUN_A}.csv", "size_bytes": 300, "rows": 61},
+            "jsonl": {"exists": True, "path": f"{RUN_A}.jsonl", "size_bytes": 700, "lines": 61},
+            "media": {
+                "exists": True,
+                "path": "media/",
+                "count": 3,
+                "size_bytes": 5500,
+                "images": 2,
+                "videos": 1,
+                "failed": 1,
+            },
+            "video_frames": {
+                "exists": True,
+                "path": "video_frames/",
+                "count": 2,
+                "size_bytes": 250,
+                "videos_failed": 0,
+            },
+            "reports": {"exists": True, "path": "reports/", "files": ["download_report.json"]},
         },
-        "media": {"images": 2, "videos": 1, "failed": 1, "size_bytes": 5500},
-        "video_frames": {"count": 2, "size_bytes": 250, "videos_failed": 0},
-        "reports": ["download_report.json"],
         "total_size_bytes": sum(full.values()),
     }
     details = client.get(f"{BASE}/runs/{RUN_B}", headers=headers["viewer"]).json()
-    assert details["files"] == {
-        "csv": {"name": f"{RUN_B}.csv", "size_bytes": 42, "rows": None},
-        "jsonl": None,
+    assert details["files"]["csv"] == {"exists": True, "path": f"{RUN_B}.csv", "size_bytes": 42, "rows": 0}
+    assert details["files"]["jsonl"] == {
+        "exists": False,
+        "path": f"{RUN_B}.jsonl",
+        "size_bytes": 0,
+        "lines": None,
     }
+    assert not any(details["files"][k]["exists"] for k in ("media", "video_frames", "reports"))
     assert details["total_size_bytes"] == 42 and details["completeness"] == "unknown"
 
 
@@ -250,12 +284,24 @@ def test_delete_removes_exactly_that_dataset(api):
     resp = client.delete(f"{BASE}/runs/{RUN_A}", headers=headers["editor"])
     assert resp.status_code == 200, resp.text
     assert resp.json() == {
+        "status": "success",
+        "message": f"Run {RUN_A} deleted",
+        "deleted_path": str(root / "datasets" / "facebook" / RUN_A),
+        "freed_space_bytes": written,
         "run_id": RUN_A,
         "deleted": True,
         "files_deleted": len(FILES) + 1,
-        "freed_space_bytes": written,
     }
     assert tree(root) == {k: v for k, v in before.items() if RUN_A not in k}
+    [record] = ledger(root)
+    assert record | {"deleted_at": None, "created_at": None} == {
+        "run_id": RUN_A,
+        "reason": "delete",
+        "created_at": None,
+        "deleted_at": None,
+        "files_deleted": len(FILES) + 1,
+        "freed_space_bytes": written,
+    }
     assert client.delete(f"{BASE}/runs/{RUN_A}", headers=headers["editor"]).status_code == 404
     assert client.get(f"{BASE}/runs/{RUN_A}", headers=headers["viewer"]).status_code == 404
     assert [
@@ -305,6 +351,8 @@ def test_cleanup_dry_run_then_for_real(api):
     report = resp.json()
     doomed = [RUN_B, RUN_A]  # older than 30 days and beyond the 3 newest, newest first
     assert report | {"deleted_runs": None} == {
+        "status": "success",
+        "criteria": {"days_old": 30, "keep_recent": 3},
         "runs_checked": 5,
         "runs_to_delete": 2,
         "runs_deleted": 0,
@@ -420,6 +468,7 @@ def test_openapi_docs_describe_the_routes(api):
     spec = client.get("/dataset-ops/openapi.json").json()
     assert {p for p in spec["paths"] if p.startswith("/apify/")} == {
         "/apify/facebook/runs/list",
+        "/apify/facebook/storage/metrics",
         "/apify/facebook/runs/{run_id}",
         "/apify/facebook/runs/cleanup",
         "/apify/facebook/download-dataset-from-run",
@@ -635,4 +684,312 @@ def test_fuzzing_the_openapi_finds_no_fault(case, served_api, tokens, airflow_ap
     root = airflow_api[1]
     if not (root / "datasets" / "facebook" / RUN_A / "manifest.json").exists():
         write_dataset(root, RUN_A)  # the id the schema gives as its example
+    _short_wait(case.query)
     case.call_and_validate(base_url=f"{served_api}/dataset-ops", headers=tokens["admin"])
+
+
+def _short_wait(query: dict | None) -> None:
+    """A generated ``wait_seconds`` that the download route accepts becomes at most 1 s (no
+    scheduler runs here, so a valid wait is always waited out); invalid ones stay as generated."""
+    try:
+        wait = float((query or {}).get("wait_seconds", "nan"))
+    except (TypeError, ValueError):
+        return
+    if 1 < wait <= 1800:
+        query["wait_seconds"] = 1
+
+
+# --- the old service's folders, paths, defaults and metrics ------------------------------------
+SEED = "/api/v1/apify/facebook"
+
+
+def write_old_service_dataset(root: Path, run: str, *, days_ago: int = 45) -> dict[str, int]:
+    """A folder as the old service wrote it (seed 000's layout): no manifest, its own media
+    names, a CSV whose quoted text holds a newline, a JSONL with a blank last line, reports in
+    PDF and JSON; every file dated ``days_ago``. {relative path: bytes}."""
+    folder = root / "datasets" / "facebook" / run
+    files = {
+        f"{run}.csv": (
+            'ad_archive_id,page_name,body\n1,"Tienda, S.A.","Oferta\nsolo hoy"\n2,Otra,hola\n3,X,""\n'
+        ),
+        f"{run}.jsonl": '{"ad_archive_id": "1"}\n{"ad_archive_id": "2"}\n{"ad_archive_id": "3"}\n\n',
+        "media/imagen1.jpg": "j" * 900,
+        "media/imagen2.png": "p" * 400,
+        "media/video1.mp4": "v" * 3000,
+        "video_frames/video1_frame_0001.jpg": "f" * 100,
+        f"reports/Reporte_Analisis_Completo_{run}.pdf": "%PDF-1.4",
+        f"reports/{run}_analysis_complete.json": "{}",
+    }
+    stamp = (datetime.now(UTC) - timedelta(days=days_ago)).timestamp()
+    for rel, text in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        os.utime(path, (stamp, stamp))
+    return {rel: len(text.encode()) for rel, text in files.items()}
+
+
+def test_a_folder_of_the_old_service_is_listed_inspected_and_deleted(api):
+    client, root, headers = api
+    written = write_old_service_dataset(root, RUN_C)
+    listing = client.get(f"{BASE}/runs/list", headers=headers["viewer"]).json()
+    [entry] = listing["runs"]
+    assert (entry["run_id"], entry["has_csv"], entry["has_jsonl"], entry["has_media"]) == (
+        RUN_C,
+        True,
+        True,
+        True,
+    )
+    assert (entry["media_count"], entry["size_bytes"], entry["completeness"]) == (
+        3,
+        sum(written.values()),
+        "unknown",
+    )
+    details = client.get(f"{BASE}/runs/{RUN_C}", headers=headers["viewer"]).json()
+    files = details["files"]
+    assert files["csv"]["rows"] == 3 and files["jsonl"]["lines"] == 3  # counted in the files
+    assert (files["media"]["images"], files["media"]["videos"], files["media"]["failed"]) == (2, 1, 0)
+    assert files["video_frames"]["count"] == 1
+    assert sorted(files["reports"]["files"]) == sorted(
+        [f"Reporte_Analisis_Completo_{RUN_C}.pdf", f"{RUN_C}_analysis_complete.json"]
+    )
+    created = datetime.fromisoformat(details["created_at"])
+    assert abs((datetime.now(UTC) - created) - timedelta(days=45)) < timedelta(minutes=5)
+
+    report = client.post(
+        f"{BASE}/runs/cleanup",
+        json={"days_old": 30, "keep_recent": 0, "dry_run": True},
+        headers=headers["editor"],
+    ).json()
+    assert [(r["run_id"], r["days_old"]) for r in report["deleted_runs"]] == [(RUN_C, 45)]
+    resp = client.delete(f"{BASE}/runs/{RUN_C}", headers=headers["editor"])
+    assert resp.status_code == 200 and resp.json()["freed_space_bytes"] == sum(written.values()), resp.text
+    assert not (root / "datasets" / "facebook" / RUN_C).exists()
+
+
+def test_the_old_paths_answer_with_the_old_defaults(api):
+    """``/api/v1/apify/facebook/...`` on the API server: the same routes behind the same
+    permissions; dates without an offset; a cleanup without ``dry_run`` deletes."""
+    client, root, headers = api
+    write_dataset(root, RUN_A, created=datetime(2026, 3, 1, 12, 30, tzinfo=UTC))
+    write_dataset(root, RUN_B, created=datetime.now(UTC) - timedelta(days=90))
+    assert client.get(f"{SEED}/runs/list").status_code == 401
+    assert client.delete(f"{SEED}/runs/{RUN_A}", headers=headers["viewer"]).status_code == 403
+    listing = client.get(f"{SEED}/runs/list", headers=headers["viewer"]).json()
+    assert [r["created_at"] for r in listing["runs"]][-1] == "2026-03-01T12:30:00"
+    details = client.get(f"{SEED}/runs/{RUN_A}", headers=headers["viewer"]).json()
+    assert (details["created_at"], details["last_modified"]) == ("2026-03-01T12:30:00", "2026-03-01T12:35:00")
+    assert details["files"] == client.get(f"{BASE}/runs/{RUN_A}", headers=headers["viewer"]).json()["files"]
+    assert client.get(f"{SEED}/runs/bad", headers=headers["viewer"]).status_code == 422
+
+    report = client.post(
+        f"{SEED}/runs/cleanup", json={"days_old": 30, "keep_recent": 0}, headers=headers["editor"]
+    )
+    assert report.status_code == 200, report.text
+    assert report.json()["dry_run"] is False and report.json()["runs_deleted"] == 2
+    assert report.json()["deleted_runs"][0]["created_at"].count("+") == 0
+    assert client.get(f"{SEED}/runs/list", headers=headers["viewer"]).json()["total_runs"] == 0
+    spec = client.get(f"{SEED}/openapi.json").json()
+    assert set(spec["paths"]) == {
+        "/runs/list",
+        "/runs/{run_id}",
+        "/runs/cleanup",
+        "/storage/metrics",
+        "/download-dataset-from-run",
+    }
+
+
+def test_storage_metrics_count_datasets_space_growth_and_what_was_freed(api):
+    client, root, headers = api
+    now = datetime.now(UTC)
+    recent = sum(write_dataset(root, RUN_A, created=now - timedelta(days=2)).values())
+    old = sum(write_dataset(root, RUN_B, created=now - timedelta(days=20)).values())
+    older = sum(write_dataset(root, RUN_C, created=now - timedelta(days=100)).values())
+    empty = client.get(f"{BASE}/storage/metrics", headers=headers["viewer"]).json()
+    assert (empty["total_runs"], empty["total_size_bytes"]) == (3, recent + old + older)
+    assert (empty["oldest_run_days"], empty["newest_run_days"]) == (100, 2)
+    assert empty["growth_bytes_per_day"] == {"7d": round(recent / 7), "30d": round((recent + old) / 30)}
+    assert empty["freed_space_bytes"] == {"7d": 0, "30d": 0} and empty["ledger_since"] is None
+    assert empty["space_available_bytes"] > 0 and empty["space_total_bytes"] >= empty["space_available_bytes"]
+
+    assert client.delete(f"{BASE}/runs/{RUN_B}", headers=headers["editor"]).status_code == 200
+    body = {"days_old": 30, "keep_recent": 0, "dry_run": False}
+    assert (
+        client.post(f"{BASE}/runs/cleanup", json=body, headers=headers["editor"]).json()["runs_deleted"] == 1
+    )
+    after = client.get(f"{BASE}/storage/metrics", headers=headers["viewer"]).json()
+    assert (after["total_runs"], after["total_size_bytes"]) == (1, recent)
+    assert after["freed_space_bytes"] == {"7d": old + older, "30d": old + older}
+    assert after["freed_space_bytes_total"] == old + older
+    assert (after["deletions"], after["cleanups"]) == ({"7d": 2, "30d": 2}, {"7d": 1, "30d": 1})
+    # growth counts what was created in the window even if deleted since
+    assert after["growth_bytes_per_day"] == empty["growth_bytes_per_day"]
+    assert client.get(f"{BASE}/storage/metrics").status_code == 401
+
+
+# --- the download that answers when the dataset is there ----------------------------------------
+PARAMS = {"download_media": True, "extract_video_frames": True, "frame_interval_seconds": 1.0}
+
+
+def _wait_in_thread(url: str, body: dict, headers: dict, wait: float):
+    """POST the download with ``wait_seconds`` in a thread; returns (thread, answer holder)."""
+    import threading
+
+    import requests
+
+    answer: dict = {}
+
+    def call():
+        resp = requests.post(
+            url, params={"wait_seconds": wait}, json=body, headers=headers, timeout=wait + 30
+        )
+        answer.update(status=resp.status_code, json=resp.json(), headers=resp.headers)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread, answer
+
+
+def _new_run(client, headers, known: set[str], timeout: float = 20) -> str:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (new := _dag_run_ids(client, headers) - known):
+        assert time.monotonic() < deadline, "no DAG run was created"
+        time.sleep(0.2)
+    [run_id] = new
+    return run_id
+
+
+def test_a_stored_dataset_is_answered_at_once_without_a_dag_run(api, served_api):
+    import requests
+
+    client, root, headers = api
+    sizes = write_dataset(root, RUN_A, params=PARAMS)
+    runs = _dag_run_ids(client, headers["admin"])
+    for base in (f"{served_api}{SEED}", f"{served_api}{BASE}"):
+        resp = requests.post(
+            f"{base}/download-dataset-from-run",
+            params={} if SEED in base else {"wait_seconds": 5},
+            json={"run_id": RUN_A},
+            headers=headers["editor"],
+            timeout=30,
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == {
+            "status": "success",
+            "run_id": RUN_A,
+            "message": "Dataset already stored; nothing downloaded",
+            "downloaded": {"csv": True, "jsonl": True, "media": True, "media_count": 3},
+            "path": str(root / "datasets" / "facebook" / RUN_A),
+            "size_bytes": sum(sizes.values()),
+            "completeness": "complete",
+            "dag_run_id": None,
+            "dag_run_state": None,
+        }
+    assert _dag_run_ids(client, headers["admin"]) == runs
+
+
+@pytest.mark.parametrize("outcome", ["success", "failed"])
+def test_the_waiting_download_answers_with_the_dag_runs_outcome(api, served_api, outcome):
+    """The DAG run is ended through the core API while the request waits (no scheduler here):
+    success answers the stored dataset (the old service's answer), failure a 502 naming it."""
+    client, root, headers = api
+    sizes = write_dataset(root, RUN_A, params=PARAMS)
+    runs = _dag_run_ids(client, headers["admin"])
+    body = {"run_id": RUN_A, "force_download": True}
+    try:
+        thread, answer = _wait_in_thread(
+            f"{served_api}{SEED}/download-dataset-from-run", body, headers["editor"], wait=60
+        )
+        run_id = _new_run(client, headers["admin"], runs)
+        resp = client.patch(
+            f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}", json={"state": outcome}, headers=headers["admin"]
+        )
+        assert resp.status_code == 200, resp.text
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        if outcome == "success":
+            assert answer["status"] == 200, answer
+            assert answer["json"] | {"downloaded": None} == {
+                "status": "success",
+                "run_id": RUN_A,
+                "message": "Dataset downloaded",
+                "downloaded": None,
+                "path": str(root / "datasets" / "facebook" / RUN_A),
+                "size_bytes": sum(sizes.values()),
+                "completeness": "complete",
+                "dag_run_id": run_id,
+                "dag_run_state": "success",
+            }
+        else:
+            assert answer["status"] == 502, answer
+            assert run_id in answer["json"]["detail"] and "failed" in answer["json"]["detail"]
+    finally:
+        _delete_dag_runs(client, headers["admin"], keep=runs)
+
+
+def test_a_download_still_running_after_the_wait_is_a_202_to_follow(api, served_api):
+    import requests
+
+    client, root, headers = api
+    runs = _dag_run_ids(client, headers["admin"])
+    try:
+        resp = requests.post(
+            f"{served_api}{BASE}/download-dataset-from-run",
+            params={"wait_seconds": 1.5},
+            json={"run_id": RUN_A},
+            headers=headers["editor"],
+            timeout=30,
+        )
+        assert resp.status_code == 202, resp.text
+        run = resp.json()
+        assert run["state"] == "queued" and "still queued after 1.5 s" in run["detail"]
+        from urllib.parse import quote
+
+        assert (
+            resp.headers["Location"] == f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run['dag_run_id'], safe='')}"
+        )
+        followed = client.get(resp.headers["Location"], headers=headers["viewer"])
+        assert followed.status_code == 200 and followed.json()["conf"]["run_id"] == RUN_A
+        for bad in (-1, 1801, "soon", "nan"):
+            resp = requests.post(
+                f"{served_api}{BASE}/download-dataset-from-run",
+                params={"wait_seconds": bad},
+                json={"run_id": RUN_A},
+                headers=headers["editor"],
+                timeout=30,
+            )
+            assert resp.status_code == 422 and resp.json()["detail"][0]["loc"] == ["query", "wait_seconds"], (
+                bad
+            )
+        assert len(_dag_run_ids(client, headers["admin"]) - runs) == 1
+    finally:
+        _delete_dag_runs(client, headers["admin"], keep=runs)
+
+
+def test_a_download_on_a_paused_dag_is_not_waited_for(api, served_api):
+    import time
+
+    import requests
+
+    client, _, headers = api
+    runs = _dag_run_ids(client, headers["admin"])
+    assert (
+        client.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": True}, headers=headers["admin"]).status_code
+        == 200
+    )
+    try:
+        started = time.monotonic()
+        resp = requests.post(
+            f"{served_api}{SEED}/download-dataset-from-run",
+            json={"run_id": RUN_A},
+            headers=headers["editor"],
+            timeout=60,
+        )
+        assert resp.status_code == 202, resp.text
+        assert "is paused" in resp.json()["detail"] and resp.json()["state"] == "queued"
+        assert time.monotonic() - started < 30  # not the 600 s of the old path's default wait
+    finally:
+        client.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": False}, headers=headers["admin"])
+        _delete_dag_runs(client, headers["admin"], keep=runs)

@@ -175,7 +175,7 @@ def test_a_legacy_manifest_is_listed_resumed_and_replaced(storage):
     assert legacy.file(f"{RUN}.csv").rows == 2 and legacy.updated_at == old["last_modified"]
     assert verify(storage, legacy, checksums=True) == []
     (dataset,) = list_datasets(storage)
-    assert dataset.completeness == "partial" and dataset.details()["media"]["failed"] == 1
+    assert dataset.completeness == "partial" and dataset.details()["files"]["media"]["failed"] == 1
     assert dataset.details()["created_at"] == old["created_at"]
     assert not satisfies(legacy, PARAMS)
 
@@ -196,5 +196,6 @@ def test_a_legacy_manifest_that_is_no_manifest_is_an_error(storage):
 def test_a_folder_without_any_manifest_is_listed_and_deletable(storage):
     (dataset,) = list_datasets(storage)
     assert dataset.manifest is None and dataset.completeness == "unknown"
-    assert dataset.details()["files"]["csv"]["rows"] is None
+    files = dataset.details()["files"]
+    assert (files["csv"]["rows"], files["jsonl"]["lines"]) == (2, 2)  # counted in the files
     assert delete_dataset(storage, RUN)["files_deleted"] == len(FILES)
