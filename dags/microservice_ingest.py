@@ -38,6 +38,16 @@ one container per entity asked for. The container gets the Connections through t
 `private_environment`, filled when the task runs, so no password shows in Rendered Templates.
 Param `layout`: `partitioned` (default) or `flat` (the old containers' `<entity>/<file>` keys).
 Param `entities`: only these (empty: all); the others' tasks are skipped.
+
+The task `catalog` then writes the lake's table definitions beside the data
+(`dataset_ops.ingest.catalog`): for every entity an Athena `CREATE EXTERNAL TABLE` statement and a
+Glue `CreateTable` request for its CSV copy (table `<entity>`) and its Parquet copy
+(`<entity>_parquet`), partitioned by `dt` with partition projection (no crawler, no
+`MSCK REPAIR TABLE`), at `_catalog/<database>/athena/<table>.sql` and
+`_catalog/<database>/glue/<table>.json`. The same content again is a no-op; a changed schema or
+lake root gives a new version (`<table>.v2.sql`, ...). Param `catalog_database`: the Glue/Athena
+database (default `inventario_datalake`; empty: no definitions are written). Not written for
+`layout: flat` (no `dt=` folders there).
 """
 
 from __future__ import annotations
@@ -99,6 +109,14 @@ def datalake_root() -> str:
             examples=ENTITIES,  # the form lists them to choose from
             title="Entities",
             description="Only these entities (empty: all). The others are skipped.",
+        ),
+        "catalog_database": Param(
+            "inventario_datalake",
+            type=["null", "string"],
+            pattern=r"^[a-z][a-z0-9_]{0,254}$",
+            title="Catalog database",
+            description="Glue/Athena database named in the table definitions the task catalog writes "
+            "under _catalog/<database>/ of the lake (lower-case letters, digits, _); empty: write none.",
         ),
         "day": Param(
             None,
@@ -186,6 +204,22 @@ def microservice_ingest():
             log.info("%s", row)
         return rows
 
+    @task(trigger_rule="none_failed_min_one_success", multiple_outputs=False)
+    def catalog(params=None) -> dict:
+        """Write the lake's table definitions (Athena SQL, Glue CreateTable JSON) for every entity
+        under `_catalog/<database>/` of the lake (see the DAG docs)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from dataset_ops import settings
+        from dataset_ops.ingest.tasks import write_lake_catalog
+
+        if not params.get("catalog_database"):
+            raise AirflowSkipException("the Param catalog_database is empty: no table definitions")
+        if params["layout"] != "partitioned":
+            raise AirflowSkipException("the tables describe the partitioned layout; this run wrote flat keys")
+        lake = settings.datalake_root().open()
+        return write_lake_catalog(lake, first_day=START_DATE.date(), database=params["catalog_database"])
+
     interval = data_interval()
     runner = choose_runner()
     interval >> runner
@@ -211,6 +245,7 @@ def microservice_ingest():
         runner >> [in_process, in_docker]
         done += [in_process, in_docker]
     done >> summary()
+    done >> catalog()
 
 
 microservice_ingest()

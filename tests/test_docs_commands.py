@@ -152,7 +152,14 @@ DOCS_SETUP = NotRun(
     "A throwaway home with SQLite",
 )
 
+NO_AWS = NotRun(
+    "needs an AWS account (Glue, S3); none is reachable from here", "the AWS commands above were not run"
+)
 REGISTRY: dict[str, Runs | Covered | NotRun] = {
+    # --- docs/ingest.md: the lake's catalog in AWS ------------------------------------------------
+    "aws glue create-database --database-input '{\"Name\": \"inventario_datalake\"}'": NO_AWS,
+    "aws s3 cp s3://inventario-datalake/_catalog/inventario_datalake/glue/productos_parquet.json .": NO_AWS,
+    "aws glue create-table --cli-input-json file://productos_parquet.json": NO_AWS,
     # --- README.md: the two commands (also shown in docs/testing.md, docs/operations.md) -------
     "make demo": Runs(DEMO_FLOW, "the recipe `make -n demo` prints, with --data-dir in a temporary checkout"),
     "make test": NotRun("the test suite itself; a test cannot run the suite it is part of", "The last run:"),

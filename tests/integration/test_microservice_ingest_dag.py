@@ -2,6 +2,8 @@
 server, the lake on moto's S3 server. A run lands every entity; a rerun of the same day leaves
 the same keys and bytes; three days give three partitions; a run without a logical date lands
 the last complete interval before its ``run_after``, the Param ``day`` that day's interval; the
+task ``catalog`` writes the table definitions once, and DuckDB reading the lake through them
+(partition projection, SerDe, types) gets what the services served, partition by partition; the
 Docker runner (against a fake Docker Engine API) runs only the entities asked for, gets its
 Connections privately and leaves no secret in rendered fields, XCom, the audit log or the task
 log; the README's backfill command gives the partitions the README promises."""
@@ -17,7 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 from helpers.dags import load_dag
 from helpers.inventory_server import InventoryServer
+from helpers.lake_tables import comparable, expected_rows, read_table, sort_key
 
+from dataset_ops.ingest.catalog import location_uri
 from dataset_ops.storage import open_storage
 
 pytestmark = pytest.mark.integration
@@ -73,11 +77,61 @@ def _snapshot(lake) -> dict[str, bytes]:
     return out
 
 
-def test_a_daily_run_lands_every_entity_and_a_rerun_changes_nothing(services, lake):
+def _catalog_xcom(run) -> dict | None:
+    [ti] = [ti for ti in run.get_task_instances() if ti.task_id == "catalog"]
+    return ti.xcom_pull(task_ids="catalog")
+
+
+def _served(services, entity: str, day: str) -> list[dict]:
+    """What the service served for the interval starting at 02:00 UTC on ``day``."""
+    if entity != "ordenes":
+        return services.records(entity)
+    start = datetime.fromisoformat(day).replace(hour=2, tzinfo=UTC)
+    return services.records(
+        "ordenes", updated_since=start.isoformat(), updated_before=(start + timedelta(days=1)).isoformat()
+    )
+
+
+def _assert_tables_read_what_was_served(
+    lake, services, database: str, tables: list[str], days: list[str], tmp
+):
+    """Each table, from its Glue file in the lake, read with DuckDB through its partition
+    projection: the rows of every projected partition are what the services served that day."""
+    explode = {"proveedores": "productos"}
+    for table in tables:
+        entity = table.removesuffix("_parquet")
+        with lake.open_read(f"_catalog/{database}/glue/{table}.json") as fh:
+            request = json.loads(fh.read())
+        assert request["DatabaseName"] == database
+        rows = read_table(lake, location_uri(lake, ""), request, tmp / table)
+        expected = [
+            row
+            for day in days
+            for row in expected_rows(_served(services, entity, day), request, day, explode.get(entity))
+        ]
+        assert sorted(comparable(rows, expected), key=sort_key) == sorted(expected, key=sort_key), table
+        assert sorted({r["dt"] for r in rows}) == days
+
+
+def test_a_daily_run_lands_every_entity_and_a_rerun_changes_nothing(services, lake, tmp_path):
     dag = _dag()
     run = dag.test(logical_date=DAY)
     states = _states(run)
     assert str(run.state) == "success", states
+    assert states["catalog"] == "success"
+    catalog = _catalog_xcom(run)
+    assert catalog["database"] == "inventario_datalake" and len(catalog["files"]) == 20
+    assert all(
+        f["written"] and f["key"].startswith("_catalog/inventario_datalake/") for f in catalog["files"]
+    )
+    _assert_tables_read_what_was_served(
+        lake,
+        services,
+        "inventario_datalake",
+        [f"{e}{suffix}" for e in ENTITIES for suffix in ("", "_parquet")],
+        ["2026-11-15"],
+        tmp_path,
+    )
     for service in ("productos_service", "ordenes_service", "proveedores_service"):
         assert all(v == "skipped" for k, v in states.items() if k.startswith(f"ingest_{service}_docker"))
     assert sorted(k for k, v in states.items() if v == "success" and k.startswith("ingest_")) == sorted(
@@ -115,13 +169,19 @@ def test_a_daily_run_lands_every_entity_and_a_rerun_changes_nothing(services, la
 
     again = dag.test(logical_date=DAY)
     assert str(again.state) == "success", _states(again)
-    assert _snapshot(lake) == first  # same keys, same bytes
+    assert _snapshot(lake) == first  # same keys, same bytes (the catalog's too)
+    assert [(f["key"], f["written"]) for f in _catalog_xcom(again)["files"]] == [
+        (f["key"], False) for f in catalog["files"]
+    ]
 
 
-def test_three_days_give_three_partitions(services, lake):
+def test_three_days_give_three_partitions(services, lake, tmp_path):
+    """...and the tables of the Param catalog_database show the three days, each with the orders
+    the service served for it."""
     dag = _dag()
     for day in range(3):
-        run = dag.test(logical_date=DAY + timedelta(days=day), run_conf={"entities": ["ordenes"]})
+        conf = {"entities": ["ordenes"], "catalog_database": "ventas"}
+        run = dag.test(logical_date=DAY + timedelta(days=day), run_conf=conf)
         assert str(run.state) == "success", _states(run)
     keys = _data_keys(lake, "ordenes/")
     assert keys == [
@@ -130,6 +190,11 @@ def test_three_days_give_three_partitions(services, lake):
         "ordenes/dt=2026-11-17/ordenes_20261117_020000.csv",
     ]
     assert not [k for k in lake.list("productos/")]  # not asked for: skipped
+    assert {k.split("/")[1] for k in lake.list("_catalog/")} == {"ventas"}
+    days = ["2026-11-15", "2026-11-16", "2026-11-17"]
+    _assert_tables_read_what_was_served(
+        lake, services, "ventas", ["ordenes", "ordenes_parquet"], days, tmp_path
+    )
 
 
 def test_without_the_variable_the_lake_is_datalake_below_the_storage_root(services, monkeypatch):
@@ -301,9 +366,12 @@ def test_docker_runner_runs_only_the_entities_asked_for_and_shows_no_secret(
     output = ['{"entity": "x", "rows": 7, "pages": 1, "duplicates": 0, "invalid_rows": 0, "seconds": 0.1}']
     with FakeDockerEngine(output=output) as engine:
         monkeypatch.setenv("DOCKER_HOST", engine.docker_url)
-        run = _dag().test(logical_date=logical_date, run_conf={"runner": "docker", "entities": entities})
+        # no catalog: the lake here is a name only (no S3 server behind it); the task is skipped
+        conf = {"runner": "docker", "entities": entities, "catalog_database": None}
+        run = _dag().test(logical_date=logical_date, run_conf=conf)
     states = _states(run)
     assert str(run.state) == "success", states
+    assert states["catalog"] == "skipped"
 
     services = {
         "productos": "productos_service",

@@ -6,4 +6,6 @@
 * :mod:`.flatten`: nested documents -> rows with a stable column set from the schema.
 * :mod:`.writers`: the CSV / JSONL / Parquet files of a run.
 * :mod:`.extract`: one entity, one run, end to end (:func:`~.extract.ingest_entity`).
+* :mod:`.catalog`: the lake's table definitions (Athena DDL with partition projection, Glue
+  ``TableInput``) written beside the data under ``_catalog/``.
 """

@@ -79,7 +79,7 @@ class EntityFiles:
             import pyarrow.parquet as pq
 
             self.paths["parquet"] = folder / f"{base}.parquet"
-            self._schema = pa.schema([(c.name, _arrow_type(c)) for c in columns])
+            self._schema = pa.schema([(c.name, arrow_type(c)) for c in columns])
             self._parquet = pq.ParquetWriter(self.paths["parquet"], self._schema, compression="snappy")
 
     def add_raw(self, records: list[dict]) -> None:
@@ -161,7 +161,9 @@ def gzip_open(path: Path):
     return gzip.open(path, "wb", compresslevel=6)
 
 
-def _arrow_type(column: Column):
+def arrow_type(column: Column):
+    """The Arrow type a column is written with in Parquet (``datetime``: ``timestamp[ms, UTC]``;
+    the other kinds by :data:`_ARROW_TYPES`); the lake's catalog declares the same types."""
     import pyarrow as pa
 
     if column.kind == "datetime":
