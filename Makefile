@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := pkg-config libmariadb-dev chromium chromium-driver
 BENCH_APT_PACKAGES := pgloader postgresql-client wrk
 
-.PHONY: help install services lint test demo airflow distributed screenshots bench bench-validation bench-upload bench-ingest bench-media bench-inference bench-distributed lock clean
+.PHONY: help install services lint test demo airflow distributed screenshots bench bench-validation bench-upload bench-ingest bench-imdb-api bench-media bench-inference bench-distributed lock clean
 
 help:
 	@echo "make demo    run the IMDb download + COPY load on the bundled sample (embedded services)"
@@ -20,6 +20,7 @@ help:
 	@echo "make screenshots  the browser test, saving the trigger-form pictures in docs/"
 	@echo "make bench   COPY load benchmark (needs pgloader; installed from Debian packages)"
 	@echo "make bench-validation / bench-upload   staged-upload benchmarks"
+	@echo "make bench-imdb-api   the IMDb read API vs a seed-style one (wrk)"
 	@echo "make bench-ingest   microservice ingest vs dlt (dlt in its own venv)"
 	@echo "make bench-media / bench-inference   Apify media downloads / inference report workbook"
 	@echo "make bench-distributed   one Celery worker against two (IMDb load, 20-file staged batch)"
@@ -110,6 +111,12 @@ bench-validation: install $(PANDAS2)/bin/python
 $(PANDAS2)/bin/python:
 	uv venv -q -p $(PYTHON) $(PANDAS2)
 	uv pip install -q -p $(PANDAS2)/bin/python pandas==2.3.3
+
+# the IMDb read API against a seed-style one (wrk from Debian; its own database imdb_bench_api)
+bench-imdb-api: install
+	$(call apt_ensure,wrk)
+	@scripts/services.sh
+	$(PY) benchmarks/bench_imdb_api.py $(BENCH_ARGS)
 
 bench-upload: install
 	$(PY) benchmarks/bench_upload.py $(BENCH_ARGS)

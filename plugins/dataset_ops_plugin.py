@@ -10,6 +10,8 @@ Mounts :func:`dataset_ops.api.app.create_app` at ``/dataset-ops``, so the API se
 * ``/api/v1/apify/facebook/...``: the same inventory on the old service's paths, with its
   defaults (a cleanup without ``dry_run`` deletes, the download waits for the dataset), so its
   clients change only the host and add a token;
+* ``/dataset-ops/imdb/...``: the read-only IMDb API over the tables ``imdb_load`` publishes
+  (:mod:`dataset_ops.imdb.api`; read access to the DAG ``imdb_load``);
 * ``/dataset-ops/staging/ui/``: the Uploads page, shown in the Airflow UI's menu (Browse >
   Uploads) as an external view,
 

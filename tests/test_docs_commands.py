@@ -156,6 +156,15 @@ NO_AWS = NotRun(
     "needs an AWS account (Glue, S3); none is reachable from here", "the AWS commands above were not run"
 )
 REGISTRY: dict[str, Runs | Covered | NotRun] = {
+    # --- docs/imdb-api.md: the IMDb read API on its own -------------------------------------------
+    ".venv/bin/python -m dataset_ops.imdb.api_server --host 127.0.0.1 --port 8090 --workers 2": Runs(
+        "tests/plugins/imdb/test_imdb_api.py::test_the_documented_command_serves_the_api_to_an_airflow_token",
+        "port 8090 replaced by a free port; the two variables set to the test database and Airflow's secret",
+    ),
+    ".venv/bin/python benchmarks/bench_imdb_api.py [--workers 1 2] [--duration 20] [--warmup 5] "
+    "[--connections 64] [--threads 2] [--pool-size 4] [--rows 2000000] [--db imdb_bench_api] "
+    "[--only ours|seed] [--rebuild]": BENCH,
+    "docker compose up -d imdb-api": NO_DOCKER,
     # --- docs/ingest.md: the lake's catalog in AWS ------------------------------------------------
     "aws glue create-database --database-input '{\"Name\": \"inventario_datalake\"}'": NO_AWS,
     "aws s3 cp s3://inventario-datalake/_catalog/inventario_datalake/glue/productos_parquet.json .": NO_AWS,
