@@ -148,16 +148,19 @@ def test_apify_download_triggered_from_its_form_shows_in_the_inventory(page, air
     details = open_json(page, f"{stack.api_url}{INVENTORY}/runs/{APIFY_RUN}")
     items = len(apify.items)
     assert details["files"]["csv"]["rows"] == details["files"]["jsonl"]["lines"] == items == 61
-    media = details["media"]
-    assert media["failed"] == 0 and media["videos"] > 0
-    assert media["images"] + media["videos"] == summary["media_count"]
+    media = details["files"]["media"]
+    assert media["exists"] and media["failed"] == 0 and media["videos"] > 0
+    assert media["images"] + media["videos"] == media["count"] == summary["media_count"]
     frames_per_video = math.ceil(VIDEO_FRAMES / VIDEO_FPS / FRAME_INTERVAL)
-    assert details["video_frames"] == {
+    frames = details["files"]["video_frames"]
+    assert frames == {
+        "exists": True,
+        "path": "video_frames/",
         "count": frames_per_video * media["videos"],
-        "size_bytes": details["video_frames"]["size_bytes"],
+        "size_bytes": frames["size_bytes"],
         "videos_failed": 0,
     }
-    assert details["video_frames"]["size_bytes"] > 0
+    assert frames["size_bytes"] > 0
 
     anonymous = page.context.browser.new_context()
     try:
