@@ -11,6 +11,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+#: The JWT secret of every in-process Airflow API app of the session. Airflow caches its token
+#: signer per process (``BaseAuthManager._get_token_signer`` is a cached classmethod), so the first
+#: app's secret signs every token of the session: one value for all, which a standalone server
+#: validating those tokens must be given too.
+JWT_SECRET = "test-secret-for-the-dataset-ops-api-tests-" + "x" * 32
 #: user -> (simple auth manager role, password written to the passwords file)
 USERS = {"admin": ("admin", "admin-pw"), "editor": ("user", "editor-pw"), "viewer": ("viewer", "viewer-pw")}
 
@@ -37,7 +42,7 @@ def airflow_api_client(
         )
         mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
         mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
-        mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "test-secret-for-the-dataset-ops-api-tests-" + "x" * 32)
+        mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", JWT_SECRET)
         for name, value in (env or {}).items():
             mp.setenv(name, value)
         for dag_id in dag_ids:

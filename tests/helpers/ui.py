@@ -65,7 +65,9 @@ def log_in(tab, stack, viewer: bool = False) -> None:
     tab.get_by_label("Password").fill(stack.viewer_password if viewer else stack.password)
     tab.get_by_role("button", name="Sign in").click()
     tab.wait_for_url(lambda url: "/auth/login" not in url)
-    expect(tab.get_by_role("link", name="Dags", exact=True)).to_be_visible()
+    # the navigation's labels come with the UI's translations, fetched after the page: on a busy
+    # machine (a CI run beside benchmarks, load average 12) they took over the 5 s default
+    expect(tab.get_by_role("link", name="Dags", exact=True)).to_be_visible(timeout=30_000)
 
 
 def open_trigger_form(tab, stack, dag_id: str):
