@@ -66,8 +66,9 @@ Read-only access to the seven IMDb tables `imdb_load` publishes (schema `imdb`).
 * `GET {PREFIX}/titles/{{tconst}}`: a title with its rating, akas, crew (names resolved),
   principals, the series it belongs to (`episodeOf`) and its first episodes
 * `GET {PREFIX}/titles/{{tconst}}/episodes`: all episodes of a series, page by page
-* `GET {PREFIX}/titles`: search by text (`q`, in `primaryTitle` or `originalTitle`), `titleType`,
-  `genre`, `startYearFrom`/`startYearTo`, sorted by `tconst` or `startYear`
+* `GET {PREFIX}/titles`: search by words (`q`: every word of it is a word of `primaryTitle` or
+  `originalTitle`), `titleType`, `genre`, `startYearFrom`/`startYearTo`, sorted by `tconst` or
+  `startYear`
 * `GET {PREFIX}/names/{{nconst}}`: a name with its known-for titles
 * `GET {PREFIX}/names`: search names by text (`q`, in `primaryName`)
 
@@ -79,7 +80,7 @@ with the same other parameters, for the following page; `null` means the last pa
 equal sort keys come in id order, and walking all pages gives every row once.
 
 **Errors**: 422 a parameter that breaks its rule (a `tconst` not `tt` + digits, a `limit` out
-of range, `q` shorter than {q.MIN_QUERY_CHARS} characters); 400 a cursor that is not from the
+of range, a name search's `q` shorter than {q.MIN_QUERY_CHARS} characters); 400 a cursor that is not from the
 same query, or `startYearFrom` after `startYearTo`; 404 an unknown id; 503 the database cannot
 answer (not loaded yet, unreachable, busy, or the query took more than
 {STATEMENT_TIMEOUT_S:g} s).
@@ -222,8 +223,14 @@ class ImdbDatabase:
                 f"the IMDb database is busy: no free connection within {self.pool_timeout_s:g} s"
             ) from exc
         except psycopg.errors.UndefinedTable as exc:
+            missing = exc.diag.message_primary or ""
+            if q.WORDS_TABLE in missing or q.WORD_COUNTS_TABLE in missing:
+                raise DatabaseUnavailable(
+                    f"the word index of the titles is not built yet ({missing}): it is built by "
+                    "dataset_ops.imdb.queries.ensure_read_indexes after the DAG imdb_load publishes"
+                ) from exc
             raise DatabaseUnavailable(
-                f"the IMDb tables are not loaded yet ({exc.diag.message_primary}): run the DAG imdb_load"
+                f"the IMDb tables are not loaded yet ({missing}): run the DAG imdb_load"
             ) from exc
         except psycopg.errors.QueryCanceled as exc:
             raise DatabaseUnavailable(
@@ -395,10 +402,12 @@ Text = Annotated[
     str | None,
     Query(
         alias="q",
-        min_length=q.MIN_QUERY_CHARS,
+        min_length=q.MIN_TITLE_QUERY_CHARS,
         max_length=q.MAX_QUERY_CHARS,
-        description=f"Text to find, case-insensitively, anywhere ({q.MIN_QUERY_CHARS} to "
-        f"{q.MAX_QUERY_CHARS} characters; % and _ are plain characters).",
+        description=f"Words to find ({q.MIN_TITLE_QUERY_CHARS} to {q.MAX_QUERY_CHARS} characters): "
+        "titles of which every word of q is a whole word of primaryTitle or originalTitle, "
+        "case-insensitively. A word is a run of letters and digits; anything else separates "
+        "words (q=ain't looks for the words ain and t). A q without letters or digits finds nothing.",
     ),
 ]
 Year = Annotated[int | None, Query(ge=q.MIN_YEAR, le=q.MAX_YEAR)]

@@ -13,9 +13,16 @@ PostgreSQL folds to lower case; the JSON keys keep IMDb's spelling: ``primaryTit
   to clients: URL-safe base64 of a JSON array ``[version, list kind, fingerprint, last keys]``;
   the fingerprint (a hash of the filters and the sort) makes a cursor of one query fail loudly
   when it is sent with another (:class:`BadCursor`).
-* Search statements are executed unprepared (``prepare=False``): PostgreSQL then plans each one
-  with the actual values, which matters for text patterns (a common word is best found by walking
-  the key order, a rare one through the trigram index); a generic prepared plan cannot tell.
+* Title search by words (``q``) reads a word index, the table ``title_words`` (word, tconst,
+  year) that :func:`ensure_title_words` derives from ``title_basics``: a page is a walk of the
+  postings of the query's rarest word in sort order from the cursor, joined to the titles for
+  the other filters (:func:`words_statement`). Its cost follows the rows walked, not the word's
+  frequency, and its plan does not depend on the values, so it is prepared once per connection.
+  Words are whole words, not substrings (``love`` does not find ``Lovely``).
+* The other searches (titles without ``q``, names by substring) are executed unprepared
+  (``prepare=False``): PostgreSQL then plans each one with the actual values, which matters for
+  text patterns (a common name part is best found by walking the key order, a rare one through
+  the trigram index) and for filters of very different selectivity.
 * NULL sort keys (``startYear``, ``seasonNumber``, ``episodeNumber``) sort last: the SQL orders
   by ``coalesce(col, 2147483647)``, and :func:`ensure_read_indexes` indexes that expression.
 
@@ -54,10 +61,12 @@ WORD_PATTERN = r"^[A-Za-z0-9-]{1,40}$"
 #: Rows per page when the request names no ``limit``, and the most it may ask for.
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
-#: Shortest and longest text query, in characters. Three characters are the shortest text a
+#: Shortest and longest name query, in characters. Three characters are the shortest text a
 #: trigram index can look up (pg_trgm); shorter ones would scan the whole table.
 MIN_QUERY_CHARS = 3
 MAX_QUERY_CHARS = 200
+#: Shortest title query (words: any word, even one letter, is looked up in the word index).
+MIN_TITLE_QUERY_CHARS = 1
 #: Year bounds accepted by the ``startYear`` filters.
 MIN_YEAR, MAX_YEAR = 1, 9999
 #: Longest cursor accepted, in characters (a real one is under 120).
@@ -264,10 +273,10 @@ def _check_limit(limit: int) -> None:
         raise BadQuery(f"limit must be 1 to {MAX_LIMIT}, not {limit}")
 
 
-#: Rows a text search walks in sort order before it gives up on the walk (see
-#: :func:`walk_statement`): in id order the heap is read in file order (the dumps are sorted by
-#: id), about 1 us a row; in year order each row is a random heap read, several times dearer.
-WALK_BUDGET = {"tconst": 5_000, "startYear": 1_000, "nconst": 5_000}
+#: Rows a name search walks in nconst order before it gives up on the walk (see
+#: :func:`walk_statement`): the heap is read in file order (the dumps are sorted by id), about
+#: 1 us a row.
+WALK_BUDGET = {"nconst": 5_000}
 
 
 def _where(conditions: list[str]) -> str:
@@ -303,12 +312,73 @@ def fenced_statement(table: str, conditions: list[str], order: str) -> str:
     )
 
 
+#: A word: a longest run of letters and digits (POSIX class ``[:alnum:]``, Unicode-aware in a
+#: UTF-8 database), lower-cased; everything else separates words.
+WORD_SEPARATOR = "[^[:alnum:]]+"
+#: The words of ``%(q)s``, as :func:`ensure_title_words` cuts titles into words (a text array,
+#: NULL when ``q`` has no letter or digit).
+QUERY_WORDS = (
+    f"(SELECT array_agg(DISTINCT x) FROM regexp_split_to_table(lower(%(q)s), '{WORD_SEPARATOR}') x "
+    "WHERE x <> '')"
+)
+
+
+def words_statement(params: dict[str, Any], sort: TitleSort) -> str:
+    """A page of the titles with every word of ``%(q)s``, found through ``title_words``.
+
+    Walks the postings of the query's rarest word (fewest titles in ``title_word_counts``) in
+    sort order along the index ``(word, tconst)`` or ``(word, yearkey, tconst)``, from the
+    cursor, with the year range on the same index; each posting is joined to its title (by
+    primary key) for the type and genre filters, and when ``q`` has several words, the others
+    are looked up in ``(word, tconst)``. The cost follows the rows walked, not the word's
+    frequency: a page of a frequent word is found in a few dozen postings.
+
+    :param params: the statement's parameters: ``q``, and those of the filters present
+        (``type``, ``genre``, ``y0``/``y1``, cursor ``t`` and ``y``).
+    """
+    words = QUERY_WORDS
+    rarest = (
+        f"(SELECT u.word FROM unnest({words}) u(word) "
+        f"LEFT JOIN {SCHEMA}.title_word_counts c ON c.word = u.word "
+        "ORDER BY coalesce(c.titles, 0), u.word LIMIT 1)"
+    )
+    conditions = [f"w.word = {rarest}"]
+    if sort == "tconst":
+        order = "w.tconst"
+        if "t" in params:
+            conditions.append("w.tconst > %(t)s")
+    else:
+        order = "w.yearkey, w.tconst"
+        if "t" in params:
+            conditions.append("(w.yearkey, w.tconst) > (%(y)s, %(t)s)")
+    if "y0" in params:
+        # in tconst order ``+ 0`` keeps the range off the year index: PostgreSQL estimates a
+        # few postings for any word (the word is a parameter), and would otherwise read the
+        # word's whole range of years through that index and sort it
+        key = "w.yearkey" if sort == "startYear" else "(w.yearkey + 0)"
+        conditions.append(f"{key} BETWEEN %(y0)s AND %(y1)s")
+    if "type" in params:
+        conditions.append("b.titletype = %(type)s")
+    if "genre" in params:
+        conditions.append("b.genres @> %(genre)s::text[]")
+    conditions.append(
+        f"(cardinality({words}) = 1 OR (SELECT count(*) FROM {SCHEMA}.title_words o "
+        f"WHERE o.word = ANY({words}::text[]) AND o.tconst = w.tconst) = cardinality({words}))"
+    )
+    return (
+        f"SELECT b.* FROM {SCHEMA}.title_words w JOIN {SCHEMA}.title_basics b ON b.tconst = w.tconst "
+        f"{_where(conditions)} ORDER BY {order} LIMIT %(n)s"
+    )
+
+
 @dataclass(frozen=True)
 class TitleSearch:
     """A title search: every filter is optional; those given must all match.
 
-    :param q: text found (case-insensitively, anywhere) in ``primaryTitle`` or ``originalTitle``;
-        :data:`MIN_QUERY_CHARS` to :data:`MAX_QUERY_CHARS` characters.
+    :param q: words: a title matches when every word of ``q`` is a word of its ``primaryTitle``
+        or ``originalTitle`` (words as :func:`ensure_title_words` cuts them: runs of letters and
+        digits, case-insensitive; ``q`` without any finds nothing);
+        :data:`MIN_TITLE_QUERY_CHARS` to :data:`MAX_QUERY_CHARS` characters.
     :param title_type: ``titleType`` equal to this (``movie``, ``tvSeries``, ...).
     :param genre: one of the title's ``genres`` (as IMDb writes it: ``Drama``, ``Sci-Fi``).
     :param start_year_from: ``startYear`` at least this (titles without a year are left out).
@@ -338,9 +408,9 @@ class TitleSearch:
         """The statements to run, in order, with their parameters: the first that returns a full
         page (``limit + 1`` rows) answers; the last one always does (see :func:`run_search`).
 
-        Without ``q``: one statement, planned by PostgreSQL. With ``q``: first a bounded walk in
-        sort order (:func:`walk_statement`), then the exact statement with the filters fenced
-        from the sort (:func:`fenced_statement`).
+        Without ``q``: one statement, planned by PostgreSQL with its values. With ``q``: one
+        statement over the word index (:func:`words_statement`), whose plan does not depend on
+        the values (run prepared).
 
         :raises BadQuery: year bounds out of order or out of range, limit out of range.
         :raises BadCursor: see :func:`decode_cursor`.
@@ -348,17 +418,10 @@ class TitleSearch:
         _check_limit(self.limit)
         params: dict[str, Any] = {"n": self.limit + 1}
         aligned, rest = [], []  # conditions the sort's index walks along, and the others
-        text = None
         if self.q is not None:
-            if not MIN_QUERY_CHARS <= len(self.q) <= MAX_QUERY_CHARS:
-                raise BadQuery(f"q must be {MIN_QUERY_CHARS} to {MAX_QUERY_CHARS} characters")
-            params["p"] = like_pattern(self.q)
-            # originalTitle differs from primaryTitle for a few titles only; its trigram index is
-            # partial (WHERE originaltitle <> primarytitle), and this arm's condition matches it.
-            text = (
-                "(b.primarytitle ILIKE %(p)s "
-                "OR (b.originaltitle <> b.primarytitle AND b.originaltitle ILIKE %(p)s))"
-            )
+            if not MIN_TITLE_QUERY_CHARS <= len(self.q) <= MAX_QUERY_CHARS:
+                raise BadQuery(f"q must be {MIN_TITLE_QUERY_CHARS} to {MAX_QUERY_CHARS} characters")
+            params["q"] = self.q
         if self.sort not in ("tconst", "startYear"):
             raise BadQuery(f"sort must be tconst or startYear, not {self.sort!r}")
         if self.title_type is not None:
@@ -391,13 +454,10 @@ class TitleSearch:
                 params["y"], params["t"] = keys
                 aligned.append(f"({year}, b.tconst) > (%(y)s, %(t)s)")
         table = f"{SCHEMA}.title_basics"
-        if text is None:
+        if self.q is None:
             page = f"SELECT b.* FROM {table} b {_where(aligned + rest)} ORDER BY {order} LIMIT %(n)s"
             return [(self._select(page, order), params)]
-        params["budget"] = WALK_BUDGET[self.sort]
-        walk = walk_statement(table, aligned, [text, *rest], order)
-        exact = fenced_statement(table, [*aligned, text, *rest], order)
-        return [(self._select(walk, order), params), (self._select(exact, order), params)]
+        return [(self._select(words_statement(params, self.sort), order), params)]
 
     @staticmethod
     def _select(page: str, order: str) -> str:
@@ -425,11 +485,13 @@ def _title_row(row: tuple) -> dict:
     return item
 
 
-async def run_search(conn: psycopg.AsyncConnection, statements: list[tuple[str, dict]]) -> list[tuple]:
+async def run_search(
+    conn: psycopg.AsyncConnection, statements: list[tuple[str, dict]], prepare: bool = False
+) -> list[tuple]:
     """The rows of the first statement that returns a full page (``params["n"]`` rows), else of
-    the last one. Unprepared: PostgreSQL plans each with its values."""
+    the last one. Unprepared by default: PostgreSQL plans each with its values."""
     for query, params in statements:
-        cur = await conn.execute(query, params, prepare=False)
+        cur = await conn.execute(query, params, prepare=prepare)
         rows = await cur.fetchall()
         if len(rows) >= params["n"]:
             break
@@ -444,7 +506,8 @@ async def search_titles(conn: psycopg.AsyncConnection, search: TitleSearch) -> b
 
     :raises BadQuery: see :meth:`TitleSearch.statements`. :raises BadCursor: see :func:`decode_cursor`.
     """
-    rows = await run_search(conn, search.statements())
+    # a word search's plan does not depend on the values (see words_statement): prepared
+    rows = await run_search(conn, search.statements(), prepare=search.q is not None)
     more = len(rows) > search.limit
     rows = rows[: search.limit]
     return orjson.dumps(
@@ -573,13 +636,6 @@ async def list_episodes(
 #: (table, index name, definition after ``ON <schema>.<table>``, ANALYZE afterwards: expression
 #: indexes get their statistics from ANALYZE)
 READ_INDEXES: tuple[tuple[str, str, str, bool], ...] = (
-    ("title_basics", "title_basics_primarytitle_trgm_idx", "USING gin (primarytitle gin_trgm_ops)", False),
-    (
-        "title_basics",
-        "title_basics_originaltitle_trgm_idx",
-        "USING gin (originaltitle gin_trgm_ops) WHERE originaltitle <> primarytitle",
-        False,
-    ),
     ("title_basics", "title_basics_titletype_tconst_idx", "(titletype, tconst)", False),
     (
         "title_basics",
@@ -599,27 +655,113 @@ READ_INDEXES: tuple[tuple[str, str, str, bool], ...] = (
 )
 
 
+#: The word index of the titles (:func:`ensure_title_words`): its tables and their indexes.
+WORDS_TABLE, WORD_COUNTS_TABLE = "title_words", "title_word_counts"
+WORDS_INDEXES = (
+    ("title_words_word_tconst_idx", "(word, tconst) INCLUDE (yearkey)"),
+    ("title_words_word_year_idx", "(word, yearkey, tconst)"),
+)
+
+
+def ensure_title_words(
+    conn: psycopg.Connection, schema: str = SCHEMA, maintenance_work_mem: str = "512MB"
+) -> bool:
+    """Build the word index of the titles unless it is current: ``title_words (word, tconst,
+    yearkey)``, one row per distinct word of a title's ``primaryTitle`` and ``originalTitle``
+    (lower-cased, cut at :data:`WORD_SEPARATOR`; ``yearkey`` = ``startYear``, NULL as
+    :data:`NULL_LAST`), with btree indexes on ``(word, tconst) INCLUDE (yearkey)`` and ``(word,
+    yearkey, tconst)``, and ``title_word_counts (word primary key, titles)``.
+
+    Current means built from the ``title_basics`` table now in ``schema``: the build records
+    that table's OID in the comment of ``title_words``; a publish replaces ``title_basics`` (a
+    new OID), so the next call rebuilds. The new tables are built under ``*_build`` names
+    (UNLOGGED when ``title_basics`` is, like the loader's tables), vacuumed and analysed, then
+    swapped in with the old ones dropped in one transaction: searches read the old index until
+    then. A publish does not move these tables from ``imdb_staging``: build them on ``imdb``.
+
+    :param conn: an autocommit psycopg 3 connection with CREATE rights on ``schema``.
+    :returns: True when it built them, False when they were current or ``title_basics`` is
+        missing.
+    :raises psycopg.Error: a database failure (the tables in use stay as they were).
+    """
+    row = conn.execute(
+        "SELECT c.oid::bigint, c.relpersistence FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = 'title_basics' AND c.relkind = 'r'",
+        (schema,),
+    ).fetchone()
+    if row is None:
+        return False
+    source, persistence = f"title_basics {row[0]}", row[1]
+    current = conn.execute(
+        "SELECT obj_description(to_regclass(%s), 'pg_class'), to_regclass(%s) IS NOT NULL",
+        (f"{schema}.{WORDS_TABLE}", f"{schema}.{WORD_COUNTS_TABLE}"),
+    ).fetchone()
+    if current == (source, True):
+        return False
+    words, counts = f"{schema}.{WORDS_TABLE}", f"{schema}.{WORD_COUNTS_TABLE}"
+    unlogged = "UNLOGGED " if persistence == "u" else ""
+    log.info("building %s from %s.title_basics", words, schema)
+    conn.execute(f"DROP TABLE IF EXISTS {words}_build, {counts}_build")
+    with conn.transaction():
+        conn.execute(f"SET LOCAL maintenance_work_mem = '{maintenance_work_mem}'")
+        conn.execute(
+            f"""CREATE {unlogged}TABLE {words}_build AS
+            SELECT w.word COLLATE "C" AS word, b.tconst, coalesce(b.startyear, {NULL_LAST}) AS yearkey
+            FROM {schema}.title_basics b,
+            LATERAL (SELECT DISTINCT x FROM regexp_split_to_table(
+                         lower(concat_ws(' ', b.primarytitle, nullif(b.originaltitle, b.primarytitle))),
+                         '{WORD_SEPARATOR}') x
+                     WHERE x <> '') w(word)"""
+        )
+        for name, definition in WORDS_INDEXES:
+            conn.execute(f"CREATE INDEX {name}_build ON {words}_build {definition}")
+        conn.execute(
+            f"CREATE {unlogged}TABLE {counts}_build AS "
+            f"SELECT word, count(*)::integer AS titles FROM {words}_build GROUP BY word"
+        )
+        conn.execute(
+            f"ALTER TABLE {counts}_build ADD CONSTRAINT {WORD_COUNTS_TABLE}_build_pkey PRIMARY KEY (word)"
+        )
+    conn.execute(f"VACUUM (ANALYZE) {words}_build")  # all-visible: index-only scans
+    conn.execute(f"ANALYZE {counts}_build")
+    with conn.transaction():
+        conn.execute(f"DROP TABLE IF EXISTS {words}, {counts}")
+        conn.execute(f"ALTER TABLE {words}_build RENAME TO {WORDS_TABLE}")
+        conn.execute(f"ALTER TABLE {counts}_build RENAME TO {WORD_COUNTS_TABLE}")
+        for name, _ in WORDS_INDEXES:
+            conn.execute(f"ALTER INDEX {schema}.{name}_build RENAME TO {name}")
+        conn.execute(
+            f"ALTER INDEX {schema}.{WORD_COUNTS_TABLE}_build_pkey RENAME TO {WORD_COUNTS_TABLE}_pkey"
+        )
+        conn.execute(f"COMMENT ON TABLE {words} IS '{source}'")
+    return True
+
+
 def ensure_read_indexes(
     conn: psycopg.Connection, schema: str = SCHEMA, maintenance_work_mem: str = "512MB"
 ) -> list[str]:
-    """Create the indexes the API's searches need, where missing: trigram GIN indexes (pg_trgm)
-    on ``primaryTitle``, ``originalTitle`` (where it differs) and ``primaryName``; btree on
-    ``(titleType, tconst)`` and on ``(startYear, tconst)`` (NULL years last); GIN on ``genres``;
-    btree on ``title_episode (parentTconst, seasonNumber, episodeNumber, tconst)``.
+    """Create what the API's searches need, where missing: the word index of the titles
+    (:func:`ensure_title_words`, rebuilt when ``title_basics`` was replaced); a trigram GIN index
+    (pg_trgm) on ``primaryName``; btree on ``(titleType, tconst)`` and on ``(startYear, tconst)``
+    (NULL years last); GIN on ``genres``; btree on ``title_episode (parentTconst, seasonNumber,
+    episodeNumber, tconst)``.
 
     Call it after every publish of these tables: publishing replaces a table with a new one
     (:func:`dataset_ops.imdb.load.publish`), which has only its primary key and the loader's
-    indexes. It can also run on the staged tables before the publish (``schema`` =
-    ``imdb_staging``): the indexes move with the tables, and keep their names. Tables that do not
-    exist in ``schema`` are skipped. Each index is built in its own transaction with plain
-    ``CREATE INDEX`` (readers go on; writers of that table wait); expression indexes are followed
-    by ``ANALYZE`` of their table. Runs ``CREATE EXTENSION IF NOT EXISTS pg_trgm`` (a trusted
-    extension: the database owner may create it).
+    indexes. The indexes can also be built on the staged tables before the publish (``schema`` =
+    ``imdb_staging``): they move with the tables, and keep their names. The word index is built
+    only when ``schema`` is :data:`SCHEMA` (a publish would not move it).
+    Tables that do not exist in ``schema`` are skipped. Each index is built in its own
+    transaction with plain ``CREATE INDEX`` (readers go on; writers of that table wait);
+    expression indexes are followed by ``ANALYZE`` of their table. Runs ``CREATE EXTENSION IF
+    NOT EXISTS pg_trgm`` (a trusted extension: the database owner may create it).
 
     :param conn: an autocommit psycopg 3 connection with CREATE rights on ``schema``.
     :param maintenance_work_mem: memory for each index build (GIN builds are much faster with
         more).
-    :returns: the names of the indexes created (empty when all existed).
+    :returns: the names of the indexes created, then :data:`WORDS_TABLE` when the word index was
+        built (empty when all existed).
     :raises psycopg.Error: a database failure (the indexes built before it stay).
     """
     conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
@@ -643,4 +785,6 @@ def ensure_read_indexes(
             to_analyze.add(table)
     for table in sorted(to_analyze):
         conn.execute(f"ANALYZE {schema}.{table}")
+    if schema == SCHEMA and ensure_title_words(conn, schema, maintenance_work_mem):
+        created.append(WORDS_TABLE)
     return created
