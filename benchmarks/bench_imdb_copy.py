@@ -1,8 +1,9 @@
 """Benchmark: this project's IMDb loader against psql ``\\copy``, pgloader and pandas ``to_sql``.
 
-Run: ``.venv/bin/python benchmarks/bench_imdb_copy.py [--only ratings|basics] [--rows N]``
-(``make bench`` does this after installing pgloader and starting PostgreSQL). See
-``benchmarks/README.md`` for what each figure means. Prints figures only; never asserts timings.
+Run: ``.venv/bin/python benchmarks/bench_imdb_copy.py [--only ratings|basics|ratings-scaled ...]
+[--streams 1,2,4] [--rows N] [--scaled-rows N]`` (``make bench`` does this after installing
+pgloader and starting PostgreSQL). See ``benchmarks/README.md`` for what each figure means.
+Prints figures only; never asserts timings.
 
 Inputs (prepared before any timing, cached in ``<repo>/.data/bench/``):
 
@@ -10,23 +11,28 @@ Inputs (prepared before any timing, cached in ``<repo>/.data/bench/``):
 * ``basics``: ``title.basics`` scaled to ``--rows`` rows (default 2,000,000) by repeating the data
   rows of the real 50,001-row slice with unique ``tconst`` values (``tt`` + 8 digits); every
   other field is byte-identical. Written gzipped (level 6) and reused while its row count fits.
+* ``ratings-scaled``: ``title.ratings`` scaled to ``--scaled-rows`` rows (default 20,000,000)
+  the same way from the complete 2018 dump (keys ascending, as in the real dumps).
 
 Methods, each run ``--repeat`` times (default 3, median reported) in rounds (one run of each
 method per round, so background load hits all alike), with the target table dropped and a
 ``CHECKPOINT`` before every run (untimed):
 
 * ``ours``: :func:`dataset_ops.imdb.load.stage_file` + :func:`~dataset_ops.imdb.load.publish`
-  from the gzipped file, two variants per round:
+  from the gzipped file, for each stream count of ``--streams`` (plus the one
+  :func:`~dataset_ops.imdb.load.auto_streams` picks) and both durabilities:
 
-  * ``ours: published`` (the loader's default, ``logged=False``): the whole call sequence up to a
-    typed, indexed, ANALYZEd, UNLOGGED table in schema ``imdb`` (COPY + PK/indexes + ANALYZE +
-    publish swap). ``ours: COPY landing`` = its ``StageResult.copy_seconds``.
-  * ``ours: published LOGGED`` (``logged=True``): the same plus ``ALTER TABLE ... SET LOGGED``
-    (crash-safe, replicated). Ratios for it are printed for information; the targets apply to
-    the default variant.
+  * ``ours N streams: published`` (``logged=False``, the default): the whole call sequence up
+    to a typed, indexed, ANALYZEd, UNLOGGED table in schema ``imdb``; ``ours N streams: COPY``
+    is its ``StageResult.copy_seconds``.
+  * ``ours N streams LOGGED: published`` (``logged=True``): a LOGGED table (COPY straight into
+    it, or ``SET LOGGED`` for files with array columns).
 * ``psql \\copy``: the decompressed file into the same UNLOGGED staging DDL, with the loader's
   ``COPY_OPTIONS`` verbatim (FREEZE included: ``psql -1`` runs CREATE TABLE and ``\\copy`` in one
   transaction, as the loader does). Timed: the whole psql process.
+* ``psql \\copy keyed LOGGED``: the same into the typed table made LOGGED with its primary key
+  created before the ``\\copy`` (the reference of the parallel-COPY targets); ``psql \\copy, key
+  after``: the key built after it.
 * ``pgloader``: ``zcat file.gz | pgloader cmd.load`` with ``LOAD COPY FROM stdin`` into the same
   staging DDL. Timed: the whole pipeline (includes pgloader's start-up).
 * ``to_sql``: ``pd.read_csv`` of the gzipped file + ``DataFrame.to_sql`` (default method,
@@ -48,6 +54,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -63,8 +70,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 from dataset_ops.imdb.datasets import ImdbFile, imdb_file  # noqa: E402
 from dataset_ops.imdb.load import (  # noqa: E402
     COPY_OPTIONS,
+    MAX_STREAMS,
     PUBLISHED_SCHEMA,
     STAGING_SCHEMA,
+    auto_streams,
     ensure_schemas,
     publish,
     stage_file,
@@ -104,6 +113,22 @@ class BenchFile:
     rows: int
     gz_bytes: int
     tsv_bytes: int
+
+
+def _reusable(gz: Path, tsv: Path, meta_path: Path, key: dict) -> dict | None:
+    """The recorded metadata of a generated file pair when it can be reused: same generator,
+    source and row count (``key``), both files present with their recorded sizes; else None."""
+    meta = _read_meta(meta_path)
+    if (
+        meta
+        and all(meta.get(k) == v for k, v in key.items())
+        and gz.exists()
+        and tsv.exists()
+        and gz.stat().st_size == meta.get("gz_bytes")
+        and tsv.stat().st_size == meta.get("tsv_bytes")
+    ):
+        return meta
+    return None
 
 
 def _read_meta(path: Path) -> dict | None:
@@ -194,15 +219,8 @@ def generate_basics(rows: int) -> BenchFile:
         "source_bytes": src_stat.st_size,
         "rows": rows,
     }
-    meta = _read_meta(meta_path)
-    if (
-        meta
-        and all(meta.get(k) == v for k, v in key.items())
-        and gz.exists()
-        and tsv.exists()
-        and gz.stat().st_size == meta.get("gz_bytes")
-        and tsv.stat().st_size == meta.get("tsv_bytes")
-    ):
+    meta = _reusable(gz, tsv, meta_path, key)
+    if meta:
         return BenchFile("basics", spec, gz, tsv, rows, meta["gz_bytes"], meta["tsv_bytes"])
 
     print(f"prepare: generating {gz.relative_to(REPO)} ({rows:,} rows from {BASICS_SLICE.name})", flush=True)
@@ -231,6 +249,64 @@ def generate_basics(rows: int) -> BenchFile:
     meta = {**key, "gz_bytes": gz.stat().st_size, "tsv_bytes": tsv_bytes}
     _write_meta(meta_path, meta)
     return BenchFile("basics", spec, gz, tsv, rows, meta["gz_bytes"], tsv_bytes)
+
+
+def generate_ratings_scaled(rows: int) -> BenchFile:
+    """``title.ratings`` scaled to ``rows`` data rows from the complete 2018 dump, cached.
+
+    The dump's data rows are repeated in order; ``tconst`` becomes ``tt`` + an 8-digit counter
+    (1, 2, ...: unique and ascending, like the real dump's sorted keys); ``averageRating`` and
+    ``numVotes`` stay byte-identical. Written gzipped (level 6) with a decompressed copy (for
+    psql); both are reused while their recorded row count and sizes match.
+
+    :param rows: data rows to write (1 to 99,999,999).
+    :returns: the input (key ``ratings-scaled``).
+    """
+    if not 0 < rows <= 99_999_999:
+        raise SystemExit(f"--scaled-rows must be between 1 and 99,999,999, not {rows:,}")
+    spec = imdb_file("title.ratings")
+    gz = CACHE / f"title.ratings.scaled-{rows}.tsv.gz"
+    tsv = gz.with_suffix("")
+    meta_path = CACHE / (gz.name + ".meta.json")
+    src_stat = RATINGS_GZ.stat()
+    key = {
+        "generator": GENERATOR_VERSION,
+        "source": str(RATINGS_GZ),
+        "source_bytes": src_stat.st_size,
+        "rows": rows,
+    }
+    meta = _reusable(gz, tsv, meta_path, key)
+    if meta:
+        return BenchFile("ratings-scaled", spec, gz, tsv, rows, meta["gz_bytes"], meta["tsv_bytes"])
+
+    print(f"prepare: generating {gz.relative_to(REPO)} ({rows:,} rows from {RATINGS_GZ.name})", flush=True)
+    with gzip.open(RATINGS_GZ, "rb") as src:
+        lines = src.read().splitlines(keepends=True)
+    header, data = lines[0], lines[1:]
+    if header.rstrip(b"\r\n") != spec.header:
+        raise SystemExit(f"{RATINGS_GZ}: unexpected header {header[:200]!r}")
+    if not data[-1].endswith(b"\n"):
+        data[-1] += b"\n"
+    tails = [line[line.index(b"\t") :] for line in data]  # everything after tconst, newline included
+    del lines, data
+    tmp_gz, tmp_tsv = gz.with_name(gz.name + ".tmp"), tsv.with_name(tsv.name + ".tmp")
+    tsv_bytes = 0
+    with gzip.open(tmp_gz, "wb", compresslevel=6) as zout, open(tmp_tsv, "wb") as out:
+        zout.write(header)
+        out.write(header)
+        tsv_bytes += len(header)
+        batch = 200_000
+        for start in range(0, rows, batch):
+            stop = min(start + batch, rows)
+            chunk = b"".join(b"tt%08d%s" % (n + 1, tails[n % len(tails)]) for n in range(start, stop))
+            zout.write(chunk)
+            out.write(chunk)
+            tsv_bytes += len(chunk)
+    tmp_gz.replace(gz)
+    tmp_tsv.replace(tsv)
+    meta = {**key, "gz_bytes": gz.stat().st_size, "tsv_bytes": tsv_bytes}
+    _write_meta(meta_path, meta)
+    return BenchFile("ratings-scaled", spec, gz, tsv, rows, meta["gz_bytes"], tsv_bytes)
 
 
 # --- database -----------------------------------------------------------------------------------
@@ -319,6 +395,66 @@ def maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+# --- CPU ----------------------------------------------------------------------------------------
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy since boot (``/proc/stat``, all CPUs: user,
+    nice, system, irq, softirq, steal), None where unavailable."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        ticks = [int(v) for v in fields]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (ticks + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSampler:
+    """Samples the machine's busy CPU seconds every ``interval`` seconds in a thread, so the
+    cores kept busy in a time window (e.g. a load's COPY phase) can be read afterwards.
+
+    The machine's figure includes every process (this one, the PostgreSQL server, other
+    people's work on a shared machine).
+    """
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+
+    def __enter__(self) -> CpuSampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _sample(self) -> None:
+        busy = _machine_busy_seconds()
+        if busy is not None:
+            self.samples.append((time.perf_counter(), busy))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def cores(self, start: float, end: float) -> float | None:
+        """Average cores busy between ``start`` and ``end`` (``time.perf_counter`` values),
+        from the nearest samples; None if the window holds fewer than two samples."""
+        inside = [
+            (t, b) for t, b in self.samples if start - self.interval / 2 <= t <= end + self.interval / 2
+        ]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return None
+        (t0, b0), (t1, b1) = inside[0], inside[-1]
+        return (b1 - b0) / (t1 - t0)
+
+
 # --- methods ------------------------------------------------------------------------------------
 
 
@@ -341,53 +477,76 @@ class Method:
 
 @dataclass
 class OursVariant:
-    """Timings (seconds) of one ``stage_file`` + ``publish`` variant, one entry per run."""
+    """Timings (seconds) of one ``stage_file`` + ``publish`` variant, one entry per run.
 
+    :param streams: COPY streams (``stage_file(streams=...)``).
+    :param logged: ``stage_file(logged=...)``.
+    """
+
+    streams: int
     logged: bool
     published: Method
-    #: stage_file after its COPY: PK, indexes, (SET LOGGED,) ANALYZE
+    #: StageResult.copy_seconds
+    landing: Method
+    #: stage_file after its COPY: PK, indexes, (SET LOGGED,) rename, ANALYZE
     finish: list[float] = field(default_factory=list)
     #: publish(): swap into schema imdb + history row
     publishing: list[float] = field(default_factory=list)
+    #: peak RSS of this process during each run (MiB)
+    peaks: list[float] = field(default_factory=list)
+    #: CPU seconds of this process (all its threads) per run; nearly all of it is in the COPY
+    client_cpu: list[float] = field(default_factory=list)
+    #: cores the whole machine kept busy during the COPY, and during the rest of stage_file
+    copy_cores: list[float] = field(default_factory=list)
+    finish_cores: list[float] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """``ours 2 streams LOGGED``-style name."""
+        s = "stream" if self.streams == 1 else "streams"
+        return f"ours {self.streams} {s}" + (" LOGGED" if self.logged else "")
 
 
 class OursRunner:
-    """The project's loader: ``stage_file`` + ``publish``, in both durability variants per round.
+    """The project's loader: ``stage_file`` + ``publish``, for each stream count and durability.
 
-    :attr:`default` (``logged=False``, the loader's default: the published table stays UNLOGGED)
-    and :attr:`logged` (``logged=True``: ``SET LOGGED`` before publishing) each collect the
-    published timings and the split of the steps after COPY (seconds). :attr:`landing` holds the
-    ``copy_seconds`` of the default variant. The peak RSS of this process (MiB: ``VmHWM`` reset to
-    the current RSS right before each run and read right after it) covers the runs of both.
+    Per round, for each ``streams`` value: the default durability (``logged=False``: the
+    published table stays UNLOGGED), then ``logged=True`` (LOGGED: crash-safe, replicated).
+    Each variant collects the published time, the COPY time (``StageResult.copy_seconds``), the
+    split of the steps after COPY (seconds) and the peak RSS of this process (MiB: ``VmHWM``
+    reset to the current RSS right before each run and read right after it).
+
+    :param streams: stream counts to run (e.g. ``[1, 2, 4]``).
     """
 
-    def __init__(self, conn: psycopg.Connection, bf: BenchFile):
+    def __init__(self, conn: psycopg.Connection, bf: BenchFile, streams: list[int]):
         self.conn, self.bf = conn, bf
-        self.landing = Method("ours: COPY landing", note="StageResult.copy_seconds (default variant)")
-        self.default = OursVariant(
-            False,
-            Method(
-                "ours: published",
-                note="stage_file + publish, default: UNLOGGED (COPY, PK/indexes, ANALYZE, swap)",
-            ),
-        )
-        self.logged = OursVariant(
-            True,
-            Method(
-                "ours: published LOGGED",
-                note="stage_file(logged=True) + publish (COPY, PK/indexes, SET LOGGED, ANALYZE, swap)",
-            ),
-        )
+        self.variants: dict[tuple[int, bool], OursVariant] = {}
+        for n in streams:
+            for logged in (False, True):
+                what = (
+                    "COPY, PK/indexes, ANALYZE, swap"
+                    if not logged
+                    else "COPY, PK/indexes, LOGGED, ANALYZE, swap"
+                )
+                variant = OursVariant(
+                    n,
+                    logged,
+                    Method("", note=f"stage_file(streams={n}, logged={logged}) + publish ({what})"),
+                    Method("", note=f"StageResult.copy_seconds, streams={n}, logged={logged}"),
+                )
+                variant.published.name = variant.label + ": published"
+                variant.landing.name = variant.label + ": COPY"
+                self.variants[(n, logged)] = variant
         self.staged = f"{STAGING_SCHEMA}.{bf.spec.table}"
         self.final = f"{PUBLISHED_SCHEMA}.{bf.spec.table}"
-        self.peaks: list[float] = []
         self.rss_before: list[float] = []
         self.reset_works = True
 
     def run(self, i: int) -> None:
-        """One round: the default variant, then the LOGGED one."""
-        self._run_variant(i, self.default)
-        self._run_variant(i, self.logged)
+        """One round: every variant once, in stream-count order, UNLOGGED before LOGGED."""
+        for variant in self.variants.values():
+            self._run_variant(i, variant)
 
     def _run_variant(self, i: int, variant: OursVariant) -> None:
         """One timed run: gzipped file -> published ``imdb.<table>``; checks count(*) and persistence."""
@@ -395,93 +554,128 @@ class OursRunner:
         reset_table(self.conn, self.final, self.staged)
         self.reset_works = reset_peak_rss() and self.reset_works
         self.rss_before.append((_status_kib("VmRSS") or 0) / 1024)
-        started = time.perf_counter()
-        with open(bf.gz, "rb") as fileobj:
-            result = stage_file(
-                self.conn,
-                bf.spec,
-                fileobj,
-                total_bytes=bf.gz_bytes,
-                expected_rows=bf.rows,
-                logged=variant.logged,
-            )
-        staged_at = time.perf_counter()
+        cpu_started = time.process_time()
+        with CpuSampler() as sampler:
+            started = time.perf_counter()
+            with open(bf.gz, "rb") as fileobj:
+                result = stage_file(
+                    self.conn,
+                    bf.spec,
+                    fileobj,
+                    total_bytes=bf.gz_bytes,
+                    expected_rows=bf.rows,
+                    logged=variant.logged,
+                    streams=variant.streams,
+                )
+            staged_at = time.perf_counter()
+        variant.client_cpu.append(time.process_time() - cpu_started)
+        copy_end = started + result.copy_seconds
+        for cores, window in (
+            (variant.copy_cores, (started, copy_end)),
+            (variant.finish_cores, (copy_end, staged_at)),
+        ):
+            value = sampler.cores(*window)
+            if value is not None:
+                cores.append(value)
         publish(self.conn, [result.to_dict()])
         total = time.perf_counter() - started
         hwm = _status_kib("VmHWM")
         if hwm is not None:
-            self.peaks.append(hwm / 1024)
+            variant.peaks.append(hwm / 1024)
         rows = count_rows(self.conn, self.final)
-        if rows != bf.rows:
-            raise SystemExit(f"ours: {self.final} has {rows:,} rows, expected {bf.rows:,}")
+        if rows != bf.rows or result.streams != variant.streams:
+            raise SystemExit(
+                f"{variant.label}: {self.final} has {rows:,} rows, expected {bf.rows:,} "
+                f"({result.streams} streams used)"
+            )
         persistence = self.conn.execute(
             "SELECT relpersistence FROM pg_class WHERE oid = %s::regclass", (self.final,)
         ).fetchone()[0]
         if persistence != ("p" if variant.logged else "u"):
             raise SystemExit(
-                f"ours: {self.final} has relpersistence {persistence!r} with logged={variant.logged}"
+                f"{variant.label}: {self.final} has relpersistence {persistence!r} "
+                f"with logged={variant.logged}"
             )
         variant.finish.append(result.total_seconds - result.copy_seconds)
         variant.publishing.append(total - (staged_at - started))
         variant.published.seconds.append(total)
         variant.published.rows = bf.rows
-        if not variant.logged:
-            self.landing.seconds.append(result.copy_seconds)
-            self.landing.rows = bf.rows
-        label = "ours LOGGED:" if variant.logged else "ours:"
+        variant.landing.seconds.append(result.copy_seconds)
+        variant.landing.rows = bf.rows
         print(
-            f"  run {i + 1} {label:<13} COPY {result.copy_seconds:7.3f} s, "
+            f"  run {i + 1} {variant.label + ':':<24} COPY {result.copy_seconds:7.3f} s, "
             f"stage_file {result.total_seconds:7.3f} s, published {total:7.3f} s",
             flush=True,
         )
 
     def close(self) -> dict:
-        """Drop the tables; returns memory (MiB) and per-variant step medians (seconds) for the report."""
+        """Drop the tables; returns memory (MiB) facts for the report."""
         reset_table(self.conn, self.final, self.staged)
-
-        def median(values: list[float]) -> float:
-            return statistics.median(values) if values else 0.0
-
         return {
             "reset": self.reset_works,
             "rss_before": max(self.rss_before) if self.rss_before else 0.0,
-            "peak": max(self.peaks) if self.peaks else None,
             "maxrss_after": maxrss_mib(),
-            "finish_median": median(self.default.finish),
-            "publish_median": median(self.default.publishing),
-            "logged_finish_median": median(self.logged.finish),
-            "logged_publish_median": median(self.logged.publishing),
         }
 
 
-class PsqlRunner:
-    """``psql -1 -c CREATE ... -c "\\copy ..."`` of the decompressed file; seconds per run."""
+#: PsqlRunner modes: (method name, table suffix, note)
+PSQL_MODES = {
+    "landing": (
+        "psql \\copy",
+        "_psql",
+        "decompressed file, same UNLOGGED staging DDL + COPY options, whole psql process",
+    ),
+    "keyed": (
+        "psql \\copy keyed LOGGED",
+        "_psqlkeyed",
+        "CREATE TABLE (LOGGED, typed) + PRIMARY KEY/indexes, then \\copy; whole psql process",
+    ),
+    "key-after": (
+        "psql \\copy, key after",
+        "_psqlkeyafter",
+        "CREATE TABLE (LOGGED, typed), \\copy, then PRIMARY KEY/indexes; whole psql process",
+    ),
+}
 
-    def __init__(self, conn: psycopg.Connection, db: Db, bf: BenchFile):
+
+class PsqlRunner:
+    """``psql -1`` loading the decompressed file; seconds per run (the whole psql process).
+
+    Modes (:data:`PSQL_MODES`), all in one transaction (``-1``), with the loader's
+    ``COPY_OPTIONS`` verbatim (``FREEZE`` is valid: the table is created in the same transaction):
+
+    * ``landing``: into the UNLOGGED staging DDL, no key: the reference for landing the bytes.
+    * ``keyed``: into the same typed table made LOGGED, with its primary key (and indexes)
+      created before the ``\\copy``: what the issue's "psql ``\\copy`` into the same keyed
+      LOGGED table" figure measures, and the reference of the parallel-COPY targets.
+    * ``key-after``: the same LOGGED table, primary key (and indexes) built after the ``\\copy``:
+      the fastest way to a keyed LOGGED table with psql alone (informational).
+
+    Array files keep their ``<name>_raw`` helper columns in the psql tables (psql does not drop
+    them); title.ratings has none.
+    """
+
+    def __init__(self, conn: psycopg.Connection, db: Db, bf: BenchFile, mode: str = "landing"):
         spec = bf.spec
-        self.conn, self.bf = conn, bf
-        self.method = Method(
-            "psql \\copy", note="decompressed file, same DDL + COPY options, whole psql process"
-        )
-        self.table = f"{STAGING_SCHEMA}.{spec.table}_psql"
+        self.conn, self.bf, self.mode = conn, bf, mode
+        name, suffix, note = PSQL_MODES[mode]
+        self.method = Method(name, note=note)
+        table_name = f"{spec.table}{suffix}"
+        self.table = f"{STAGING_SCHEMA}.{table_name}"
+        ddl = spec.staging_ddl(STAGING_SCHEMA, table_name)
+        keys = []
+        if mode != "landing":
+            ddl = ddl.replace("CREATE UNLOGGED TABLE", "CREATE TABLE", 1)
+            keys = [f"ALTER TABLE {self.table} ADD PRIMARY KEY ({', '.join(spec.primary_key)})"]
+            keys += [f"CREATE INDEX ON {self.table} ({col})" for col in spec.indexes]
         copy_cmd = f"\\copy {self.table} ({spec.copy_columns}) FROM '{bf.tsv}' WITH ({COPY_OPTIONS})"
-        self.argv = [
-            "psql",
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-1",
-            "-d",
-            db.conninfo,
-            "-c",
-            spec.staging_ddl(STAGING_SCHEMA, f"{spec.table}_psql"),
-            "-c",
-            copy_cmd,
-        ]
+        steps = [ddl, *keys, copy_cmd] if mode == "keyed" else [ddl, copy_cmd, *keys]
+        self.argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-d", db.conninfo]
+        for step in steps:
+            self.argv += ["-c", step]
 
     def run(self, i: int) -> None:
-        """One timed run (the whole psql process); checks count(*)."""
+        """One timed run (the whole psql process); checks count(*) and, for LOGGED, persistence."""
         if self.method.failed:
             return
         reset_table(self.conn, self.table)
@@ -489,15 +683,16 @@ class PsqlRunner:
         proc = subprocess.run(self.argv, capture_output=True, text=True)
         seconds = time.perf_counter() - started
         rows = count_rows(self.conn, self.table) if proc.returncode == 0 else 0
+        label = f"{self.method.name}:"
         if proc.returncode != 0 or rows != self.bf.rows:
             self.method.failed = (
                 f"psql exit {proc.returncode}, {rows:,} of {self.bf.rows:,} rows: {proc.stderr.strip()[:300]}"
             )
-            print(f"  run {i + 1} psql:         FAILED: {self.method.failed}", flush=True)
+            print(f"  run {i + 1} {label:<24} FAILED: {self.method.failed}", flush=True)
             return
         self.method.seconds.append(seconds)
         self.method.rows = rows
-        print(f"  run {i + 1} psql:         {seconds:7.3f} s", flush=True)
+        print(f"  run {i + 1} {label:<24} {seconds:7.3f} s", flush=True)
 
     def close(self) -> None:
         """Drop the table."""
@@ -759,23 +954,45 @@ def _fmt_ratio(value: float | None, target: float | None) -> str:
     return f"{value:.2f}x (target >= {target:g}x: {'met' if value >= target else 'NOT met'})"
 
 
-METHOD_KEYS = ("ours_landing", "ours_published", "ours_logged", "psql", "pgloader", "to_sql")
+METHOD_KEYS = (
+    "ours_landing",
+    "ours_published",
+    "ours_logged",
+    "psql",
+    "psql_keyed",
+    "psql_key_after",
+    "pgloader",
+    "to_sql",
+)
+#: Parallel-COPY targets (issue 17): ours vs psql \copy into the same keyed LOGGED table.
+TARGET_UNLOGGED_VS_PSQL_KEYED = 1.5
+TARGET_LOGGED_VS_PSQL_KEYED = 1.2
 
 
 @dataclass
 class FileReport:
-    """All results for one input file."""
+    """All results for one input file.
+
+    :param default_streams: what :func:`~dataset_ops.imdb.load.auto_streams` picks for the file
+        (the loader's default); the single-method figures and the older targets use it.
+    """
 
     bf: BenchFile
+    default_streams: int = 1
     methods: dict[str, Method | None] = field(default_factory=dict)
+    ours: dict[tuple[int, bool], OursVariant] = field(default_factory=dict)
     ours_memory: dict = field(default_factory=dict)
     pgloader_rss: float | None = None
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
 
 
 def print_report(
     reports: list[FileReport], facts: list[tuple[str, str]], repeat: int, to_sql_repeat: int
 ) -> None:
-    """Print per-file figures, ratios, memory, machine facts and a markdown summary table."""
+    """Print per-file figures, ratios, memory, machine facts and markdown summary tables."""
     print("\n" + "=" * 100)
     print(
         f"Results: median of {repeat} runs (to_sql: median of {to_sql_repeat}); "
@@ -793,12 +1010,14 @@ def print_report(
         bf, m = rep.bf, rep.methods
         print(
             f"\n{bf.spec.name} [{bf.key}]: {bf.rows:,} rows, {bf.gz_bytes / MIB:.1f} MiB gzipped, "
-            f"{bf.tsv_bytes / MIB:.1f} MiB decompressed ({bf.gz})"
+            f"{bf.tsv_bytes / MIB:.1f} MiB decompressed ({bf.gz}); auto_streams picks {rep.default_streams}"
         )
-        for key in METHOD_KEYS:
-            method = m.get(key)
+        lines: list[Method | None] = []
+        for variant in rep.ours.values():
+            lines += [variant.landing, variant.published]
+        lines += [m.get(k) for k in ("psql", "psql_keyed", "psql_key_after", "pgloader", "to_sql")]
+        for method in lines:
             if method is None:
-                print(f"  {key:<24} skipped")
                 continue
             runs = ", ".join(f"{s:.3f}" for s in method.seconds)
             extra = (
@@ -808,43 +1027,54 @@ def print_report(
             )
             rate = _rate(bf.rows, method.median)
             print(
-                f"  {method.name:<24} {_secs(method):>8} s {rate:>10} rows/s{extra}"
+                f"  {method.name:<32} {_secs(method):>8} s {rate:>10} rows/s{extra}"
                 f"  runs [{runs}]  -- {method.note}" + (f"  FAILED: {method.failed}" if method.failed else "")
+            )
+        for variant in rep.ours.values():
+            print(
+                f"  {variant.label}, median split: COPY {variant.landing.median or 0:.3f} s + after COPY "
+                f"(PK/indexes{'/SET LOGGED' if variant.logged and bf.spec.array_columns else ''}/rename/"
+                f"ANALYZE) {_median(variant.finish):.3f} s + publish {_median(variant.publishing):.3f} s; "
+                f"peak RSS {max(variant.peaks) if variant.peaks else 0:.0f} MiB"
+            )
+            print(
+                f"  {variant.label}, where the CPU went (medians): this process "
+                f"{_median(variant.client_cpu):.2f} CPU s; machine cores busy during COPY "
+                f"{_median(variant.copy_cores):.2f}, after COPY {_median(variant.finish_cores):.2f} "
+                f"(of {os.cpu_count()})"
+            )
+        keyed, key_after = m.get("psql_keyed"), m.get("psql_key_after")
+        for variant in rep.ours.values():
+            target = TARGET_LOGGED_VS_PSQL_KEYED if variant.logged else TARGET_UNLOGGED_VS_PSQL_KEYED
+            print(
+                f"  speed {variant.label + ' published vs psql keyed LOGGED:':<56} "
+                f"{_fmt_ratio(_ratio(keyed, variant.published), target)}; "
+                f"vs psql key after: {_fmt_ratio(_ratio(key_after, variant.published), None)}"
             )
         r1 = _ratio(m.get("psql"), m.get("ours_landing"))
         r2 = _ratio(m.get("pgloader"), m.get("ours_published"))
         r3 = _ratio(m.get("to_sql"), m.get("ours_published"))
         r2_logged = _ratio(m.get("pgloader"), m.get("ours_logged"))
         r3_logged = _ratio(m.get("to_sql"), m.get("ours_logged"))
-        mem = rep.ours_memory
-        if mem:
-            landing = m["ours_landing"].median or 0.0
-            print(
-                f"  ours published (default, UNLOGGED), median split: COPY {landing:.3f} s + "
-                f"PK/indexes/ANALYZE {mem['finish_median']:.3f} s + publish {mem['publish_median']:.3f} s"
-            )
-            print(
-                f"  ours published LOGGED, median split: after COPY, PK/indexes/SET LOGGED/ANALYZE "
-                f"{mem['logged_finish_median']:.3f} s + publish {mem['logged_publish_median']:.3f} s"
-            )
+        n = rep.default_streams
         speeds = [
-            ("ours landing vs psql \\copy (psql time / ours COPY time)", r1, 0.9),
-            ("ours published vs pgloader landing (pgloader time / ours)", r2, 3),
-            ("ours published vs pandas to_sql (to_sql time / ours)", r3, 5),
-            ("ours published LOGGED vs pgloader landing (pgloader time / ours)", r2_logged, None),
-            ("ours published LOGGED vs pandas to_sql (to_sql time / ours)", r3_logged, None),
+            (f"ours ({n} streams) landing vs psql \\copy (psql time / ours COPY time)", r1, 0.9),
+            (f"ours ({n} streams) published vs pgloader landing", r2, 3),
+            (f"ours ({n} streams) published vs pandas to_sql", r3, 5),
+            (f"ours ({n} streams) published LOGGED vs pgloader landing", r2_logged, None),
+            (f"ours ({n} streams) published LOGGED vs pandas to_sql", r3_logged, None),
         ]
         for label, value, target in speeds:
-            print(f"  speed {label + ':':<66} {_fmt_ratio(value, target)}")
+            print(f"  speed {label + ':':<72} {_fmt_ratio(value, target)}")
+        mem = rep.ours_memory
         if mem:
-            peak = f"{mem['peak']:.0f} MiB" if mem.get("peak") is not None else "n/a"
             how = (
                 f"peak reset to the current RSS, <= {mem['rss_before']:.0f} MiB, right before each run"
                 if mem["reset"]
                 else "peak since process start: clear_refs reset unavailable"
             )
             print(
-                f"  peak RSS of this Python process during our loader runs (both variants): VmHWM {peak}, "
+                f"  peak RSS of this Python process during our loader runs: see the split lines; "
                 f"ru_maxrss {mem['maxrss_after']:.0f} MiB ({how})"
             )
         if rep.pgloader_rss is not None:
@@ -858,26 +1088,37 @@ def print_report(
         print(f"  {name:<20} {value}")
 
     print("\nMarkdown summary\n")
-    print(f"Median of {repeat} runs (pandas `to_sql`: {to_sql_repeat}); rows/s = file rows / time.\n")
+    print(
+        f"Median of {repeat} runs (pandas `to_sql`: {to_sql_repeat}); rows/s = file rows / time; "
+        "ours = the loader's default stream count (auto_streams).\n"
+    )
     print(
         "| file | rows | ours: COPY landing | ours: published | ours: published LOGGED | psql `\\copy` "
-        "| pgloader | pandas `to_sql` |"
+        "| psql `\\copy` keyed LOGGED | pgloader | pandas `to_sql` |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for rep in reports:
         cells = []
-        for key in METHOD_KEYS:
+        for key in (
+            "ours_landing",
+            "ours_published",
+            "ours_logged",
+            "psql",
+            "psql_keyed",
+            "pgloader",
+            "to_sql",
+        ):
             method = rep.methods.get(key)
             if method is None or method.failed or method.median is None:
                 cells.append("skipped" if method is None else "failed")
                 continue
             star = "\\*" if method.extrapolated_from else ""
             cells.append(f"{method.median:.2f} s{star} · {rep.bf.rows / method.median / 1000:,.0f} k rows/s")
-        print(f"| {rep.bf.spec.name} | {rep.bf.rows:,} | " + " | ".join(cells) + " |")
+        print(f"| {rep.bf.spec.name} [{rep.bf.key}] | {rep.bf.rows:,} | " + " | ".join(cells) + " |")
     print(
         "\n| file | ours landing vs psql `\\copy` (≥ 0.9x) | ours published vs pgloader (≥ 3x) "
         "| ours published vs `to_sql` (≥ 5x) | ours published LOGGED vs pgloader (no target) "
-        "| ours published LOGGED vs `to_sql` (no target) | peak RSS ours / pgloader |"
+        "| ours published LOGGED vs `to_sql` (no target) | pgloader peak RSS |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for rep in reports:
@@ -890,18 +1131,48 @@ def print_report(
             _ratio(m.get("to_sql"), m.get("ours_logged")),
         ]
         cells = [f"{r:.2f}x" if r is not None else "n/a" for r in ratios]
-        ours_rss = rep.ours_memory.get("peak")
-        rss = (
-            (f"{ours_rss:.0f} MiB" if ours_rss is not None else "n/a")
-            + " / "
-            + (f"{rep.pgloader_rss:.0f} MiB" if rep.pgloader_rss is not None else "n/a")
-        )
-        print(f"| {rep.bf.spec.name} | " + " | ".join(cells) + f" | {rss} |")
+        rss = f"{rep.pgloader_rss:.0f} MiB" if rep.pgloader_rss is not None else "n/a"
+        print(f"| {rep.bf.spec.name} [{rep.bf.key}] | " + " | ".join(cells) + f" | {rss} |")
+
     print(
-        "\nours: published = the loader's default (published table UNLOGGED: emptied by a crash, "
-        "reloaded by the next run, not replicated); ours: published LOGGED = `logged=True` "
-        "(`SET LOGGED`: crash-safe, replicated). Targets apply to the default; LOGGED ratios are "
-        "informational. Peak RSS covers the runs of both variants."
+        "\nParallel COPY: ours by stream count against psql `\\copy` into the same keyed LOGGED table "
+        f"(targets: UNLOGGED default ≥ {TARGET_UNLOGGED_VS_PSQL_KEYED:g}x, LOGGED ≥ "
+        f"{TARGET_LOGGED_VS_PSQL_KEYED:g}x) and, informational, psql `\\copy` with the key built after.\n"
+    )
+    print(
+        "| file | streams | COPY | published | published LOGGED | published vs psql keyed "
+        "| LOGGED vs psql keyed | published vs psql key after | LOGGED vs psql key after | peak RSS |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for rep in reports:
+        keyed, key_after = rep.methods.get("psql_keyed"), rep.methods.get("psql_key_after")
+        for n in sorted({s for s, _ in rep.ours}):
+            plain, logged = rep.ours.get((n, False)), rep.ours.get((n, True))
+            if plain is None or logged is None:
+                continue
+            cells = [
+                f"{plain.landing.median:.2f} s" if plain.landing.median else "-",
+                f"{plain.published.median:.2f} s" if plain.published.median else "-",
+                f"{logged.published.median:.2f} s" if logged.published.median else "-",
+            ]
+            for base, variant in ((keyed, plain), (keyed, logged), (key_after, plain), (key_after, logged)):
+                r = _ratio(base, variant.published)
+                cells.append(f"{r:.2f}x" if r is not None else "n/a")
+            peak = max(plain.peaks + logged.peaks) if plain.peaks + logged.peaks else None
+            cells.append(f"{peak:.0f} MiB" if peak is not None else "n/a")
+            auto = " (auto)" if n == rep.default_streams else ""
+            print(f"| {rep.bf.spec.name} [{rep.bf.key}] | {n}{auto} | " + " | ".join(cells) + " |")
+    for rep in reports:
+        keyed, key_after = rep.methods.get("psql_keyed"), rep.methods.get("psql_key_after")
+        print(
+            f"\n{rep.bf.spec.name} [{rep.bf.key}]: psql `\\copy` keyed LOGGED {_secs(keyed)} s, "
+            f"psql `\\copy` key after {_secs(key_after)} s, "
+            f"psql `\\copy` landing {_secs(rep.methods.get('psql'))} s"
+        )
+    print(
+        "\nours: published = UNLOGGED published table (the loader's default: emptied by a crash, reloaded "
+        "by the next run, not replicated); published LOGGED = `logged=True` (crash-safe, replicated). "
+        "Peak RSS: VmHWM of this process per run, max over the runs of that stream count."
     )
     if any(m and m.extrapolated_from for rep in reports for m in rep.methods.values()):
         print("\n\\* extrapolated from the rows/s of a partial load.")
@@ -910,12 +1181,43 @@ def print_report(
 # --- main ---------------------------------------------------------------------------------------
 
 
+def _streams_list(text: str) -> list[int]:
+    try:
+        values = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated stream counts expected, not {text!r}") from None
+    if not values or not all(1 <= v <= MAX_STREAMS for v in values):
+        raise argparse.ArgumentTypeError(f"stream counts must be 1 to {MAX_STREAMS}, not {text!r}")
+    return values
+
+
+FILE_KEYS = ("ratings", "basics", "ratings-scaled")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Prepare the inputs, run every method on every file, print the figures; returns exit status 0."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("ratings", "basics"), help="benchmark one file only")
+    parser.add_argument(
+        "--only",
+        choices=FILE_KEYS,
+        nargs="+",
+        help="benchmark these files only (default: all three)",
+    )
     parser.add_argument(
         "--rows", type=int, default=2_000_000, help="rows of the scaled title.basics file (default 2,000,000)"
+    )
+    parser.add_argument(
+        "--scaled-rows",
+        type=int,
+        default=20_000_000,
+        help="rows of the scaled title.ratings file (default 20,000,000)",
+    )
+    parser.add_argument(
+        "--streams",
+        type=_streams_list,
+        default=[1, 2, 4],
+        help="COPY stream counts of our loader, comma-separated (default 1,2,4; the count "
+        "auto_streams picks for a file is added)",
     )
     parser.add_argument(
         "--dsn",
@@ -938,11 +1240,14 @@ def main(argv: list[str] | None = None) -> int:
     wall_start = time.perf_counter()
     load_start = os.getloadavg()
     CACHE.mkdir(parents=True, exist_ok=True)
+    only = args.only or FILE_KEYS
     files = []
-    if args.only in (None, "ratings"):
+    if "ratings" in only:
         files.append(prepare_ratings())
-    if args.only in (None, "basics"):
+    if "basics" in only:
         files.append(generate_basics(args.rows))
+    if "ratings-scaled" in only:
+        files.append(generate_ratings_scaled(args.scaled_rows))
 
     use_pgloader = not args.skip_pgloader and shutil.which("pgloader") is not None
     if not args.skip_pgloader and not use_pgloader:
@@ -952,33 +1257,46 @@ def main(argv: list[str] | None = None) -> int:
 
     db = make_db(args.dsn)
     create_database(db)
-    reports = [FileReport(bf) for bf in files]
+    reports = [FileReport(bf, default_streams=auto_streams(bf.gz_bytes)) for bf in files]
     try:
         with psycopg.connect(db.conninfo, autocommit=True) as conn:
             ensure_schemas(conn)
-            # Rounds: each round runs ours (default, then LOGGED), psql and pgloader once, so
-            # background load on a shared machine hits every method alike. pandas (imported only
-            # then) runs last.
+            # Rounds: each round runs every variant of ours, the three psql methods and pgloader
+            # once, so background load on a shared machine hits every method alike. pandas
+            # (imported only then) runs last.
             for rep in reports:
+                streams = sorted({*args.streams, rep.default_streams})
                 print(
-                    f"\n[{rep.bf.key}] {rep.bf.rows:,} rows: ours, ours LOGGED, psql \\copy"
+                    f"\n[{rep.bf.key}] {rep.bf.rows:,} rows: ours with {streams} streams (UNLOGGED, "
+                    "LOGGED), psql \\copy (landing, keyed LOGGED, key after)"
                     + (", pgloader" if use_pgloader else ""),
                     flush=True,
                 )
-                ours = OursRunner(conn, rep.bf)
-                psql_runner = PsqlRunner(conn, db, rep.bf)
+                ours = OursRunner(conn, rep.bf, streams)
+                psql_runners = {
+                    key: PsqlRunner(conn, db, rep.bf, mode)
+                    for key, mode in (
+                        ("psql", "landing"),
+                        ("psql_keyed", "keyed"),
+                        ("psql_key_after", "key-after"),
+                    )
+                }
                 pgloader_runner = PgloaderRunner(conn, db, rep.bf) if use_pgloader else None
                 for i in range(args.repeat):
                     ours.run(i)
-                    psql_runner.run(i)
+                    for runner in psql_runners.values():
+                        runner.run(i)
                     if pgloader_runner:
                         pgloader_runner.run(i)
                 rep.ours_memory = ours.close()
-                rep.methods["ours_landing"] = ours.landing
-                rep.methods["ours_published"] = ours.default.published
-                rep.methods["ours_logged"] = ours.logged.published
-                psql_runner.close()
-                rep.methods["psql"] = psql_runner.method
+                rep.ours = ours.variants
+                default = ours.variants[(rep.default_streams, False)]
+                rep.methods["ours_landing"] = default.landing
+                rep.methods["ours_published"] = default.published
+                rep.methods["ours_logged"] = ours.variants[(rep.default_streams, True)].published
+                for key, runner in psql_runners.items():
+                    runner.close()
+                    rep.methods[key] = runner.method
                 rep.methods["pgloader"] = None
                 if pgloader_runner:
                     rep.pgloader_rss = pgloader_runner.close()

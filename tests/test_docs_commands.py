@@ -319,7 +319,8 @@ REGISTRY: dict[str, Runs | Covered | NotRun] = {
     "make bench-inference": BENCH,
     "make bench-distributed": BENCH,
     ".venv/bin/python benchmarks/bench_imdb_copy.py": BENCH,
-    ".venv/bin/python benchmarks/bench_imdb_copy.py [--only ratings|basics] [--rows N] [--repeat 3] "
+    ".venv/bin/python benchmarks/bench_imdb_copy.py [--only ratings|basics|ratings-scaled ...] [--rows N] "
+    "[--scaled-rows N] [--streams 1,2,4] [--repeat 3] "
     '[--dsn "host=127.0.0.1 port=5432 user=postgres dbname=postgres"] [--skip-to-sql] [--to-sql-rows N] '
     "[--to-sql-repeat 1] [--skip-pgloader]": BENCH,
     ".venv/bin/python benchmarks/bench_upload.py [--size-mib 2048] [--repeat 2] [--parallel 4] "

@@ -107,6 +107,10 @@ def test_download_then_load_all_seven_files(file_server, storage_root, imdb_conn
     ).fetchone() == ('["Self"]',)
     history = pg.execute("SELECT file, status, rows FROM imdb.load_history ORDER BY file").fetchall()
     assert history == sorted((n, "published", rows[n]) for n in IMDB_FILE_NAMES)
+    # read_indexes built the read API's word index of the published titles
+    assert pg.execute("SELECT tconst FROM imdb.title_words WHERE word = 'carmencita'").fetchall() == [
+        ("tt0000001",)
+    ]
 
     # Second run, nothing changed: 304s, every download skipped, nothing loaded.
     run = download_dag.test()

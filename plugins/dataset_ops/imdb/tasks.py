@@ -128,6 +128,7 @@ def stage(
     dag_run_id: str | None = None,
     logged: bool = False,
     final_try: bool = True,
+    streams: int | None = None,
 ) -> dict:
     """COPY one planned dump into its staging table; records ``failed`` history on error.
 
@@ -141,6 +142,9 @@ def stage(
     :param logged: make the table LOGGED before publishing (see :mod:`dataset_ops.imdb.load`).
     :param final_try: no retry follows a failure of this try (in a task:
         ``ti.try_number > ti.max_tries``); outside Airflow, True.
+    :param streams: COPY streams (1: serial; None: :func:`~dataset_ops.imdb.load.auto_streams`
+        of the file's stored size ``item["bytes"]``); the extra connections are opened like
+        ``conn`` (:func:`~dataset_ops.imdb.load.sibling_connector`).
     :returns: ``item`` plus the :class:`~dataset_ops.imdb.load.StageResult` fields.
     :raises: what :func:`dataset_ops.imdb.load.stage_file` raises.
     """
@@ -155,6 +159,7 @@ def stage(
                 total_bytes=item.get("bytes"),
                 expected_rows=item.get("rows"),
                 logged=logged,
+                streams=streams,
             )
     except Exception as exc:
         if not (final_try or is_permanent(exc)):
@@ -173,11 +178,13 @@ def stage(
         )
         raise
     log.info(
-        "%s: staged %s rows in %.2f s (COPY %.2f s)",
+        "%s: staged %s rows in %.2f s (COPY %.2f s, %d stream%s)",
         spec.name,
         f"{result.rows:,}",
         result.total_seconds,
         result.copy_seconds,
+        result.streams,
+        "" if result.streams == 1 else "s",
     )
     return {**item, **result.to_dict()}
 
