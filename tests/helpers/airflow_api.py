@@ -115,3 +115,58 @@ def served(app):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def team_owned_dags(tmp: Path, dag_ids: list[str], team: str, users: dict, env: dict[str, str] | None = None):
+    """:func:`airflow_api_client` in multi-team mode with the bundle ``dags-folder`` (holding
+    ``dag_ids``) owned by ``team``; the teams named in ``users``' roles (``role:team``) are
+    created. Yields (client, user -> Authorization header). Afterwards the bundles are synced
+    again without a team and Airflow's per-process DAG-team cache (30 s) is cleared."""
+    from airflow.models.dag import DagModel
+    from airflow.models.team import Team
+    from airflow.utils.session import create_session
+
+    teams = {team} | {role.split(":", 1)[1] for role, _ in users.values() if ":" in role}
+    with create_session() as session:
+        for name in sorted(teams):
+            if Team.get_name_if_exists(name, session=session) is None:
+                session.add(Team(name=name))
+    bundles = [
+        {
+            "name": "dags-folder",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {},
+            "team_name": team,
+        }
+    ]
+    env = {
+        "AIRFLOW__CORE__MULTI_TEAM": "True",
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+        **(env or {}),
+    }
+    try:
+        with airflow_api_client(tmp, dag_ids, env, users) as client:
+            _sync_team_cache()
+            for dag_id in dag_ids:  # the setting took: the DAGs are the team's
+                assert DagModel.get_team_name(dag_id) == team, dag_id
+            yield client, bearer_headers(client, users)
+    finally:
+        _sync_bundles()  # multi-team off again: the bundle loses its team
+
+
+def _sync_team_cache() -> None:
+    from airflow.models.dag import clear_team_name_cache
+
+    clear_team_name_cache()
+
+
+def _sync_bundles() -> None:
+    """Sync the bundles as configured now, and forget the DAG teams Airflow cached in this
+    process (``[core] team_name_cache_ttl``, 30 s)."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        DagBundlesManager().sync_bundles_to_db(session=session)
+    _sync_team_cache()

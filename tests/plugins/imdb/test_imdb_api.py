@@ -41,7 +41,7 @@ from pathlib import Path
 import orjson
 import psycopg
 import pytest
-from helpers.airflow_api import JWT_SECRET, airflow_api_client, bearer_headers
+from helpers.airflow_api import JWT_SECRET, team_owned_dags
 from helpers.imdb_data import IMDB_DATA
 from helpers.services import PG_ADMIN_URL, free_port
 from psycopg.conninfo import conninfo_to_dict
@@ -620,16 +620,8 @@ USERS = {
     "reader": (f"viewer:{TEAM}", "reader-pw"),
     "outsider": (f"viewer:{OTHER_TEAM}", "outsider-pw"),
 }
-BUNDLES = json.dumps(
-    [
-        {
-            "name": "dags-folder",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {},
-            "team_name": TEAM,
-        }
-    ]
-)
+
+
 MOUNTED = "/dataset-ops/imdb"
 MOUNTED_ROUTES = [
     "/titles/tt0000001",
@@ -640,42 +632,16 @@ MOUNTED_ROUTES = [
 ]
 
 
-def _sync_bundles() -> None:
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.models.dag import clear_team_name_cache
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-    clear_team_name_cache()
-
-
 @pytest.fixture(scope="module")
 def airflow_app(tmp_path_factory, imdb_url):
     """(client, headers by user): Airflow's API app in multi-team mode, the DAG ``imdb_load``'s
     bundle owned by the team of ``reader``; the Connection ``imdb_postgres`` is the sample's DB."""
-    from airflow.models.team import Team
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        for name in (TEAM, OTHER_TEAM):
-            if Team.get_name_if_exists(name, session=session) is None:
-                session.add(Team(name=name))
     env = {
-        "AIRFLOW__CORE__MULTI_TEAM": "True",
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": BUNDLES,
         "AIRFLOW_CONN_IMDB_POSTGRES": imdb_url,
         "AIRFLOW__API_AUTH__JWT_SECRET": SECRET,  # the standalone app's too: one Airflow deployment
     }
-    try:
-        with airflow_api_client(tmp_path_factory.mktemp("imdb-api"), [api.DAG_ID], env, USERS) as client:
-            from airflow.models.dag import DagModel, clear_team_name_cache
-
-            clear_team_name_cache()
-            assert DagModel.get_team_name(api.DAG_ID) == TEAM
-            yield client, bearer_headers(client, USERS)
-    finally:
-        _sync_bundles()  # multi-team off again: the bundle loses its team
+    with team_owned_dags(tmp_path_factory.mktemp("imdb-api"), [api.DAG_ID], TEAM, USERS, env) as app:
+        yield app
 
 
 def test_mounted_routes_need_a_token_and_read_access_to_imdb_load(airflow_app, standalone):

@@ -10,10 +10,8 @@ a local folder. Afterwards the bundle is synced again without a team, as the oth
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from helpers.airflow_api import airflow_api_client, bearer_headers
+from helpers.airflow_api import team_owned_dags
 
 pytestmark = pytest.mark.integration
 
@@ -25,55 +23,14 @@ USERS = {
     "member": (f"user:{TEAM}", "member-pw"),
     "outsider": (f"user:{OTHER_TEAM}", "outsider-pw"),
 }
-BUNDLES = json.dumps(
-    [
-        {
-            "name": "dags-folder",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {},
-            "team_name": TEAM,
-        }
-    ]
-)
-
-
-def _sync_bundles() -> None:
-    """Sync the bundles as configured now, and forget the DAG teams Airflow cached in this
-    process (``[core] team_name_cache_ttl``, 30 s)."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.models.dag import clear_team_name_cache
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-    clear_team_name_cache()
 
 
 @pytest.fixture(scope="module")
 def teams_app(tmp_path_factory):
     """(client, headers by user) with the DAG's bundle owned by the team ``uploaders``."""
-    from airflow.models.team import Team
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        for name in (TEAM, OTHER_TEAM):
-            if Team.get_name_if_exists(name, session=session) is None:
-                session.add(Team(name=name))
-    root = tmp_path_factory.mktemp("teams-staging")
-    env = {
-        "AIRFLOW__CORE__MULTI_TEAM": "True",
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": BUNDLES,
-        "AIRFLOW_VAR_STAGING_ROOT": str(root),
-    }
-    try:
-        with airflow_api_client(tmp_path_factory.mktemp("teams-api"), [DAG_ID], env, USERS) as client:
-            from airflow.models.dag import DagModel, clear_team_name_cache
-
-            clear_team_name_cache()
-            assert DagModel.get_team_name(DAG_ID) == TEAM  # the setting took: the DAG is the team's
-            yield client, bearer_headers(client, USERS)
-    finally:
-        _sync_bundles()  # multi-team off again: the bundle loses its team
+    env = {"AIRFLOW_VAR_STAGING_ROOT": str(tmp_path_factory.mktemp("teams-staging"))}
+    with team_owned_dags(tmp_path_factory.mktemp("teams-api"), [DAG_ID], TEAM, USERS, env) as app:
+        yield app
 
 
 def start(client, headers, name="team/check.jsonl"):
